@@ -1,0 +1,835 @@
+//! The configuration tree: defaults, loading (`config.toml`, then environment overrides),
+//! and `validate()`, which names the bad key and the reason.
+//!
+//! Precedence, lowest first: built-in defaults, the TOML file, the Django deployment's
+//! `SPACES_*` variables, then `LABEL_GATEWAY_SECTION__KEY` variables. Secrets (Spaces
+//! credentials, bearer tokens) come from the environment only and are held in [`Secret`],
+//! which never prints. The environment is read through [`Env`] so tests pass a map.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use figment::providers::{Format, Toml};
+use figment::Figment;
+use serde::Deserialize;
+
+/// Prefix of the environment overrides: `LABEL_GATEWAY_AUTH__CHECK_URL` sets `[auth] check_url`.
+pub const ENV_PREFIX: &str = "LABEL_GATEWAY_";
+
+/// The Django deployment's own variable names, read for `[storage]` so one `.env` serves both.
+const SPACES_VARS: &[(&str, &str)] = &[
+    ("SPACES_BUCKET_NAME", "storage.bucket"),
+    ("SPACES_REGION", "storage.region"),
+    ("SPACES_ENDPOINT_URL", "storage.endpoint"),
+    ("SPACES_CDN_DOMAIN", "storage.cdn_domain"),
+];
+
+/// Keys that hold secrets: only the environment may set them.
+const SECRET_VARS: &[(&str, &str)] = &[
+    ("SPACES_ACCESS_KEY_ID", "storage.access_key_id"),
+    ("SPACES_SECRET_ACCESS_KEY", "storage.secret_access_key"),
+    ("LABEL_GATEWAY_INTERNAL__TOKEN", "internal.token"),
+    ("LABEL_GATEWAY_REGENERATE__TOKEN", "regenerate.token"),
+];
+
+/// Where configuration variables come from. The process environment in production,
+/// a map in tests.
+pub trait Env {
+    /// All variables, for the prefix scan.
+    fn vars(&self) -> Vec<(String, String)>;
+    /// One variable; empty values count as unset.
+    fn var(&self, key: &str) -> Option<String> {
+        self.vars()
+            .into_iter()
+            .find(|(k, v)| k == key && !v.is_empty())
+            .map(|(_, v)| v)
+    }
+}
+
+/// The real process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn vars(&self) -> Vec<(String, String)> {
+        std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect()
+    }
+    fn var(&self, key: &str) -> Option<String> {
+        std::env::var(key).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl Env for BTreeMap<String, String> {
+    fn vars(&self) -> Vec<(String, String)> {
+        self.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}
+
+/// A secret string: redacted in `Debug` and `Display`, compared in constant time.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The secret itself, for the few places that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    /// Constant-time comparison with a presented value (a bearer token).
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        use subtle::ConstantTimeEq;
+        !self.0.is_empty() && self.0.as_bytes().ct_eq(presented).into()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// The whole configuration. Every section and key has a default.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub auth: AuthConfig,
+    pub cache: CacheConfig,
+    pub internal: InternalConfig,
+    pub regenerate: RegenerateConfig,
+    pub log: LogConfig,
+}
+
+/// `[server]`: listeners, client-facing timeouts and limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Public listener (nginx proxies `/shipping-label/` here).
+    pub listen: SocketAddr,
+    /// Optional second listener for `/internal/...` and `/metrics`; when set, the main
+    /// listener no longer answers those routes.
+    pub internal_listen: Option<SocketAddr>,
+    /// A client must send its request headers within this time (slowloris guard).
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Time from the request's arrival to the response head.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Open connections at most; more wait `accept_wait` for a slot, then get 503.
+    pub max_connections: usize,
+    /// How long a connection over `max_connections` waits for a free slot.
+    #[serde(with = "humantime_serde")]
+    pub accept_wait: Duration,
+    /// Largest request head accepted (431 above it).
+    pub max_header_bytes: ByteSize,
+    /// Largest `Cookie` header accepted (431 above it).
+    pub max_cookie_bytes: ByteSize,
+    /// In-flight downloads get this long to finish on SIGTERM/SIGINT.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// `Cache-Control: private, max-age=` sent with labels.
+    #[serde(with = "humantime_serde")]
+    pub response_max_age: Duration,
+    /// `Retry-After` sent with 503 answers.
+    #[serde(with = "humantime_serde")]
+    pub retry_after: Duration,
+    /// Tokio worker threads; 0 means one per core.
+    pub worker_threads: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            internal_listen: None,
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+            accept_wait: Duration::from_millis(100),
+            max_header_bytes: ByteSize::kib(32),
+            max_cookie_bytes: ByteSize::kib(8),
+            shutdown_grace: Duration::from_secs(30),
+            response_max_age: Duration::from_secs(86_400),
+            retry_after: Duration::from_secs(2),
+            worker_threads: 0,
+        }
+    }
+}
+
+/// Which store holds the labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// A folder of `{tracking}.pdf` files (the app's old `media/shipping_labels/`).
+    Local,
+    /// An S3-compatible bucket (DigitalOcean Spaces) holding `{location}/{tracking}.pdf`.
+    S3,
+}
+
+/// S3 addressing style.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Addressing {
+    /// `https://endpoint/bucket/key`
+    Path,
+    /// `https://bucket.endpoint/key`
+    Virtual,
+}
+
+/// `[storage]`: where labels live and how to reach them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    pub backend: Backend,
+    /// Local backend: `{local_root}/{tracking}.pdf`. Created at start-up when missing.
+    pub local_root: PathBuf,
+    /// S3 endpoint URL (`SPACES_ENDPOINT_URL`).
+    pub endpoint: String,
+    /// Signing region (`SPACES_REGION`); Spaces takes its region slug, e.g. `lon1`.
+    pub region: String,
+    /// Bucket name (`SPACES_BUCKET_NAME`).
+    pub bucket: String,
+    /// Key prefix: `{location}/{tracking}.pdf`.
+    pub location: String,
+    pub addressing: Addressing,
+    /// CDN domain of the bucket (`SPACES_CDN_DOMAIN`); informational, labels are private.
+    pub cdn_domain: Option<String>,
+    /// `SPACES_ACCESS_KEY_ID` (environment only).
+    #[serde(skip)]
+    pub access_key_id: Option<Secret>,
+    /// `SPACES_SECRET_ACCESS_KEY` (environment only).
+    #[serde(skip)]
+    pub secret_access_key: Option<Secret>,
+    /// TCP + TLS connect timeout to the storage endpoint.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// From sending a storage request to its response head.
+    #[serde(with = "humantime_serde")]
+    pub first_byte_timeout: Duration,
+    /// Longest silence between two body chunks from storage before the download is cut.
+    #[serde(with = "humantime_serde")]
+    pub idle_body_timeout: Duration,
+    /// Attempts for a storage request that failed before any byte was sent (5xx,
+    /// `SlowDown`, connection errors); 1 means no retry.
+    pub attempts: u32,
+    /// First retry delay; doubles each attempt, with jitter.
+    #[serde(with = "humantime_serde")]
+    pub retry_backoff: Duration,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            backend: Backend::Local,
+            local_root: PathBuf::from("./media/shipping_labels"),
+            endpoint: "https://lon1.digitaloceanspaces.com".into(),
+            region: "lon1".into(),
+            bucket: "sensational-shipping-labels".into(),
+            location: "labels".into(),
+            addressing: Addressing::Path,
+            cdn_domain: None,
+            access_key_id: None,
+            secret_access_key: None,
+            connect_timeout: Duration::from_secs(3),
+            first_byte_timeout: Duration::from_secs(10),
+            idle_body_timeout: Duration::from_secs(20),
+            attempts: 3,
+            retry_backoff: Duration::from_millis(50),
+        }
+    }
+}
+
+/// What a denied session gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnDeny {
+    /// 404, as the Django view does: it does not reveal that a label exists.
+    NotFound,
+    /// 302 to `login_url?next={path}`.
+    Redirect,
+}
+
+/// `[auth]`: the session check against the Django app.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `GET` here with the session cookie; may contain `{tracking}`.
+    pub check_url: String,
+    /// Django's `SESSION_COOKIE_NAME`.
+    pub cookie_name: String,
+    /// How long an allow verdict is reused.
+    #[serde(with = "humantime_serde")]
+    pub allow_ttl: Duration,
+    /// How long a deny verdict is reused.
+    #[serde(with = "humantime_serde")]
+    pub deny_ttl: Duration,
+    pub on_deny: OnDeny,
+    /// Login page for `on_deny = "redirect"`.
+    pub login_url: String,
+    /// Whole check call, connect included.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Cached verdicts at most.
+    pub max_verdicts: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            check_url: "http://127.0.0.1:8000/internal/label-access/{tracking}/".into(),
+            cookie_name: "sessionid".into(),
+            allow_ttl: Duration::from_secs(30),
+            deny_ttl: Duration::from_secs(5),
+            on_deny: OnDeny::NotFound,
+            login_url: "/accounts/login/".into(),
+            timeout: Duration::from_secs(3),
+            max_verdicts: 100_000,
+        }
+    }
+}
+
+/// `[cache]`: the in-process hot-label cache.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// `false`: every request streams from storage.
+    pub enabled: bool,
+    /// Total bytes of label bodies held.
+    pub max_bytes: ByteSize,
+    /// Larger objects are streamed and never cached.
+    pub max_object_bytes: ByteSize,
+    /// Time to live from insertion.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    /// Time to idle: evicted when not read for this long.
+    #[serde(with = "humantime_serde")]
+    pub tti: Option<Duration>,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            enabled: true,
+            max_bytes: ByteSize::mib(256),
+            max_object_bytes: ByteSize::mib(4),
+            ttl: Duration::from_secs(3600),
+            tti: None,
+        }
+    }
+}
+
+/// `[internal]`: calls from the app to the gateway (`/internal/...`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InternalConfig {
+    /// `LABEL_GATEWAY_INTERNAL__TOKEN` (environment only); `/internal/...` is refused
+    /// without it.
+    #[serde(skip)]
+    pub token: Option<Secret>,
+    /// Largest label accepted by the ingest endpoints.
+    pub max_upload_bytes: ByteSize,
+    /// Carrier label downloads (`/internal/labels/{tracking}/fetch`): allow plain http.
+    pub fetch_allow_http: bool,
+    #[serde(with = "humantime_serde")]
+    pub fetch_connect_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub fetch_timeout: Duration,
+}
+
+impl Default for InternalConfig {
+    fn default() -> Self {
+        InternalConfig {
+            token: None,
+            max_upload_bytes: ByteSize::mib(20),
+            fetch_allow_http: false,
+            fetch_connect_timeout: Duration::from_secs(5),
+            fetch_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `[regenerate]`: calls from the gateway to the app when a label is missing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegenerateConfig {
+    /// `POST` here when storage has no label; may contain `{tracking}`. Empty: off.
+    pub url: String,
+    /// `LABEL_GATEWAY_REGENERATE__TOKEN` (environment only), sent as a bearer token.
+    #[serde(skip)]
+    pub token: Option<Secret>,
+    /// Whole regeneration call, up to the response head.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Tracking link on the "label missing" page when the app gives none; `{tracking}`.
+    pub tracking_url_template: String,
+    /// How long "cannot regenerate" is remembered per tracking number.
+    #[serde(with = "humantime_serde")]
+    pub negative_ttl: Duration,
+}
+
+impl Default for RegenerateConfig {
+    fn default() -> Self {
+        RegenerateConfig {
+            url: "http://127.0.0.1:8000/internal/label-regenerate/{tracking}/".into(),
+            token: None,
+            timeout: Duration::from_secs(20),
+            tracking_url_template: String::new(),
+            negative_ttl: Duration::from_secs(60),
+        }
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter, e.g. `info` or `label_gateway=debug`; `RUST_LOG` wins.
+    pub level: String,
+    /// One line per request at `info`.
+    pub access_log: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            access_log: true,
+        }
+    }
+}
+
+/// A configuration error: the key at fault and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {reason}")]
+    File { path: String, reason: String },
+    #[error("{0}")]
+    Parse(String),
+    #[error("{key}: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_string(),
+        reason: reason.into(),
+    }
+}
+
+impl Config {
+    /// Loads `path` (missing file: an error), applies `env`, validates.
+    pub fn load(path: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Self::from_toml_str(&text, env)
+    }
+
+    /// Parses TOML text, applies `env`, validates.
+    pub fn from_toml_str(text: &str, env: &dyn Env) -> Result<Config, ConfigError> {
+        let file = Figment::from(Toml::string(text));
+        for (_, key) in SECRET_VARS {
+            if file.find_value(key).is_ok() {
+                return Err(invalid(
+                    key,
+                    "secrets are read from the environment only; remove it from the file",
+                ));
+            }
+        }
+        let mut fig = file;
+        for (var, key) in SPACES_VARS {
+            if let Some(value) = env.var(var) {
+                fig = fig.merge((*key, value));
+            }
+        }
+        for (var, value) in env.vars() {
+            let Some(rest) = var.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            if !rest.contains("__") || SECRET_VARS.iter().any(|(v, _)| *v == var) {
+                continue;
+            }
+            let key = rest.to_ascii_lowercase().replace("__", ".");
+            let parsed: figment::value::Value = value
+                .parse()
+                .unwrap_or_else(|_| figment::value::Value::from(value.clone()));
+            fig = fig.merge((key, parsed));
+        }
+        let mut config: Config = fig.extract().map_err(|e| {
+            let mut msgs = Vec::new();
+            for err in e {
+                let path = err.path.join(".");
+                let what = err.kind.to_string();
+                msgs.push(if path.is_empty() {
+                    what
+                } else {
+                    format!("{path}: {what}")
+                });
+            }
+            ConfigError::Parse(msgs.join("; "))
+        })?;
+        let secret = |name: &str| env.var(name).map(Secret::new);
+        config.storage.access_key_id = secret("SPACES_ACCESS_KEY_ID");
+        config.storage.secret_access_key = secret("SPACES_SECRET_ACCESS_KEY");
+        config.internal.token = secret("LABEL_GATEWAY_INTERNAL__TOKEN");
+        config.regenerate.token = secret("LABEL_GATEWAY_REGENERATE__TOKEN");
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value a start-up or a request could trip on.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.server;
+        if s.max_connections == 0 {
+            return Err(invalid("server.max_connections", "must be at least 1"));
+        }
+        for (key, d) in [
+            ("server.header_read_timeout", s.header_read_timeout),
+            ("server.request_timeout", s.request_timeout),
+            ("storage.connect_timeout", self.storage.connect_timeout),
+            (
+                "storage.first_byte_timeout",
+                self.storage.first_byte_timeout,
+            ),
+            ("storage.idle_body_timeout", self.storage.idle_body_timeout),
+            ("auth.timeout", self.auth.timeout),
+            ("cache.ttl", self.cache.ttl),
+            ("regenerate.timeout", self.regenerate.timeout),
+        ] {
+            if d.is_zero() {
+                return Err(invalid(key, "must be longer than zero"));
+            }
+        }
+        if s.max_header_bytes.as_u64() < 1024 {
+            return Err(invalid("server.max_header_bytes", "must be at least 1KiB"));
+        }
+        if s.internal_listen == Some(s.listen) {
+            return Err(invalid(
+                "server.internal_listen",
+                "must differ from server.listen",
+            ));
+        }
+        self.validate_storage()?;
+        self.validate_auth()?;
+        let c = &self.cache;
+        if c.enabled && c.max_object_bytes > c.max_bytes {
+            return Err(invalid(
+                "cache.max_object_bytes",
+                format!(
+                    "{} is larger than cache.max_bytes ({})",
+                    c.max_object_bytes, c.max_bytes
+                ),
+            ));
+        }
+        if !self.regenerate.url.is_empty() {
+            check_http_url("regenerate.url", &self.regenerate.url)?;
+        }
+        let tmpl = &self.regenerate.tracking_url_template;
+        if !(tmpl.is_empty() || tmpl.starts_with("https://") || tmpl.starts_with("http://")) {
+            return Err(invalid(
+                "regenerate.tracking_url_template",
+                "must be an http(s) URL",
+            ));
+        }
+        if self
+            .log
+            .level
+            .parse::<tracing_subscriber::EnvFilter>()
+            .is_err()
+        {
+            return Err(invalid("log.level", "not a valid tracing filter"));
+        }
+        Ok(())
+    }
+
+    fn validate_storage(&self) -> Result<(), ConfigError> {
+        let st = &self.storage;
+        if st.attempts == 0 {
+            return Err(invalid("storage.attempts", "must be at least 1"));
+        }
+        match st.backend {
+            Backend::Local => {
+                if st.local_root.as_os_str().is_empty() {
+                    return Err(invalid("storage.local_root", "must not be empty"));
+                }
+                if st.local_root.exists() && !st.local_root.is_dir() {
+                    return Err(invalid(
+                        "storage.local_root",
+                        format!("{} exists but is not a folder", st.local_root.display()),
+                    ));
+                }
+            }
+            Backend::S3 => {
+                check_http_url("storage.endpoint", &st.endpoint)?;
+                if st.region.is_empty() {
+                    return Err(invalid(
+                        "storage.region",
+                        "must be set (SPACES_REGION), e.g. lon1",
+                    ));
+                }
+                if !valid_bucket(&st.bucket) {
+                    return Err(invalid(
+                        "storage.bucket",
+                        "3-63 characters of a-z 0-9 . - (SPACES_BUCKET_NAME)",
+                    ));
+                }
+                if st.access_key_id.is_none() {
+                    return Err(invalid(
+                        "storage.access_key_id",
+                        "missing: set SPACES_ACCESS_KEY_ID in the environment",
+                    ));
+                }
+                if st.secret_access_key.is_none() {
+                    return Err(invalid(
+                        "storage.secret_access_key",
+                        "missing: set SPACES_SECRET_ACCESS_KEY in the environment",
+                    ));
+                }
+            }
+        }
+        let loc = &st.location;
+        if loc.starts_with('/')
+            || loc.ends_with('/')
+            || loc.split('/').any(|seg| seg == ".." || seg == ".")
+            || loc.contains("//")
+            || loc.chars().any(|c| c.is_control() || c == '\\')
+        {
+            return Err(invalid(
+                "storage.location",
+                "a key prefix such as \"labels\": no leading or trailing '/', no '..'",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_auth(&self) -> Result<(), ConfigError> {
+        let a = &self.auth;
+        check_http_url("auth.check_url", &a.check_url)?;
+        if a.cookie_name.is_empty()
+            || !a
+                .cookie_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        {
+            return Err(invalid(
+                "auth.cookie_name",
+                "must be a cookie name (Django's SESSION_COOKIE_NAME), e.g. sessionid",
+            ));
+        }
+        if a.on_deny == OnDeny::Redirect
+            && !(a.login_url.starts_with('/')
+                || a.login_url.starts_with("https://")
+                || a.login_url.starts_with("http://"))
+        {
+            return Err(invalid(
+                "auth.login_url",
+                "must be a path (/accounts/login/) or an http(s) URL",
+            ));
+        }
+        if a.login_url.chars().any(|c| c.is_control() || c == ' ') {
+            return Err(invalid("auth.login_url", "must not contain spaces"));
+        }
+        Ok(())
+    }
+}
+
+fn check_http_url(key: &str, url: &str) -> Result<(), ConfigError> {
+    let probe = url.replace("{tracking}", "X");
+    let uri: http::Uri = probe
+        .parse()
+        .map_err(|_| invalid(key, format!("{url:?} is not a URL")))?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") => {}
+        _ => {
+            return Err(invalid(
+                key,
+                format!("{url:?} must start with http:// or https://"),
+            ))
+        }
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(invalid(key, format!("{url:?} has no host")));
+    }
+    Ok(())
+}
+
+fn valid_bucket(b: &str) -> bool {
+    (3..=63).contains(&b.len())
+        && b.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-')
+        && !b.starts_with(['.', '-'])
+        && !b.ends_with(['.', '-'])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn err(text: &str, vars: &[(&str, &str)]) -> String {
+        Config::from_toml_str(text, &env(vars))
+            .expect_err("config should be rejected")
+            .to_string()
+    }
+
+    #[test]
+    fn empty_file_gives_documented_defaults() {
+        let c = Config::from_toml_str("", &env(&[])).unwrap();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.storage.backend, Backend::Local);
+        assert_eq!(c.auth.cookie_name, "sessionid");
+        assert_eq!(c.auth.allow_ttl, Duration::from_secs(30));
+        assert_eq!(c.auth.deny_ttl, Duration::from_secs(5));
+        assert_eq!(c.cache.max_bytes, ByteSize::mib(256));
+        assert_eq!(c.cache.max_object_bytes, ByteSize::mib(4));
+    }
+
+    #[test]
+    fn shipped_config_toml_is_valid() {
+        let text = include_str!("../config.toml");
+        let c = Config::from_toml_str(text, &env(&[])).unwrap();
+        assert_eq!(c.storage.backend, Backend::Local);
+    }
+
+    #[test]
+    fn human_durations_and_sizes_parse() {
+        let c = Config::from_toml_str(
+            "[auth]\nallow_ttl = \"2m\"\n[cache]\nmax_bytes = \"1GiB\"\nmax_object_bytes = \"512KiB\"\n",
+            &env(&[]),
+        )
+        .unwrap();
+        assert_eq!(c.auth.allow_ttl, Duration::from_secs(120));
+        assert_eq!(c.cache.max_bytes, ByteSize::gib(1));
+        assert_eq!(c.cache.max_object_bytes, ByteSize::kib(512));
+    }
+
+    #[test]
+    fn prefixed_env_overrides_file() {
+        let c = Config::from_toml_str(
+            "[auth]\ncookie_name = \"fromfile\"\n",
+            &env(&[
+                ("LABEL_GATEWAY_AUTH__COOKIE_NAME", "fromenv"),
+                ("LABEL_GATEWAY_SERVER__LISTEN", "0.0.0.0:9000"),
+                ("LABEL_GATEWAY_CACHE__ENABLED", "false"),
+                ("LABEL_GATEWAY_TEST_DB", "ignored: no double underscore"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.auth.cookie_name, "fromenv");
+        assert_eq!(c.server.listen.to_string(), "0.0.0.0:9000");
+        assert!(!c.cache.enabled);
+    }
+
+    #[test]
+    fn spaces_variables_configure_s3_storage() {
+        let c = Config::from_toml_str(
+            "[storage]\nbackend = \"s3\"\n",
+            &env(&[
+                ("SPACES_BUCKET_NAME", "my-labels"),
+                ("SPACES_REGION", "ams3"),
+                ("SPACES_ENDPOINT_URL", "https://ams3.digitaloceanspaces.com"),
+                ("SPACES_ACCESS_KEY_ID", "AKIDEXAMPLE"),
+                ("SPACES_SECRET_ACCESS_KEY", "very-secret"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.storage.bucket, "my-labels");
+        assert_eq!(c.storage.region, "ams3");
+        assert_eq!(c.storage.endpoint, "https://ams3.digitaloceanspaces.com");
+        assert_eq!(
+            c.storage.secret_access_key.as_ref().unwrap().expose(),
+            "very-secret"
+        );
+        assert!(!format!("{c:?}").contains("very-secret"));
+    }
+
+    #[test]
+    fn s3_backend_without_credentials_names_the_variable() {
+        let e = err("[storage]\nbackend = \"s3\"\n", &[]);
+        assert!(e.contains("storage.access_key_id"), "{e}");
+        assert!(e.contains("SPACES_ACCESS_KEY_ID"), "{e}");
+    }
+
+    #[test]
+    fn secret_in_file_is_refused() {
+        let e = err("[storage]\nsecret_access_key = \"x\"\n", &[]);
+        assert!(e.contains("storage.secret_access_key"), "{e}");
+        assert!(e.contains("environment"), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = err("[auth]\ncheckurl = \"x\"\n", &[]);
+        assert!(e.contains("checkurl"), "{e}");
+    }
+
+    #[test]
+    fn bad_duration_names_the_key() {
+        let e = err("[auth]\nallow_ttl = \"soon\"\n", &[]);
+        assert!(e.contains("auth.allow_ttl"), "{e}");
+    }
+
+    #[test]
+    fn bad_env_value_names_the_key() {
+        let e = err("", &[("LABEL_GATEWAY_SERVER__LISTEN", "not-an-address")]);
+        assert!(e.contains("server.listen"), "{e}");
+    }
+
+    #[test]
+    fn bad_check_url_is_refused() {
+        let e = err("[auth]\ncheck_url = \"ftp://x/\"\n", &[]);
+        assert!(e.starts_with("auth.check_url"), "{e}");
+    }
+
+    #[test]
+    fn bad_cookie_name_is_refused() {
+        let e = err("[auth]\ncookie_name = \"a b\"\n", &[]);
+        assert!(e.starts_with("auth.cookie_name"), "{e}");
+    }
+
+    #[test]
+    fn traversing_location_is_refused() {
+        let e = err("[storage]\nlocation = \"labels/../secrets\"\n", &[]);
+        assert!(e.starts_with("storage.location"), "{e}");
+    }
+
+    #[test]
+    fn object_limit_above_cache_size_is_refused() {
+        let e = err(
+            "[cache]\nmax_bytes = \"1MiB\"\nmax_object_bytes = \"2MiB\"\n",
+            &[],
+        );
+        assert!(e.starts_with("cache.max_object_bytes"), "{e}");
+    }
+
+    #[test]
+    fn zero_timeout_is_refused() {
+        let e = err("[storage]\nfirst_byte_timeout = \"0s\"\n", &[]);
+        assert!(e.starts_with("storage.first_byte_timeout"), "{e}");
+    }
+
+    #[test]
+    fn secret_compares_only_equal_values() {
+        let s = Secret::new("token-123");
+        assert!(s.matches(b"token-123"));
+        assert!(!s.matches(b"token-124"));
+        assert!(!s.matches(b"token-12"));
+        assert!(!Secret::new("").matches(b""));
+        assert_eq!(format!("{s:?}"), "Secret(<redacted>)");
+    }
+}

@@ -1,0 +1,27 @@
+//! label-gateway serves Django shipping-label PDFs from a private S3-compatible bucket to
+//! logged-in users: it checks the session against the app, signs its own SigV4 requests,
+//! streams bodies through without holding them, and keeps hot labels in memory.
+//!
+//! # Layout
+//! - [`config`]: the configuration tree, file + environment loading, `validate()`.
+//! - [`server`]: listeners, connection limit, hyper builder, graceful drain.
+//! - [`gateway`]: routing and the ordered request phases (route → auth → cache →
+//!   storage → respond).
+//! - [`auth`]: the Django session check and its verdict cache.
+//! - [`storage`]: the label store: `s3` (SigV4, pooled client) and `local` backends.
+//! - [`http`]: body type, `Range` and conditional logic, label response headers.
+//! - [`body`]: body wrappers on the streaming path (idle timeout).
+//! - [`error`]: the request-path error and its single status mapping.
+//! - [`metrics`]: counters rendered at `/metrics`.
+//! - [`telemetry`]: log set-up.
+
+pub mod auth;
+pub mod body;
+pub mod config;
+pub mod error;
+pub mod gateway;
+pub mod http;
+pub mod metrics;
+pub mod server;
+pub mod storage;
+pub mod telemetry;

@@ -1,0 +1,105 @@
+//! The `label-gateway` binary: parse the command line, load and validate the config,
+//! start logging, then serve until SIGTERM/SIGINT and drain, or run an operator command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use label_gateway::config::{Config, ProcessEnv};
+
+#[derive(Parser)]
+#[command(name = "label-gateway", version, about)]
+struct Cli {
+    /// Configuration file; environment variables override it.
+    #[arg(long, global = true, default_value = "config.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve labels (the default).
+    Serve,
+    /// Load and validate the configuration, print a summary, and exit.
+    CheckConfig,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(&cli.config, &ProcessEnv) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("label-gateway: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::CheckConfig => {
+            println!("configuration OK: {}", cli.config.display());
+            println!("  listen   {}", config.server.listen);
+            println!("  storage  {:?}", config.storage.backend);
+            println!("  check    {}", config.auth.check_url);
+            ExitCode::SUCCESS
+        }
+        Command::Serve => serve(config),
+    }
+}
+
+fn serve(config: Config) -> ExitCode {
+    let _log = label_gateway::telemetry::init(&config.log);
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    if config.server.worker_threads > 0 {
+        rt.worker_threads(config.server.worker_threads);
+    }
+    let rt = match rt.build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("label-gateway: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let running = match label_gateway::server::start(config).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("{e:#}");
+                eprintln!("label-gateway: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(addr = %running.addr(), internal = ?running.internal_addr(), "label-gateway listening");
+        wait_for_signal().await;
+        tracing::info!("shutting down: draining in-flight requests");
+        if running.shutdown().await {
+            tracing::info!("drained, exiting");
+        } else {
+            tracing::warn!("grace period over, exiting with requests still in flight");
+        }
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -1,0 +1,159 @@
+//! The label store behind one small interface, with two backends: `s3` (a SigV4-signed,
+//! pooled client for Spaces or any S3-compatible server) and `local` (a folder of
+//! `{tracking}.pdf`, the app's old layout).
+//!
+//! A fetch answers with an outcome value ([`Fetch`]); a missing label is an outcome, not
+//! an error. [`StorageError`] is kept for faults: credentials, outages, timeouts.
+
+pub mod local;
+pub mod s3;
+pub mod sigv4;
+
+use http::HeaderValue;
+
+use crate::config::{Backend, Config};
+use crate::http::{Body, Conditions, RangeSpec};
+
+/// What the gateway asks the store for.
+#[derive(Debug, Clone, Copy)]
+pub struct GetRequest<'a> {
+    /// A validated tracking number (`[A-Za-z0-9_-]{1,64}`).
+    pub tracking: &'a str,
+    /// A single range to ask for, already parsed.
+    pub range: Option<RangeSpec>,
+    /// Conditional headers, forwarded as they came.
+    pub conditions: &'a Conditions,
+    /// HEAD: the answer's body is empty.
+    pub head_only: bool,
+}
+
+/// The response head of a found object.
+#[derive(Debug, Clone)]
+pub struct ObjectHead {
+    /// Bytes in this response's body (the range length on a partial answer).
+    pub content_length: u64,
+    /// Size of the whole object.
+    pub total_size: u64,
+    /// `Some` when the body is a byte range: `(start, end)` inclusive.
+    pub range: Option<(u64, u64)>,
+    pub content_type: Option<HeaderValue>,
+    pub etag: Option<HeaderValue>,
+    pub last_modified: Option<HeaderValue>,
+}
+
+/// The outcome of a fetch.
+pub enum Fetch {
+    /// 200 or 206; `body` streams the bytes (empty for HEAD).
+    Found { head: ObjectHead, body: Body },
+    /// The store evaluated `If-None-Match`/`If-Modified-Since` itself.
+    NotModified {
+        etag: Option<HeaderValue>,
+        last_modified: Option<HeaderValue>,
+    },
+    /// The store evaluated `If-Match`/`If-Unmodified-Since` itself.
+    PreconditionFailed,
+    /// The range starts past the end; `size` when the store told it.
+    RangeNotSatisfiable { size: Option<u64> },
+    /// No such label.
+    NotFound,
+}
+
+/// The result of a write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutOutcome {
+    Created {
+        etag: Option<String>,
+    },
+    /// `overwrite` was false and the label already existed.
+    AlreadyExists,
+}
+
+/// A storage fault. Messages name the S3 error code and the likely fix, never a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// 400/403 from the bucket: a credential, region or clock problem.
+    #[error("storage refused the request: HTTP {status} {code}; {hint}")]
+    Refused {
+        status: u16,
+        code: String,
+        hint: &'static str,
+    },
+    /// 5xx or `SlowDown` after every attempt.
+    #[error("storage unavailable: HTTP {status} {code}")]
+    Unavailable { status: u16, code: String },
+    #[error("cannot connect to storage: {0}")]
+    Connect(String),
+    #[error("storage did not answer within {0:?}")]
+    Timeout(std::time::Duration),
+    #[error("unexpected storage answer: {0}")]
+    Protocol(String),
+    #[error("local storage: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl StorageError {
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, StorageError::Timeout(_))
+    }
+}
+
+/// The configured store.
+pub enum Storage {
+    Local(local::LocalStore),
+    S3(Box<s3::S3Store>),
+}
+
+impl Storage {
+    /// Builds the configured backend (the local one creates its folder when missing).
+    pub fn from_config(config: &Config) -> Result<Storage, StorageError> {
+        Ok(match config.storage.backend {
+            Backend::Local => Storage::Local(local::LocalStore::new(&config.storage)?),
+            Backend::S3 => Storage::S3(Box::new(s3::S3Store::new(&config.storage)?)),
+        })
+    }
+
+    pub async fn get(&self, req: GetRequest<'_>) -> Result<Fetch, StorageError> {
+        match self {
+            Storage::Local(s) => s.get(req).await,
+            Storage::S3(s) => s.get(req).await,
+        }
+    }
+
+    /// Streams a label of `len` bytes into the store; never overwrites unless asked.
+    pub async fn put(
+        &self,
+        tracking: &str,
+        body: Body,
+        len: u64,
+        overwrite: bool,
+    ) -> Result<PutOutcome, StorageError> {
+        match self {
+            Storage::Local(s) => s.put(tracking, body, len, overwrite).await,
+            Storage::S3(s) => s.put(tracking, body, len, overwrite).await,
+        }
+    }
+
+    /// Readiness: the store answers (signed HEAD of the bucket, or the folder exists).
+    pub async fn probe(&self) -> Result<(), StorageError> {
+        match self {
+            Storage::Local(s) => s.probe().await,
+            Storage::S3(s) => s.probe().await,
+        }
+    }
+
+    /// Names the store, for cache keys and logs: `s3:bucket/location` or `local:/root`.
+    pub fn identity(&self) -> &str {
+        match self {
+            Storage::Local(s) => s.identity(),
+            Storage::S3(s) => s.identity(),
+        }
+    }
+
+    /// The object key of a label: `{location}/{tracking}.pdf` (or the file name locally).
+    pub fn key(&self, tracking: &str) -> String {
+        match self {
+            Storage::Local(_) => format!("{tracking}.pdf"),
+            Storage::S3(s) => s.key(tracking),
+        }
+    }
+}

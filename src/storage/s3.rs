@@ -1,0 +1,455 @@
+//! The S3 backend: raw SigV4-signed requests to Spaces (or any S3-compatible server) over
+//! one pooled hyper-util client (rustls for https, plain http for local endpoints,
+//! HTTP/1.1 and HTTP/2, keep-alive).
+//!
+//! Response bodies are handed on as they arrive, wrapped in an idle timeout; nothing here
+//! collects an object. Faults are retried only before the answer's head is returned, i.e.
+//! before a byte can have reached the client.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use super::sigv4::{Payload, Signer};
+use super::{Fetch, GetRequest, ObjectHead, PutOutcome, StorageError};
+use crate::body::IdleTimeout;
+use crate::config::{Addressing, StorageConfig};
+use crate::http::{empty, Body};
+
+type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
+
+/// Largest S3 error document read to find its `<Code>`.
+const ERROR_BODY_LIMIT: usize = 16 * 1024;
+
+pub struct S3Store {
+    client: HttpClient,
+    signer: Signer,
+    /// URL prefix of label keys, ending in `/`: `{endpoint}/{bucket}/{location}/`.
+    base: String,
+    /// URL of the bucket itself, for the readiness probe.
+    bucket_url: String,
+    host: HeaderValue,
+    location: String,
+    identity: String,
+    first_byte_timeout: Duration,
+    idle_body_timeout: Duration,
+    attempts: u32,
+    backoff: Duration,
+}
+
+impl S3Store {
+    pub fn new(cfg: &StorageConfig) -> Result<Self, StorageError> {
+        let (Some(ak), Some(sk)) = (&cfg.access_key_id, &cfg.secret_access_key) else {
+            return Err(StorageError::Protocol(
+                "SPACES_ACCESS_KEY_ID and SPACES_SECRET_ACCESS_KEY are required".into(),
+            ));
+        };
+        let endpoint: http::Uri = cfg
+            .endpoint
+            .parse()
+            .map_err(|_| StorageError::Protocol("storage.endpoint is not a URL".into()))?;
+        let scheme = endpoint.scheme_str().unwrap_or("https");
+        let authority = endpoint
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .ok_or_else(|| StorageError::Protocol("storage.endpoint has no host".into()))?;
+        let (host, bucket_url) = match cfg.addressing {
+            Addressing::Path => (
+                authority.clone(),
+                format!("{scheme}://{authority}/{}", cfg.bucket),
+            ),
+            Addressing::Virtual => {
+                let host = format!("{}.{authority}", cfg.bucket);
+                let url = format!("{scheme}://{host}");
+                (host, url)
+            }
+        };
+        let base = if cfg.location.is_empty() {
+            format!("{bucket_url}/")
+        } else {
+            format!("{bucket_url}/{}/", cfg.location)
+        };
+        let host = HeaderValue::try_from(host)
+            .map_err(|_| StorageError::Protocol("storage.endpoint host is not valid".into()))?;
+        Ok(S3Store {
+            client: build_client(cfg.connect_timeout),
+            signer: Signer::new(ak, sk, &cfg.region),
+            base,
+            bucket_url,
+            host,
+            location: cfg.location.clone(),
+            identity: format!("s3:{authority}/{}/{}", cfg.bucket, cfg.location),
+            first_byte_timeout: cfg.first_byte_timeout,
+            idle_body_timeout: cfg.idle_body_timeout,
+            attempts: cfg.attempts.max(1),
+            backoff: cfg.retry_backoff,
+        })
+    }
+
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    pub fn key(&self, tracking: &str) -> String {
+        if self.location.is_empty() {
+            format!("{tracking}.pdf")
+        } else {
+            format!("{}/{tracking}.pdf", self.location)
+        }
+    }
+
+    /// The URL of a label's object.
+    pub fn object_url(&self, tracking: &str) -> String {
+        format!("{}{tracking}.pdf", self.base)
+    }
+
+    pub fn signer(&self) -> &Signer {
+        &self.signer
+    }
+
+    pub async fn get(&self, req: GetRequest<'_>) -> Result<Fetch, StorageError> {
+        let url = self.object_url(req.tracking);
+        let method = if req.head_only {
+            Method::HEAD
+        } else {
+            Method::GET
+        };
+        let resp = self
+            .send_with_retries(|| {
+                let mut b = Request::builder()
+                    .method(method.clone())
+                    .uri(&url)
+                    .header(header::HOST, self.host.clone());
+                if let Some(r) = req.range {
+                    b = b.header(header::RANGE, r.header_value());
+                }
+                for (name, value) in req.conditions.forward() {
+                    // Only values that can be signed; the gateway re-evaluates them anyway.
+                    if value.to_str().is_ok() {
+                        b = b.header(name, value.clone());
+                    }
+                }
+                b.body(empty())
+            })
+            .await?;
+        let status = resp.status();
+        match status {
+            StatusCode::OK | StatusCode::PARTIAL_CONTENT => {
+                let head = object_head(&resp)?;
+                let body = if req.head_only {
+                    empty()
+                } else {
+                    IdleTimeout::new(resp.into_body(), self.idle_body_timeout).boxed()
+                };
+                Ok(Fetch::Found { head, body })
+            }
+            StatusCode::NOT_MODIFIED => Ok(Fetch::NotModified {
+                etag: resp.headers().get(header::ETAG).cloned(),
+                last_modified: resp.headers().get(header::LAST_MODIFIED).cloned(),
+            }),
+            StatusCode::PRECONDITION_FAILED => Ok(Fetch::PreconditionFailed),
+            StatusCode::RANGE_NOT_SATISFIABLE => {
+                let mut size = resp
+                    .headers()
+                    .get(header::CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|s| s.rsplit_once('/'))
+                    .and_then(|(_, n)| n.parse().ok());
+                if size.is_none() {
+                    // The client needs `Content-Range: bytes */size`: ask for it.
+                    let probe = GetRequest {
+                        range: None,
+                        head_only: true,
+                        ..req
+                    };
+                    if let Ok(Fetch::Found { head, .. }) = Box::pin(self.get(probe)).await {
+                        size = Some(head.total_size);
+                    }
+                }
+                Ok(Fetch::RangeNotSatisfiable { size })
+            }
+            StatusCode::NOT_FOUND => {
+                let code = error_code(resp).await;
+                match code.as_str() {
+                    "" | "NoSuchKey" => Ok(Fetch::NotFound),
+                    _ => Err(refused(404, code)),
+                }
+            }
+            s => Err(unexpected(s, error_code(resp).await)),
+        }
+    }
+
+    pub async fn put(
+        &self,
+        tracking: &str,
+        body: Body,
+        len: u64,
+        overwrite: bool,
+    ) -> Result<PutOutcome, StorageError> {
+        let url = self.object_url(tracking);
+        let mut b = Request::builder()
+            .method(Method::PUT)
+            .uri(&url)
+            .header(header::HOST, self.host.clone())
+            .header(header::CONTENT_LENGTH, len)
+            .header(header::CONTENT_TYPE, "application/pdf")
+            .header(header::CACHE_CONTROL, "max-age=86400")
+            .header("x-amz-acl", "private");
+        if !overwrite {
+            b = b.header(header::IF_NONE_MATCH, "*");
+        }
+        let mut req = b
+            .body(body)
+            .map_err(|e| StorageError::Protocol(e.to_string()))?;
+        self.signer
+            .sign(&mut req, Payload::Unsigned, SystemTime::now())
+            .map_err(|e| StorageError::Protocol(e.to_string()))?;
+        let resp = self.send_once(req).await?;
+        match resp.status() {
+            s if s.is_success() => Ok(PutOutcome::Created {
+                etag: resp
+                    .headers()
+                    .get(header::ETAG)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string),
+            }),
+            StatusCode::PRECONDITION_FAILED | StatusCode::CONFLICT => Ok(PutOutcome::AlreadyExists),
+            s => Err(unexpected(s, error_code(resp).await)),
+        }
+    }
+
+    pub async fn probe(&self) -> Result<(), StorageError> {
+        let resp = self
+            .send_with_retries(|| {
+                Request::builder()
+                    .method(Method::HEAD)
+                    .uri(&self.bucket_url)
+                    .header(header::HOST, self.host.clone())
+                    .body(empty())
+            })
+            .await?;
+        match resp.status() {
+            s if s.is_success() => Ok(()),
+            s => Err(unexpected(s, error_code(resp).await)),
+        }
+    }
+
+    /// Sends a bodiless request, retrying connection faults, 5xx and `SlowDown` with
+    /// jittered exponential backoff. A timeout is not retried: the caller's budget is spent.
+    async fn send_with_retries(
+        &self,
+        build: impl Fn() -> http::Result<Request<Body>>,
+    ) -> Result<Response<Incoming>, StorageError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut req = build().map_err(|e| StorageError::Protocol(e.to_string()))?;
+            self.signer
+                .sign(&mut req, Payload::Empty, SystemTime::now())
+                .map_err(|e| StorageError::Protocol(e.to_string()))?;
+            let outcome = self.send_once(req).await;
+            let retry = match &outcome {
+                Ok(resp) => resp.status().is_server_error(),
+                Err(StorageError::Connect(_)) => true,
+                Err(_) => false,
+            };
+            if !retry || attempt >= self.attempts {
+                return match outcome {
+                    Ok(resp) if resp.status().is_server_error() => {
+                        let status = resp.status();
+                        Err(StorageError::Unavailable {
+                            status: status.as_u16(),
+                            code: error_code(resp).await,
+                        })
+                    }
+                    other => other,
+                };
+            }
+            if let Ok(resp) = outcome {
+                // Drain the short error body so the connection can be reused.
+                let _ = error_code(resp).await;
+            }
+            let base = self.backoff.saturating_mul(1 << (attempt - 1).min(10));
+            let jitter = base.mul_f64(rand::random::<f64>() * 0.5);
+            tracing::debug!(attempt, "retrying storage request");
+            tokio::time::sleep(base + jitter).await;
+        }
+    }
+
+    async fn send_once(&self, req: Request<Body>) -> Result<Response<Incoming>, StorageError> {
+        match tokio::time::timeout(self.first_byte_timeout, self.client.request(req)).await {
+            Err(_) => Err(StorageError::Timeout(self.first_byte_timeout)),
+            // Connect failures, and a pooled connection the server closed just as we sent:
+            // nothing reached the client, so both are safe to retry.
+            Ok(Err(e)) => Err(StorageError::Connect(describe_client_error(&e))),
+            Ok(Ok(resp)) => Ok(resp),
+        }
+    }
+}
+
+fn build_client(connect_timeout: Duration) -> HttpClient {
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    http.set_keepalive(Some(Duration::from_secs(60)));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_webpki_roots(Arc::new(rustls::crypto::ring::default_provider()))
+        .map(|b| {
+            b.https_or_http()
+                .enable_http1()
+                .enable_http2()
+                .wrap_connector(http.clone())
+        })
+        .unwrap_or_else(|_| {
+            hyper_rustls::HttpsConnectorBuilder::new()
+                .with_webpki_roots()
+                .https_or_http()
+                .enable_http1()
+                .enable_http2()
+                .wrap_connector(http)
+        });
+    Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(512)
+        .build(https)
+}
+
+fn describe_client_error(e: &hyper_util::client::legacy::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}
+
+fn object_head(resp: &Response<Incoming>) -> Result<ObjectHead, StorageError> {
+    let h = resp.headers();
+    let content_length: u64 = h
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| StorageError::Protocol("object answer without Content-Length".into()))?;
+    let (range, total_size) = if resp.status() == StatusCode::PARTIAL_CONTENT {
+        let cr = h
+            .get(header::CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_content_range)
+            .ok_or_else(|| StorageError::Protocol("206 without a valid Content-Range".into()))?;
+        (Some((cr.0, cr.1)), cr.2)
+    } else {
+        (None, content_length)
+    };
+    Ok(ObjectHead {
+        content_length,
+        total_size,
+        range,
+        content_type: h
+            .get(header::CONTENT_TYPE)
+            .filter(|v| crate::http::sane_content_type(v))
+            .cloned(),
+        etag: h.get(header::ETAG).cloned(),
+        last_modified: h.get(header::LAST_MODIFIED).cloned(),
+    })
+}
+
+/// `bytes a-b/size` → `(a, b, size)`.
+fn parse_content_range(s: &str) -> Option<(u64, u64, u64)> {
+    let rest = s.trim().strip_prefix("bytes ")?;
+    let (range, size) = rest.split_once('/')?;
+    let (a, b) = range.split_once('-')?;
+    let (a, b, size) = (a.parse().ok()?, b.parse().ok()?, size.parse().ok()?);
+    (a <= b && b < size).then_some((a, b, size))
+}
+
+/// Reads the S3 error document (bounded) and returns its `<Code>`, or "" when none.
+async fn error_code(resp: Response<Incoming>) -> String {
+    let limited = http_body_util::Limited::new(resp.into_body(), ERROR_BODY_LIMIT);
+    let bytes = match tokio::time::timeout(Duration::from_secs(2), limited.collect()).await {
+        Ok(Ok(c)) => c.to_bytes(),
+        _ => Bytes::new(),
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    text.split_once("<Code>")
+        .and_then(|(_, rest)| rest.split_once("</Code>"))
+        .map(|(code, _)| {
+            code.chars()
+                .filter(|c| c.is_ascii_alphanumeric())
+                .take(64)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn hint(code: &str) -> &'static str {
+    match code {
+        "SignatureDoesNotMatch" => "check SPACES_SECRET_ACCESS_KEY and SPACES_REGION",
+        "InvalidAccessKeyId" => "check SPACES_ACCESS_KEY_ID",
+        "RequestTimeTooSkewed" => "the gateway's clock is off: sync it with NTP",
+        "AccessDenied" => "the key may not read this bucket: check its permissions",
+        "AuthorizationHeaderMalformed" => "check SPACES_REGION (Spaces wants its slug, e.g. lon1)",
+        "NoSuchBucket" => "check SPACES_BUCKET_NAME and SPACES_ENDPOINT_URL",
+        _ => "check SPACES_* credentials, the region and the clock",
+    }
+}
+
+fn refused(status: u16, code: String) -> StorageError {
+    let hint = hint(&code);
+    StorageError::Refused { status, code, hint }
+}
+
+fn unexpected(status: StatusCode, code: String) -> StorageError {
+    if status.is_server_error() {
+        StorageError::Unavailable {
+            status: status.as_u16(),
+            code,
+        }
+    } else if status.is_client_error() {
+        refused(status.as_u16(), code)
+    } else {
+        StorageError::Protocol(format!("HTTP {status} {code}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_range_parses() {
+        assert_eq!(parse_content_range("bytes 0-99/1000"), Some((0, 99, 1000)));
+        assert_eq!(parse_content_range("bytes 5-1/10"), None);
+        assert_eq!(parse_content_range("bytes 0-10/10"), None);
+        assert_eq!(parse_content_range("bytes */10"), None);
+    }
+
+    #[test]
+    fn every_credential_fault_has_a_fix() {
+        for code in [
+            "SignatureDoesNotMatch",
+            "InvalidAccessKeyId",
+            "RequestTimeTooSkewed",
+            "AccessDenied",
+        ] {
+            let e = refused(403, code.into()).to_string();
+            assert!(
+                e.contains(code) && e.contains("check") || e.contains("clock"),
+                "{e}"
+            );
+        }
+    }
+}

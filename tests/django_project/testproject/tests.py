@@ -1,0 +1,155 @@
+import io
+import logging
+import os
+import re
+from unittest import mock
+
+from django.conf import settings
+from django.contrib.sessions.models import Session
+from django.core.management import CommandError, call_command
+from django.test import SimpleTestCase, TestCase
+
+from . import labels, stats
+
+ACCESS = "/internal/label-access/{}/"
+REGENERATE = "/internal/label-regenerate/{}/"
+
+
+def make_session(username, password=None):
+    out = io.StringIO()
+    args = ["--username", username] + (["--password", password] if password else [])
+    call_command("make_session", *args, stdout=out)
+    return out.getvalue()
+
+
+class LabelsTests(SimpleTestCase):
+    def test_regen_pdf_is_deterministic_and_sized(self):
+        pdf = labels.regenerate("REGEN123")
+        self.assertEqual(len(pdf), labels.LABEL_SIZE)
+        self.assertTrue(pdf.startswith(b"%PDF-1.4\n"))
+        self.assertTrue(pdf.endswith(b"%%EOF\n"))
+        self.assertIn(b"REGEN123", pdf)
+        self.assertEqual(pdf, labels.regenerate("REGEN123"))
+        self.assertNotEqual(pdf, labels.regenerate("REGEN124"))
+
+    def test_pdf_cross_reference_offsets_are_correct(self):
+        pdf = labels.label_pdf("REGEN" + "x" * 59)
+        startxref = int(re.search(rb"startxref\n(\d+)\n", pdf).group(1))
+        self.assertTrue(pdf[startxref:].startswith(b"xref\n"))
+        offsets = re.findall(rb"(\d{10}) 00000 n \n", pdf)
+        for number, offset in enumerate(offsets, start=1):
+            self.assertTrue(pdf[int(offset) :].startswith(b"%d 0 obj" % number))
+
+    def test_other_prefixes(self):
+        with mock.patch.object(labels.time, "sleep") as sleep:
+            self.assertEqual(labels.regenerate("SLOW1"), labels.label_pdf("SLOW1"))
+        sleep.assert_called_once_with(labels.SLOW_SECONDS)
+        with self.assertRaises(RuntimeError):
+            labels.regenerate("FAIL1")
+        self.assertIsNone(labels.regenerate("NOPE1"))
+        self.assertEqual(
+            labels.tracking_url("NOPE1"), "https://tracking.example.com/track?number=NOPE1"
+        )
+
+    def test_url_prefix_reads_environment(self):
+        with mock.patch.dict(
+            os.environ, {"LABEL_GATEWAY_TEST_CARRIER_URL": "http://127.0.0.1:1/x.pdf"}
+        ):
+            self.assertEqual(labels.regenerate("URL1"), "http://127.0.0.1:1/x.pdf")
+        with mock.patch.dict(os.environ, {}, clear=True):
+            self.assertIsNone(labels.regenerate("URL1"))
+
+
+class CommandTests(TestCase):
+    def test_make_session_prints_only_a_working_session_key(self):
+        output = make_session("alice")
+        self.assertRegex(output, r"^[a-z0-9]{32}\n$")
+        key = output.strip()
+        self.assertTrue(Session.objects.filter(session_key=key).exists())
+
+        self.client.cookies[settings.SESSION_COOKIE_NAME] = key
+        self.assertEqual(self.client.get(ACCESS.format("ABC")).status_code, 204)
+
+    def test_make_session_reuses_an_existing_user(self):
+        first = make_session("bob", "s3cret").strip()
+        second = make_session("bob", "s3cret").strip()
+        self.assertNotEqual(first, second)
+        with self.assertRaises(CommandError):
+            make_session("bob", "other")
+
+    def test_gateway_setup_is_quiet_and_idempotent(self):
+        out = io.StringIO()
+        call_command("gateway_setup", stdout=out)
+        self.assertEqual(out.getvalue(), "")
+
+
+class GatewayFlowTests(TestCase):
+    def setUp(self):
+        # Hide django.request's report of the 502 that a test expects.
+        request_logger = logging.getLogger("django.request")
+        self.addCleanup(request_logger.setLevel, request_logger.level)
+        request_logger.setLevel(logging.CRITICAL)
+        stats.reset()
+        self.client = self.client_class(enforce_csrf_checks=True)
+        self.key = make_session("carol").strip()
+        self.client.cookies[settings.SESSION_COOKIE_NAME] = self.key
+
+    def test_logout_invalidates_the_session(self):
+        self.assertEqual(self.client.get(ACCESS.format("ABC")).status_code, 204)
+        self.assertEqual(self.client.post("/test/logout/").status_code, 204)
+        self.assertFalse(Session.objects.filter(session_key=self.key).exists())
+        self.client.cookies[settings.SESSION_COOKIE_NAME] = self.key
+        self.assertEqual(self.client.get(ACCESS.format("ABC")).status_code, 403)
+
+    def test_stats_count_calls_by_endpoint_and_tracking(self):
+        auth = {"HTTP_AUTHORIZATION": f"Bearer {settings.LABEL_GATEWAY_REGENERATE_TOKEN}"}
+        self.client.get(ACCESS.format("A1"))
+        self.client.get(ACCESS.format("A1"))
+        self.client.get(ACCESS.format("B2"))
+        self.client.post(REGENERATE.format("REGEN1"), **auth)
+        self.client.get("/test/health/")
+
+        counts = self.client.get("/test/stats/").json()
+        self.assertEqual(counts["label-access"], {"total": 3, "by_tracking": {"A1": 2, "B2": 1}})
+        self.assertEqual(counts["label-regenerate"], {"total": 1, "by_tracking": {"REGEN1": 1}})
+
+        self.assertEqual(self.client.post("/test/stats/reset/").status_code, 204)
+        counts = self.client.get("/test/stats/").json()
+        self.assertEqual(counts["label-access"], {"total": 0, "by_tracking": {}})
+
+    def test_regenerate_through_project_settings(self):
+        auth = {"HTTP_AUTHORIZATION": f"Bearer {settings.LABEL_GATEWAY_REGENERATE_TOKEN}"}
+        response = self.client.post(REGENERATE.format("REGEN9"), **auth)
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(response.content, labels.label_pdf("REGEN9"))
+
+        response = self.client.post(REGENERATE.format("NOPE9"), **auth)
+        self.assertEqual(response.status_code, 404)
+        self.assertEqual(
+            response.json()["tracking_url"], "https://tracking.example.com/track?number=NOPE9"
+        )
+
+        with self.assertLogs("label_gateway_django.views", "ERROR"):
+            response = self.client.post(REGENERATE.format("FAIL9"), **auth)
+        self.assertEqual(response.status_code, 502)
+
+    def test_health(self):
+        response = self.client.get("/test/health/")
+        self.assertEqual((response.status_code, response.content), (200, b"ok"))
+
+
+class LoginPageTests(TestCase):
+    def test_login_form_creates_a_session_the_gateway_accepts(self):
+        make_session("dave", "pw")
+        client = self.client_class(enforce_csrf_checks=True)
+        page = client.get("/accounts/login/")
+        self.assertEqual(page.status_code, 200)
+        token = re.search(
+            r'name="csrfmiddlewaretoken" value="([^"]+)"', page.content.decode()
+        ).group(1)
+        response = client.post(
+            "/accounts/login/",
+            {"username": "dave", "password": "pw", "csrfmiddlewaretoken": token},
+        )
+        self.assertEqual(response.status_code, 302)
+        self.assertEqual(client.get(ACCESS.format("ABC")).status_code, 204)

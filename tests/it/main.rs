@@ -1,0 +1,9 @@
+//! Integration tests: the real gateway on `127.0.0.1:0` against real peers (s3s-fs with
+//! SigV4 verification, the Django test app), one module per area.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod auth;
+mod local;
+mod storage;

@@ -1,0 +1,327 @@
+//! The S3 backend against the real S3 server: exact bytes, HEAD, ranges, conditionals
+//! (which s3s-fs ignores, so the gateway's own logic answers), credential faults and
+//! missing labels, and the header filter.
+
+use crate::support::{self, label_url, pdf_bytes, Responder, S3Server};
+
+async fn setup(extra: &[(&str, &str)]) -> (S3Server, Responder, label_gateway::server::Running) {
+    let s3 = S3Server::start().await;
+    let check = Responder::allow_all().await;
+    let mut env = vec![("LABEL_GATEWAY_CACHE__ENABLED", "false")];
+    env.extend_from_slice(extra);
+    let gw = support::start_gateway(support::s3_config(&s3, &check.url(), &env)).await;
+    (s3, check, gw)
+}
+
+const COOKIE: &str = "sessionid=anything-the-stand-in-allows";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn small_label_round_trips_exactly_with_label_headers() {
+    let (s3, _check, gw) = setup(&[]).await;
+    let data = pdf_bytes(50 * 1024, 1);
+    s3.put_label("1Z999AA10123456784", &data).await;
+    let resp = support::client()
+        .get(label_url(&gw, "1Z999AA10123456784"))
+        .header("cookie", COOKIE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let h = resp.headers().clone();
+    assert_eq!(h["content-type"], "application/pdf");
+    assert_eq!(h["content-length"], (50 * 1024).to_string().as_str());
+    assert_eq!(h["cache-control"], "private, max-age=86400");
+    assert_eq!(
+        h["content-disposition"],
+        "inline; filename=\"1Z999AA10123456784.pdf\""
+    );
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["accept-ranges"], "bytes");
+    assert_eq!(h["x-cache"], "MISS");
+    assert!(
+        h.contains_key("etag") && h.contains_key("last-modified") && h.contains_key("x-request-id")
+    );
+    assert!(h.keys().all(|k| !k.as_str().starts_with("x-amz-")), "{h:?}");
+    assert!(!h.contains_key("server"));
+    assert_eq!(resp.bytes().await.unwrap(), data);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn twenty_megabyte_label_round_trips_exactly() {
+    let (s3, _check, gw) = setup(&[]).await;
+    let data = pdf_bytes(20 * 1024 * 1024, 2);
+    s3.put_label("BIG20MB", &data).await;
+    let resp = support::client()
+        .get(label_url(&gw, "BIG20MB"))
+        .header("cookie", COOKIE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = resp.bytes().await.unwrap();
+    assert_eq!(body.len(), data.len());
+    assert!(body == data, "20 MB body differs");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn head_sends_headers_and_no_body() {
+    let (s3, _check, gw) = setup(&[]).await;
+    s3.put_label("HEADME", &pdf_bytes(1234, 3)).await;
+    let resp = support::client()
+        .head(label_url(&gw, "HEADME"))
+        .header("cookie", COOKIE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-length"], "1234");
+    assert!(resp.headers().contains_key("etag"));
+    assert!(resp.bytes().await.unwrap().is_empty());
+}
+
+async fn get_range(gw: &label_gateway::server::Running, range: &str) -> reqwest::Response {
+    support::client()
+        .get(label_url(gw, "RANGED"))
+        .header("cookie", COOKIE)
+        .header("range", range)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ranges_answer_206_with_exact_bytes_and_416_past_the_end() {
+    let (s3, _check, gw) = setup(&[]).await;
+    let data = pdf_bytes(1000, 4);
+    s3.put_label("RANGED", &data).await;
+
+    let r = get_range(&gw, "bytes=0-99").await;
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.headers()["content-range"], "bytes 0-99/1000");
+    assert_eq!(r.bytes().await.unwrap(), &data[0..100]);
+
+    let r = get_range(&gw, "bytes=-100").await;
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.headers()["content-range"], "bytes 900-999/1000");
+    assert_eq!(r.bytes().await.unwrap(), &data[900..]);
+
+    let r = get_range(&gw, "bytes=100-").await;
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.headers()["content-range"], "bytes 100-999/1000");
+    assert_eq!(r.bytes().await.unwrap(), &data[100..]);
+
+    let r = get_range(&gw, "bytes=5000-").await;
+    assert_eq!(r.status(), 416);
+    assert_eq!(r.headers()["content-range"], "bytes */1000");
+
+    // A malformed range is ignored: the whole label.
+    let r = get_range(&gw, "bytes=oops").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap(), data);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn conditional_requests_are_answered_by_the_gateway() {
+    let (s3, _check, gw) = setup(&[]).await;
+    s3.put_label("COND", &pdf_bytes(4096, 5)).await;
+    let c = support::client();
+    let first = c
+        .get(label_url(&gw, "COND"))
+        .header("cookie", COOKIE)
+        .send()
+        .await
+        .unwrap();
+    let etag = first.headers()["etag"].to_str().unwrap().to_string();
+    let last_modified = first.headers()["last-modified"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    drop(first);
+
+    let r = c
+        .get(label_url(&gw, "COND"))
+        .header("cookie", COOKIE)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    assert_eq!(r.headers()["etag"], etag.as_str());
+    assert!(r.bytes().await.unwrap().is_empty());
+
+    let r = c
+        .get(label_url(&gw, "COND"))
+        .header("cookie", COOKIE)
+        .header("if-modified-since", &last_modified)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+
+    let r = c
+        .get(label_url(&gw, "COND"))
+        .header("cookie", COOKIE)
+        .header("if-match", "\"not-the-etag\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 412);
+
+    let r = c
+        .get(label_url(&gw, "COND"))
+        .header("cookie", COOKIE)
+        .header("if-unmodified-since", "Mon, 01 Jan 2001 00:00:00 GMT")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 412);
+
+    let r = c
+        .get(label_url(&gw, "COND"))
+        .header("cookie", COOKIE)
+        .header("if-none-match", "\"other\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().len(), 4096);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_secret_is_bad_gateway_not_not_found() {
+    let s3 = S3Server::start().await;
+    s3.put_label("EXISTS", &pdf_bytes(100, 6)).await;
+    let check = Responder::allow_all().await;
+    let config = support::s3_config(
+        &s3,
+        &check.url(),
+        &[
+            ("SPACES_SECRET_ACCESS_KEY", "wrong-secret"),
+            ("LABEL_GATEWAY_CACHE__ENABLED", "false"),
+        ],
+    );
+    let gw = support::start_gateway(config).await;
+    for tracking in ["EXISTS", "MISSING"] {
+        let r = support::client()
+            .get(label_url(&gw, tracking))
+            .header("cookie", COOKIE)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 502, "{tracking}");
+        let body = r.text().await.unwrap();
+        assert!(!body.contains("wrong-secret"), "{body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_label_is_a_404_page_naming_the_tracking_number() {
+    let (_s3, _check, gw) = setup(&[
+        ("LABEL_GATEWAY_REGENERATE__URL", ""),
+        (
+            "LABEL_GATEWAY_REGENERATE__TRACKING_URL_TEMPLATE",
+            "https://track.example/?n={tracking}",
+        ),
+    ])
+    .await;
+    let r = support::client()
+        .get(label_url(&gw, "NOPE123"))
+        .header("cookie", COOKIE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let body = r.text().await.unwrap();
+    assert!(body.contains("NOPE123"), "{body}");
+    assert!(body.contains("https://track.example/?n=NOPE123"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_tracking_is_400_before_auth_or_storage() {
+    let (s3, check, gw) = setup(&[]).await;
+    for path in [
+        "/shipping-label/../labels/x/",
+        "/shipping-label/..%2flabels%2fx/",
+        "/shipping-label/%2e%2e%2fsecret/",
+        "/shipping-label/a.pdf/",
+        "/shipping-label/a%00/",
+        "/shipping-label/%252e/",
+        "/shipping-label/a\\b/",
+        "/shipping-label/%C0%AE%C0%AE/",
+        "/shipping-label/%EF%BC%8E/",
+    ] {
+        let (status, text) = support::raw_get(gw.addr(), path).await;
+        assert_eq!(status, 400, "{path}: {text}");
+    }
+    assert_eq!(
+        check.hits(),
+        0,
+        "no session check for an invalid tracking number"
+    );
+    assert_eq!(
+        s3.gets(),
+        0,
+        "no storage request for an invalid tracking number"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn other_methods_get_405_with_allow_and_unknown_paths_404() {
+    let (_s3, _check, gw) = setup(&[]).await;
+    let c = support::client();
+    let r = c
+        .post(label_url(&gw, "X1"))
+        .header("cookie", COOKIE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET, HEAD");
+    let r = c
+        .get(format!("http://{}/nowhere", gw.addr()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = c
+        .get(format!("http://{}/healthz", gw.addr()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c
+        .get(format!("http://{}/readyz", gw.addr()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn object_written_with_aws_chunked_encoding_is_served_without_it() {
+    let (s3, _check, gw) = setup(&[]).await;
+    let data = pdf_bytes(2048, 7);
+    s3.put_object(
+        "labels/CHUNKED.pdf",
+        &data,
+        &[("content-encoding", "aws-chunked")],
+    )
+    .await;
+    let r = support::client()
+        .get(label_url(&gw, "CHUNKED"))
+        .header("cookie", COOKIE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        !r.headers().contains_key("content-encoding"),
+        "{:?}",
+        r.headers()
+    );
+    assert_eq!(r.bytes().await.unwrap(), data);
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need (a virtualenv with Django and boto3 under
+# target/pyenv), then runs every test: Rust unit and integration tests, and the Django
+# app's own tests. Run from anywhere: `bash tests/run.sh`.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+python="$(bash tests/setup_python.sh | tail -n 1)"
+export LABEL_GATEWAY_TEST_PYTHON="$python"
+
+echo "== Django app tests"
+db_dir="$(mktemp -d)"
+trap 'rm -rf "$db_dir"' EXIT
+LABEL_GATEWAY_TEST_DB="$db_dir/db.sqlite3" "$python" tests/django_project/manage.py test \
+    label_gateway_django testproject --verbosity 1
+
+echo "== Formatting and lints"
+cargo fmt --check
+cargo clippy --locked --all-targets -- -D warnings
+
+echo "== Rust tests"
+cargo test --locked --all-targets -- --test-threads "${LABEL_GATEWAY_TEST_THREADS:-4}"

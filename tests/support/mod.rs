@@ -1,0 +1,128 @@
+//! Shared test peers: the real S3 server (s3s-fs with SigV4 verification, in-process), the
+//! real Django test app (a child process on its own sqlite copy), a tiny allow-all check
+//! endpoint for storage-focused tests, and helpers to start the gateway on `127.0.0.1:0`.
+#![allow(dead_code)]
+
+pub mod django;
+pub mod s3;
+pub mod standins;
+
+use std::collections::BTreeMap;
+
+use label_gateway::config::Config;
+use label_gateway::server::Running;
+
+#[allow(unused_imports)]
+pub use django::Django;
+pub use s3::S3Server;
+pub use standins::Responder;
+
+/// Loads a config through the real loader: TOML text plus environment overrides.
+pub fn config(toml: &str, env: &[(&str, &str)]) -> Config {
+    let env: BTreeMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Config::from_toml_str(toml, &env).expect("test config is valid")
+}
+
+/// A config serving `s3` with the session check at `check_url`, plus `extra` overrides.
+pub fn s3_config(s3: &S3Server, check_url: &str, extra: &[(&str, &str)]) -> Config {
+    let toml = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[storage]
+backend = "s3"
+endpoint = "{endpoint}"
+region = "{region}"
+bucket = "{bucket}"
+location = "labels"
+retry_backoff = "5ms"
+[auth]
+check_url = "{check_url}"
+timeout = "2s"
+[log]
+access_log = false
+"#,
+        endpoint = s3.endpoint(),
+        region = s3::REGION,
+        bucket = s3::BUCKET,
+    );
+    let mut env = vec![
+        ("SPACES_ACCESS_KEY_ID", s3::ACCESS_KEY),
+        ("SPACES_SECRET_ACCESS_KEY", s3::SECRET_KEY),
+    ];
+    env.extend_from_slice(extra);
+    config(&toml, &env)
+}
+
+/// Starts the gateway in-process.
+pub async fn start_gateway(config: Config) -> Running {
+    label_gateway::server::start(config)
+        .await
+        .expect("gateway starts")
+}
+
+/// A plain HTTP client that keeps the redirect and never adds cookies of its own.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .expect("client")
+}
+
+/// `http://addr/shipping-label/{tracking}/`
+pub fn label_url(gw: &Running, tracking: &str) -> String {
+    format!("http://{}/shipping-label/{tracking}/", gw.addr())
+}
+
+/// Deterministic bytes that look like a PDF: `%PDF-` then a pattern, `len` long.
+pub fn pdf_bytes(len: usize, seed: u8) -> Vec<u8> {
+    let mut v = b"%PDF-1.4\n".to_vec();
+    let mut x: u32 = 0x9E37_79B9 ^ u32::from(seed);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        v.push((x & 0xff) as u8);
+    }
+    v.truncate(len);
+    v
+}
+
+/// Current resident set size of this process, in bytes.
+pub fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Sends one raw HTTP/1.1 request (no client-side path normalisation) and returns the
+/// status code and the whole response text.
+pub async fn raw_request(addr: std::net::SocketAddr, request: &[u8]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(request).await.expect("write");
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+/// `GET {path}` as raw bytes with a session cookie, connection closed after.
+pub async fn raw_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nCookie: sessionid=x\r\nConnection: close\r\n\r\n"
+    );
+    raw_request(addr, req.as_bytes()).await
+}
