@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::auth::{Authenticator, ClientInfo, Source, Verdict};
+use crate::cache::{CachedLabel, Fill, LabelCache, TeeBody};
 use crate::config::{Config, OnDeny};
 use crate::error::GatewayError;
 use crate::http::{
@@ -112,6 +113,8 @@ pub struct Gateway {
     pub config: Arc<Config>,
     pub auth: Authenticator,
     pub storage: Storage,
+    /// `None` when `[cache] enabled = false`.
+    pub cache: Option<LabelCache>,
     pub metrics: Metrics,
     cache_control: HeaderValue,
     draining: AtomicBool,
@@ -125,7 +128,15 @@ impl Gateway {
         let storage = Storage::from_config(&config)?;
         let auth = Authenticator::new(&config.auth)
             .map_err(|e| GatewayError::Internal(format!("HTTP client: {e}")))?;
+        let cache = config.cache.enabled.then(|| {
+            LabelCache::new(
+                &config.cache,
+                storage.identity(),
+                config.storage.first_byte_timeout,
+            )
+        });
         Ok(Gateway {
+            cache,
             cache_control: cache_control(config.server.response_max_age),
             config: Arc::new(config),
             auth,
@@ -208,7 +219,7 @@ impl Gateway {
     async fn dispatch(
         &self,
         parts: &Parts,
-        _body: Incoming,
+        body: Incoming,
         peer: SocketAddr,
         listener: Listener,
         request_id: &HeaderValue,
@@ -228,7 +239,8 @@ impl Gateway {
             }
             Route::Healthz => Ok(text(StatusCode::OK, "ok\n")),
             Route::Readyz => self.readyz().await,
-            Route::Metrics if internal_ok => Ok(self.metrics_response()),
+            Route::Metrics if internal_ok => Ok(self.metrics_response().await),
+            Route::Internal(rest) if internal_ok => self.internal(parts, body, rest).await,
             _ => Err(GatewayError::RouteNotFound),
         }
     }
@@ -271,13 +283,42 @@ impl Gateway {
             return Err(self.denied(parts));
         }
 
-        // Storage.
+        // Cache, then storage.
         let conditions = Conditions::from_headers(&parts.headers);
         let range = match parse_range(parts.headers.get(header::RANGE)) {
             RangeRequest::Single(spec) if !head_only => Some(spec),
             _ => None,
         };
-        trace.cache = Some(false);
+        let mut fill = None;
+        if let Some(cache) = &self.cache {
+            let key = cache.key(tracking);
+            if let Some(label) = cache.get(&key).await {
+                trace.cache = Some(true);
+                return self.hit_response(tracking, &label, &conditions, range, head_only);
+            }
+            trace.cache = Some(false);
+            // Only a plain GET can fill the cache; the rest go straight to storage.
+            if range.is_none() && !head_only && conditions.is_empty() {
+                match cache.begin_fill(&key) {
+                    Fill::Leader(guard) => fill = Some(guard),
+                    Fill::Wait(waiters) => {
+                        cache.wait(waiters).await;
+                        if let Some(label) = cache.get(&key).await {
+                            trace.cache = Some(true);
+                            return self.hit_response(
+                                tracking,
+                                &label,
+                                &conditions,
+                                range,
+                                head_only,
+                            );
+                        }
+                    }
+                }
+            }
+        } else {
+            trace.cache = Some(false);
+        }
         let mut get = GetRequest {
             tracking,
             range,
@@ -292,6 +333,22 @@ impl Gateway {
                 get.range = None;
                 fetch = self.storage.get(get).await?;
             }
+        }
+        if let (Some(guard), Some(cache), Fetch::Found { head, body }) =
+            (fill, &self.cache, &mut fetch)
+        {
+            if head.range.is_none() && cache.admits(head.content_length) {
+                let inner = std::mem::replace(body, empty());
+                *body = http_body_util::BodyExt::boxed(TeeBody::new(
+                    inner,
+                    head.content_length,
+                    head.content_type.clone(),
+                    head.etag.clone(),
+                    head.last_modified.clone(),
+                    guard,
+                ));
+            }
+            // Otherwise the guard drops here and any waiters fetch on their own.
         }
         match fetch {
             Fetch::Found { head, body } => {
@@ -349,6 +406,45 @@ impl Gateway {
             }
         }
         Ok(resp)
+    }
+
+    /// A label from memory, with the same semantics and headers as from storage.
+    fn hit_response(
+        &self,
+        tracking: &str,
+        label: &std::sync::Arc<CachedLabel>,
+        conditions: &Conditions,
+        range: Option<crate::http::RangeSpec>,
+        head_only: bool,
+    ) -> Result<Response<Body>, GatewayError> {
+        let mut head = ObjectHead {
+            content_length: label.len,
+            total_size: label.len,
+            range: None,
+            content_type: label.content_type.clone(),
+            etag: label.etag.clone(),
+            last_modified: label.last_modified.clone(),
+        };
+        match conditions.evaluate(&validators(&head)) {
+            Precondition::NotModified => return Ok(self.not_modified(tracking, &head, true)),
+            Precondition::Failed => return Err(GatewayError::PreconditionFailed),
+            Precondition::Proceed => {}
+        }
+        if let Some(spec) = range.filter(|_| conditions.range_applies(&validators(&head))) {
+            let r = spec
+                .resolve(label.len)
+                .ok_or(GatewayError::RangeNotSatisfiable {
+                    size: Some(label.len),
+                })?;
+            head.range = Some((r.start, r.end));
+            head.content_length = r.len();
+        }
+        let body = if head_only {
+            empty()
+        } else {
+            label.body(head.range)
+        };
+        self.label_response(tracking, &head, body, &Conditions::default(), true)
     }
 
     fn not_modified(&self, tracking: &str, head: &ObjectHead, hit: bool) -> Response<Body> {
@@ -427,9 +523,13 @@ impl Gateway {
         }
     }
 
-    fn metrics_response(&self) -> Response<Body> {
+    async fn metrics_response(&self) -> Response<Body> {
         let mut out = String::with_capacity(2048);
         self.metrics.render(&mut out);
+        if let Some(cache) = &self.cache {
+            cache.settle().await;
+            cache.render_metrics(&mut out);
+        }
         let a = &self.auth.stats;
         crate::metrics::write_metric(
             &mut out,

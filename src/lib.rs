@@ -9,6 +9,8 @@
 //!   storage → respond).
 //! - [`auth`]: the Django session check and its verdict cache.
 //! - [`storage`]: the label store: `s3` (SigV4, pooled client) and `local` backends.
+//! - [`cache`]: the hot-label cache (moka, weighed in bytes) and its fill lock.
+//! - [`internal`]: `/internal/...` calls from the app (bearer token): cache purge.
 //! - [`http`]: body type, `Range` and conditional logic, label response headers.
 //! - [`body`]: body wrappers on the streaming path (idle timeout).
 //! - [`error`]: the request-path error and its single status mapping.
@@ -17,10 +19,12 @@
 
 pub mod auth;
 pub mod body;
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod gateway;
 pub mod http;
+pub mod internal;
 pub mod metrics;
 pub mod server;
 pub mod storage;

@@ -5,5 +5,6 @@
 mod support;
 
 mod auth;
+mod cache;
 mod local;
 mod storage;

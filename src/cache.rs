@@ -1,0 +1,592 @@
+//! The hot-label cache: a moka `future::Cache` weighed in bytes, filled by teeing the
+//! origin's body as it streams to the first client, plus the fill lock that makes
+//! concurrent misses of one label share one origin fetch.
+//!
+//! Admission rules: a complete 200 body whose length matches its `Content-Length`, at
+//! most `max_object_bytes`. Never a partial body, never a 206, never an error. The origin's
+//! `Bytes` chunks are kept as they came (reference-counted, not copied).
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::HeaderValue;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use moka::future::Cache;
+use moka::notification::RemovalCause;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::config::CacheConfig;
+use crate::http::{Body, BoxError};
+
+/// Which label, in which store: two configurations never share entries.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    /// The store's identity (`s3:host/bucket/location` or `local:/root`).
+    pub store: Arc<str>,
+    pub tracking: Box<str>,
+}
+
+/// A whole label held in memory.
+#[derive(Debug)]
+pub struct CachedLabel {
+    pub chunks: Vec<Bytes>,
+    pub len: u64,
+    pub content_type: Option<HeaderValue>,
+    pub etag: Option<HeaderValue>,
+    pub last_modified: Option<HeaderValue>,
+    /// For the TTL check on the tokio clock (moka's own clock cannot be paused in tests).
+    inserted: Instant,
+}
+
+impl CachedLabel {
+    pub fn new(
+        chunks: Vec<Bytes>,
+        content_type: Option<HeaderValue>,
+        etag: Option<HeaderValue>,
+        last_modified: Option<HeaderValue>,
+    ) -> Self {
+        let len = chunks.iter().map(|c| c.len() as u64).sum();
+        CachedLabel {
+            chunks,
+            len,
+            content_type,
+            etag,
+            last_modified,
+            inserted: Instant::now(),
+        }
+    }
+
+    /// A body over `start..=end` of the label, slicing chunks without copying.
+    pub fn body(self: &Arc<Self>, range: Option<(u64, u64)>) -> Body {
+        use http_body_util::BodyExt;
+        let (start, end) = range.unwrap_or((0, self.len.saturating_sub(1)));
+        let mut parts = Vec::new();
+        if self.len > 0 {
+            let mut offset = 0u64;
+            for c in &self.chunks {
+                let (c_start, c_end) = (offset, offset + c.len() as u64);
+                offset = c_end;
+                if c_end <= start || c_start > end {
+                    continue;
+                }
+                let from = start.saturating_sub(c_start) as usize;
+                let to = ((end + 1).min(c_end) - c_start) as usize;
+                parts.push(c.slice(from..to));
+            }
+        }
+        ChunksBody {
+            remaining: parts.iter().map(|p| p.len() as u64).sum(),
+            parts: parts.into_iter(),
+        }
+        .boxed()
+    }
+}
+
+/// Counters for logs and `/metrics`.
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub inserts: AtomicU64,
+    pub evictions: AtomicU64,
+    pub coalesced: AtomicU64,
+}
+
+type Waiters = watch::Receiver<()>;
+
+/// What a miss should do.
+pub enum Fill {
+    /// Fetch from the origin; hand the guard to [`TeeBody`] so it can insert the label.
+    Leader(FillGuard),
+    /// Another request is fetching this label: wait for it, then look again.
+    Wait(Waiters),
+}
+
+pub struct LabelCache {
+    cache: Cache<CacheKey, Arc<CachedLabel>>,
+    inflight: Arc<Mutex<HashMap<CacheKey, Waiters>>>,
+    store: Arc<str>,
+    ttl: Duration,
+    max_object_bytes: u64,
+    /// How long a waiting miss waits for the leader before fetching on its own.
+    pub lock_timeout: Duration,
+    pub stats: Arc<CacheStats>,
+}
+
+impl LabelCache {
+    pub fn new(cfg: &CacheConfig, store_identity: &str, lock_timeout: Duration) -> LabelCache {
+        let stats = Arc::new(CacheStats::default());
+        let s = stats.clone();
+        let mut b = Cache::builder()
+            .max_capacity(cfg.max_bytes.as_u64())
+            .weigher(|_k: &CacheKey, v: &Arc<CachedLabel>| {
+                // Bytes plus a rough per-entry overhead, saturating at u32::MAX.
+                u32::try_from(v.len + 256).unwrap_or(u32::MAX)
+            })
+            .time_to_live(cfg.ttl)
+            .eviction_listener(move |_k, _v, cause| {
+                if matches!(cause, RemovalCause::Size | RemovalCause::Expired) {
+                    s.evictions.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        if let Some(tti) = cfg.tti {
+            b = b.time_to_idle(tti);
+        }
+        LabelCache {
+            cache: b.build(),
+            inflight: Arc::default(),
+            store: Arc::from(store_identity),
+            ttl: cfg.ttl,
+            max_object_bytes: cfg.max_object_bytes.as_u64(),
+            lock_timeout,
+            stats,
+        }
+    }
+
+    pub fn key(&self, tracking: &str) -> CacheKey {
+        CacheKey {
+            store: self.store.clone(),
+            tracking: tracking.into(),
+        }
+    }
+
+    /// A fresh cached label, counting the hit or the miss.
+    pub async fn get(&self, key: &CacheKey) -> Option<Arc<CachedLabel>> {
+        match self.cache.get(key).await {
+            Some(label) if label.inserted.elapsed() < self.ttl => {
+                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                Some(label)
+            }
+            Some(_) => {
+                self.cache.invalidate(key).await;
+                self.stats.misses.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            None => {
+                self.stats.misses.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    /// Whether an object of this size may be cached.
+    pub fn admits(&self, len: u64) -> bool {
+        len <= self.max_object_bytes
+    }
+
+    /// Takes the fill lock for `key`, or joins the request that holds it.
+    pub fn begin_fill(&self, key: &CacheKey) -> Fill {
+        let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(rx) = map.get(key) {
+            // A leader whose guard is gone has already cleaned up; a closed channel here
+            // means a stale entry, so take over.
+            if rx.has_changed().is_ok() {
+                self.stats.coalesced.fetch_add(1, Ordering::Relaxed);
+                return Fill::Wait(rx.clone());
+            }
+        }
+        let (tx, rx) = watch::channel(());
+        map.insert(key.clone(), rx);
+        Fill::Leader(FillGuard {
+            key: key.clone(),
+            tx: Some(tx),
+            inflight: self.inflight.clone(),
+            cache: self.cache.clone(),
+            stats: self.stats.clone(),
+        })
+    }
+
+    /// Waits until the leader of `key` finishes or gives up, at most `lock_timeout`.
+    pub async fn wait(&self, mut waiters: Waiters) {
+        let _ = tokio::time::timeout(self.lock_timeout, async {
+            // `changed` errs once the sender is dropped: the leader is done either way.
+            while waiters.changed().await.is_ok() {}
+        })
+        .await;
+    }
+
+    /// Inserts a label directly (ingest and regeneration prime the cache this way).
+    pub async fn insert(&self, key: CacheKey, label: CachedLabel) {
+        if self.admits(label.len) {
+            self.stats.inserts.fetch_add(1, Ordering::Relaxed);
+            self.cache.insert(key, Arc::new(label)).await;
+        }
+    }
+
+    /// Evicts one label (the app regenerated it).
+    pub async fn purge(&self, key: &CacheKey) -> bool {
+        self.cache.remove(key).await.is_some()
+    }
+
+    /// Bytes held now (weighted size; moka applies pending writes lazily).
+    pub fn bytes_held(&self) -> u64 {
+        self.cache.weighted_size()
+    }
+
+    pub fn entries(&self) -> u64 {
+        self.cache.entry_count()
+    }
+
+    /// Appends the cache's counters in Prometheus text format.
+    pub fn render_metrics(&self, out: &mut String) {
+        use crate::metrics::write_metric;
+        let st = &self.stats;
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        write_metric(
+            out,
+            "label_gateway_cache_hits_total",
+            "counter",
+            "Labels served from memory.",
+            g(&st.hits),
+        );
+        write_metric(
+            out,
+            "label_gateway_cache_misses_total",
+            "counter",
+            "Lookups that found no label.",
+            g(&st.misses),
+        );
+        write_metric(
+            out,
+            "label_gateway_cache_inserts_total",
+            "counter",
+            "Labels admitted.",
+            g(&st.inserts),
+        );
+        write_metric(
+            out,
+            "label_gateway_cache_evictions_total",
+            "counter",
+            "Labels evicted for size or age.",
+            g(&st.evictions),
+        );
+        write_metric(
+            out,
+            "label_gateway_cache_coalesced_total",
+            "counter",
+            "Misses that waited for another request's fetch.",
+            g(&st.coalesced),
+        );
+        write_metric(
+            out,
+            "label_gateway_cache_bytes",
+            "gauge",
+            "Label bytes held.",
+            self.bytes_held(),
+        );
+        write_metric(
+            out,
+            "label_gateway_cache_entries",
+            "gauge",
+            "Labels held.",
+            self.entries(),
+        );
+    }
+
+    /// Applies pending moka maintenance (tests and `/metrics` read settled numbers).
+    pub async fn settle(&self) {
+        self.cache.run_pending_tasks().await;
+    }
+}
+
+/// Held by the request fetching a label for the cache. Dropped without `finish`, it
+/// releases the waiters so they fetch on their own: nobody hangs on a failed fill.
+pub struct FillGuard {
+    key: CacheKey,
+    tx: Option<watch::Sender<()>>,
+    inflight: Arc<Mutex<HashMap<CacheKey, Waiters>>>,
+    cache: Cache<CacheKey, Arc<CachedLabel>>,
+    stats: Arc<CacheStats>,
+}
+
+impl FillGuard {
+    fn release(&mut self) {
+        let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(&self.key);
+        drop(map);
+        self.tx.take();
+    }
+
+    /// Inserts the complete label, then wakes the waiters (so they find it).
+    fn finish(mut self, label: CachedLabel) {
+        let cache = self.cache.clone();
+        let key = self.key.clone();
+        self.stats.inserts.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            cache.insert(key, Arc::new(label)).await;
+            self.release();
+        });
+    }
+}
+
+impl Drop for FillGuard {
+    fn drop(&mut self) {
+        if self.tx.is_some() {
+            self.release();
+        }
+    }
+}
+
+/// Passes the origin's frames through unchanged and keeps them; once exactly
+/// `expected` bytes have passed, the label goes into the cache.
+pub struct TeeBody {
+    inner: Body,
+    chunks: Vec<Bytes>,
+    seen: u64,
+    expected: u64,
+    meta: Option<(
+        Option<HeaderValue>,
+        Option<HeaderValue>,
+        Option<HeaderValue>,
+    )>,
+    guard: Option<FillGuard>,
+}
+
+impl TeeBody {
+    pub fn new(
+        inner: Body,
+        expected: u64,
+        content_type: Option<HeaderValue>,
+        etag: Option<HeaderValue>,
+        last_modified: Option<HeaderValue>,
+        guard: FillGuard,
+    ) -> TeeBody {
+        let mut tee = TeeBody {
+            inner,
+            chunks: Vec::new(),
+            seen: 0,
+            expected,
+            meta: Some((content_type, etag, last_modified)),
+            guard: Some(guard),
+        };
+        if expected == 0 {
+            tee.complete();
+        }
+        tee
+    }
+
+    fn complete(&mut self) {
+        if let (Some(guard), Some((ct, etag, lm))) = (self.guard.take(), self.meta.take()) {
+            let chunks = std::mem::take(&mut self.chunks);
+            guard.finish(CachedLabel::new(chunks, ct, etag, lm));
+        }
+    }
+
+    fn abandon(&mut self) {
+        self.guard = None;
+        self.chunks = Vec::new();
+    }
+}
+
+impl HttpBody for TeeBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), true) = (frame.data_ref(), this.guard.is_some()) {
+                    this.seen += data.len() as u64;
+                    if this.seen > this.expected {
+                        this.abandon();
+                    } else {
+                        this.chunks.push(data.clone());
+                        if this.seen == this.expected {
+                            this.complete();
+                        }
+                    }
+                }
+            }
+            // Cut short or failed: nothing is cached; the error reaches the client.
+            Poll::Ready(Some(Err(_))) | Poll::Ready(None) => this.abandon(),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A body over in-memory chunks (a cache hit).
+struct ChunksBody {
+    parts: std::vec::IntoIter<Bytes>,
+    remaining: u64,
+}
+
+impl HttpBody for ChunksBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.parts.next() {
+            Some(b) => {
+                self.remaining -= b.len() as u64;
+                Poll::Ready(Some(Ok(Frame::data(b))))
+            }
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytesize::ByteSize;
+    use http_body_util::BodyExt;
+
+    fn label(chunks: &[&'static [u8]]) -> Arc<CachedLabel> {
+        Arc::new(CachedLabel::new(
+            chunks.iter().map(|c| Bytes::from_static(c)).collect(),
+            None,
+            None,
+            None,
+        ))
+    }
+
+    async fn collect(b: Body) -> Vec<u8> {
+        b.collect().await.unwrap().to_bytes().to_vec()
+    }
+
+    #[tokio::test]
+    async fn ranges_slice_across_chunks_without_copying() {
+        let l = label(&[b"0123", b"4567", b"89"]);
+        assert_eq!(collect(l.body(None)).await, b"0123456789");
+        assert_eq!(collect(l.body(Some((2, 5)))).await, b"2345");
+        assert_eq!(collect(l.body(Some((4, 7)))).await, b"4567");
+        assert_eq!(collect(l.body(Some((9, 9)))).await, b"9");
+        assert_eq!(l.body(Some((3, 8))).size_hint().exact(), Some(6));
+    }
+
+    fn config(ttl: Duration) -> CacheConfig {
+        CacheConfig {
+            enabled: true,
+            max_bytes: ByteSize::mib(1),
+            max_object_bytes: ByteSize::kib(64),
+            ttl,
+            tti: None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn entries_expire_after_ttl_on_the_tokio_clock() {
+        let c = LabelCache::new(
+            &config(Duration::from_secs(60)),
+            "test",
+            Duration::from_secs(1),
+        );
+        let key = c.key("T1");
+        c.insert(
+            key.clone(),
+            CachedLabel::new(vec![Bytes::from_static(b"pdf")], None, None, None),
+        )
+        .await;
+        assert!(c.get(&key).await.is_some());
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert!(c.get(&key).await.is_some());
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(c.get(&key).await.is_none(), "expired after ttl");
+    }
+
+    #[tokio::test]
+    async fn second_miss_waits_and_a_dropped_leader_releases_it() {
+        let c = LabelCache::new(
+            &config(Duration::from_secs(60)),
+            "test",
+            Duration::from_secs(5),
+        );
+        let key = c.key("T2");
+        let Fill::Leader(guard) = c.begin_fill(&key) else {
+            panic!("first miss leads")
+        };
+        let Fill::Wait(rx) = c.begin_fill(&key) else {
+            panic!("second miss waits")
+        };
+        let waiter = tokio::spawn(async move {
+            let started = Instant::now();
+            let mut rx = rx;
+            while rx.changed().await.is_ok() {}
+            started.elapsed()
+        });
+        drop(guard);
+        let waited = waiter.await.unwrap();
+        assert!(waited < Duration::from_secs(5));
+        assert!(
+            matches!(c.begin_fill(&key), Fill::Leader(_)),
+            "lock released"
+        );
+    }
+
+    #[tokio::test]
+    async fn tee_inserts_only_a_complete_body() {
+        let c = LabelCache::new(
+            &config(Duration::from_secs(60)),
+            "test",
+            Duration::from_secs(5),
+        );
+        let key = c.key("T3");
+        let Fill::Leader(guard) = c.begin_fill(&key) else {
+            panic!()
+        };
+        let body = crate::http::full(Bytes::from_static(b"%PDF-1.4 hello"));
+        let tee = TeeBody::new(body, 14, None, None, None, guard);
+        assert_eq!(collect(tee.boxed()).await, b"%PDF-1.4 hello");
+        // The insert runs on a spawned task; the fill lock is released after it.
+        for _ in 0..100 {
+            if c.get(&key).await.is_some() {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("complete body was not cached");
+    }
+
+    #[tokio::test]
+    async fn tee_with_wrong_length_caches_nothing() {
+        let c = LabelCache::new(
+            &config(Duration::from_secs(60)),
+            "test",
+            Duration::from_secs(5),
+        );
+        let key = c.key("T4");
+        let Fill::Leader(guard) = c.begin_fill(&key) else {
+            panic!()
+        };
+        let body = crate::http::full(Bytes::from_static(b"short"));
+        let tee = TeeBody::new(body, 100, None, None, None, guard);
+        assert_eq!(collect(tee.boxed()).await, b"short");
+        tokio::task::yield_now().await;
+        assert!(c.get(&key).await.is_none());
+        assert!(
+            matches!(c.begin_fill(&key), Fill::Leader(_)),
+            "lock released"
+        );
+    }
+}
