@@ -101,7 +101,7 @@ impl GatewayError {
     fn public_reason(&self) -> String {
         use GatewayError::*;
         match self {
-            Storage(_) | BadGateway(_) => "storage is not answering correctly".into(),
+            Storage(_) => "storage is not answering correctly".into(),
             AuthUnavailable(_) => "session check unavailable, retry shortly".into(),
             RegenerateUnavailable(_) => "label is being fetched, retry shortly".into(),
             Internal(_) => "internal error".into(),

@@ -23,6 +23,7 @@ use crate::http::{
     RangeRequest, Validators, X_REQUEST_ID,
 };
 use crate::metrics::Metrics;
+use crate::regenerate::{Regenerated, Regenerator};
 use crate::storage::{Fetch, GetRequest, ObjectHead, Storage};
 
 /// Path prefix of the label route.
@@ -112,9 +113,13 @@ const READY_CACHE: Duration = Duration::from_secs(2);
 pub struct Gateway {
     pub config: Arc<Config>,
     pub auth: Authenticator,
-    pub storage: Storage,
+    pub storage: Arc<Storage>,
     /// `None` when `[cache] enabled = false`.
-    pub cache: Option<LabelCache>,
+    pub cache: Option<Arc<LabelCache>>,
+    /// `None` when `[regenerate] url` is empty.
+    pub regenerator: Option<Regenerator>,
+    /// Downloads carrier labels for `/internal/labels/{tracking}/fetch`.
+    pub(crate) carrier: reqwest::Client,
     pub metrics: Metrics,
     cache_control: HeaderValue,
     draining: AtomicBool,
@@ -129,18 +134,24 @@ impl Gateway {
         let auth = Authenticator::new(&config.auth)
             .map_err(|e| GatewayError::Internal(format!("HTTP client: {e}")))?;
         let cache = config.cache.enabled.then(|| {
-            LabelCache::new(
+            Arc::new(LabelCache::new(
                 &config.cache,
                 storage.identity(),
                 config.storage.first_byte_timeout,
-            )
+            ))
         });
+        let regenerator = Regenerator::new(&config)
+            .map_err(|e| GatewayError::Internal(format!("HTTP client: {e}")))?;
+        let carrier = crate::internal::carrier_client(&config.internal)
+            .map_err(|e| GatewayError::Internal(format!("HTTP client: {e}")))?;
         Ok(Gateway {
             cache,
+            regenerator,
+            carrier,
             cache_control: cache_control(config.server.response_max_age),
             config: Arc::new(config),
             auth,
-            storage,
+            storage: Arc::new(storage),
             metrics: Metrics::default(),
             draining: AtomicBool::new(false),
             readiness: Readiness::default(),
@@ -294,7 +305,7 @@ impl Gateway {
             let key = cache.key(tracking);
             if let Some(label) = cache.get(&key).await {
                 trace.cache = Some(true);
-                return self.hit_response(tracking, &label, &conditions, range, head_only);
+                return self.memory_response(tracking, &label, &conditions, range, head_only, true);
             }
             trace.cache = Some(false);
             // Only a plain GET can fill the cache; the rest go straight to storage.
@@ -305,12 +316,13 @@ impl Gateway {
                         cache.wait(waiters).await;
                         if let Some(label) = cache.get(&key).await {
                             trace.cache = Some(true);
-                            return self.hit_response(
+                            return self.memory_response(
                                 tracking,
                                 &label,
                                 &conditions,
                                 range,
                                 head_only,
+                                true,
                             );
                         }
                     }
@@ -370,10 +382,10 @@ impl Gateway {
             }
             Fetch::PreconditionFailed => Err(GatewayError::PreconditionFailed),
             Fetch::RangeNotSatisfiable { size } => Err(GatewayError::RangeNotSatisfiable { size }),
-            Fetch::NotFound => Err(GatewayError::LabelMissing {
-                tracking: tracking.to_string(),
-                tracking_url: self.tracking_url(tracking),
-            }),
+            Fetch::NotFound => {
+                self.missing(tracking, request_id, &conditions, range, head_only)
+                    .await
+            }
         }
     }
 
@@ -408,14 +420,96 @@ impl Gateway {
         Ok(resp)
     }
 
-    /// A label from memory, with the same semantics and headers as from storage.
-    fn hit_response(
+    /// Storage has no such label: ask the app to regenerate it (GET only), else the
+    /// "label missing" page.
+    async fn missing(
+        &self,
+        tracking: &str,
+        request_id: &HeaderValue,
+        conditions: &Conditions,
+        range: Option<crate::http::RangeSpec>,
+        head_only: bool,
+    ) -> Result<Response<Body>, GatewayError> {
+        let regen = match &self.regenerator {
+            Some(r) if !head_only => r,
+            _ => {
+                return Err(GatewayError::LabelMissing {
+                    tracking: tracking.to_string(),
+                    tracking_url: self.tracking_url(tracking),
+                })
+            }
+        };
+        let (outcome, fresh) = regen
+            .regenerate(tracking, request_id)
+            .await
+            .map_err(GatewayError::RegenerateUnavailable)?;
+        match &*outcome {
+            Regenerated::Missing { tracking_url } => Err(GatewayError::LabelMissing {
+                tracking: tracking.to_string(),
+                tracking_url: tracking_url.clone().or_else(|| self.tracking_url(tracking)),
+            }),
+            Regenerated::Label(bytes) => {
+                if fresh {
+                    self.store_regenerated(tracking, bytes.clone());
+                }
+                let label = Arc::new(CachedLabel::new(
+                    vec![bytes.clone()],
+                    Some(HeaderValue::from_static("application/pdf")),
+                    None,
+                    HeaderValue::try_from(httpdate::fmt_http_date(std::time::SystemTime::now()))
+                        .ok(),
+                ));
+                self.memory_response(tracking, &label, conditions, range, head_only, false)
+            }
+        }
+    }
+
+    /// Uploads a regenerated label (never overwriting) and primes the cache, in the
+    /// background: the printer gets its bytes without waiting for storage.
+    fn store_regenerated(&self, tracking: &str, bytes: bytes::Bytes) {
+        let storage = self.storage.clone();
+        let cache = self.cache.clone();
+        let tracking = tracking.to_string();
+        tokio::spawn(async move {
+            let len = bytes.len() as u64;
+            match storage
+                .put(&tracking, full(bytes.clone()), len, false)
+                .await
+            {
+                Ok(outcome) => {
+                    tracing::info!(tracking, ?outcome, "regenerated label stored");
+                    if let (Some(cache), crate::storage::PutOutcome::Created { etag }) =
+                        (cache, outcome)
+                    {
+                        let label = CachedLabel::new(
+                            vec![bytes],
+                            Some(HeaderValue::from_static("application/pdf")),
+                            etag.and_then(|e| HeaderValue::try_from(e).ok()),
+                            HeaderValue::try_from(httpdate::fmt_http_date(
+                                std::time::SystemTime::now(),
+                            ))
+                            .ok(),
+                        );
+                        cache.insert(cache.key(&tracking), label).await;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(tracking, error = %e, "regenerated label could not be stored")
+                }
+            }
+        });
+    }
+
+    /// A label from memory (a cache hit, or a regenerated label), with the same semantics
+    /// and headers as from storage.
+    fn memory_response(
         &self,
         tracking: &str,
         label: &std::sync::Arc<CachedLabel>,
         conditions: &Conditions,
         range: Option<crate::http::RangeSpec>,
         head_only: bool,
+        hit: bool,
     ) -> Result<Response<Body>, GatewayError> {
         let mut head = ObjectHead {
             content_length: label.len,
@@ -426,7 +520,7 @@ impl Gateway {
             last_modified: label.last_modified.clone(),
         };
         match conditions.evaluate(&validators(&head)) {
-            Precondition::NotModified => return Ok(self.not_modified(tracking, &head, true)),
+            Precondition::NotModified => return Ok(self.not_modified(tracking, &head, hit)),
             Precondition::Failed => return Err(GatewayError::PreconditionFailed),
             Precondition::Proceed => {}
         }
@@ -444,7 +538,7 @@ impl Gateway {
         } else {
             label.body(head.range)
         };
-        self.label_response(tracking, &head, body, &Conditions::default(), true)
+        self.label_response(tracking, &head, body, &Conditions::default(), hit)
     }
 
     fn not_modified(&self, tracking: &str, head: &ObjectHead, hit: bool) -> Response<Body> {

@@ -1,20 +1,39 @@
 //! `/internal/...`: calls from the Django app to the gateway, behind the bearer token of
 //! `[internal]` (compared in constant time). Without a configured token every call is
 //! refused, so a forgotten variable fails closed.
+//!
+//! - `PUT /internal/labels/{tracking}[?overwrite=true]`: store a label (streamed to storage
+//!   when it has a `Content-Length`, else buffered up to `max_upload_bytes`).
+//! - `POST /internal/labels/{tracking}/fetch` `{"url": "https://..."}`: download a carrier
+//!   label and store it the same way.
+//! - `DELETE /internal/cache/{tracking}`: evict one label from memory.
 
-use http::header::{self, HeaderMap};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::request::Parts;
 use http::{Method, Response, StatusCode};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use crate::config::Secret;
+use crate::config::{InternalConfig, Secret};
 use crate::error::GatewayError;
 use crate::gateway::{valid_tracking, Gateway};
-use crate::http::{empty, Body};
+use crate::http::{empty, full, Body, BoxError};
+use crate::storage::PutOutcome;
+
+const PDF_MAGIC: &[u8] = b"%PDF-";
 
 /// An `/internal/` route, from the path after `/internal/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InternalRoute<'a> {
+    /// `PUT /internal/labels/{tracking}`
+    Label(&'a str),
+    /// `POST /internal/labels/{tracking}/fetch`
+    Fetch(&'a str),
     /// `DELETE /internal/cache/{tracking}`
     Purge(&'a str),
     NotFound,
@@ -23,6 +42,17 @@ pub enum InternalRoute<'a> {
 
 pub fn route(rest: &str) -> InternalRoute<'_> {
     let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if let Some(t) = rest.strip_prefix("labels/") {
+        let (t, fetch) = match t.strip_suffix("/fetch") {
+            Some(t) => (t, true),
+            None => (t, false),
+        };
+        return match (valid_tracking(t), fetch) {
+            (false, _) => InternalRoute::BadTracking,
+            (true, false) => InternalRoute::Label(t),
+            (true, true) => InternalRoute::Fetch(t),
+        };
+    }
     if let Some(t) = rest.strip_prefix("cache/") {
         return if valid_tracking(t) {
             InternalRoute::Purge(t)
@@ -49,7 +79,7 @@ impl Gateway {
     pub(crate) async fn internal(
         &self,
         parts: &Parts,
-        _body: Incoming,
+        body: Incoming,
         rest: &str,
     ) -> Result<Response<Body>, GatewayError> {
         let route = route(rest);
@@ -60,6 +90,18 @@ impl Gateway {
             return Err(GatewayError::Unauthorized);
         }
         match route {
+            InternalRoute::Label(tracking) => {
+                if parts.method != Method::PUT {
+                    return Err(GatewayError::MethodNotAllowed { allow: "PUT" });
+                }
+                self.ingest_upload(parts, body, tracking).await
+            }
+            InternalRoute::Fetch(tracking) => {
+                if parts.method != Method::POST {
+                    return Err(GatewayError::MethodNotAllowed { allow: "POST" });
+                }
+                self.ingest_fetch(parts, body, tracking).await
+            }
             InternalRoute::Purge(tracking) => {
                 if parts.method != Method::DELETE {
                     return Err(GatewayError::MethodNotAllowed { allow: "DELETE" });
@@ -78,6 +120,273 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// `PUT /internal/labels/{tracking}`: the request body goes to storage as it arrives
+    /// once its first bytes proved it a PDF.
+    async fn ingest_upload(
+        &self,
+        parts: &Parts,
+        body: Incoming,
+        tracking: &str,
+    ) -> Result<Response<Body>, GatewayError> {
+        let max = self.config.internal.max_upload_bytes.as_u64();
+        let overwrite = overwrite_requested(parts);
+        let declared = match parts.headers.get(header::CONTENT_LENGTH) {
+            None => None,
+            Some(v) => Some(
+                v.to_str()
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u64>().ok())
+                    .ok_or_else(|| GatewayError::BadRequest("invalid Content-Length".into()))?,
+            ),
+        };
+        if declared.is_some_and(|n| n > max) {
+            return Err(too_large(max));
+        }
+        if declared == Some(0) {
+            return Err(not_pdf());
+        }
+        let mut body: Body = body.map_err(BoxError::from).boxed();
+        let prefix = read_prefix(&mut body, PDF_MAGIC.len()).await?;
+        if !prefix.starts_with(PDF_MAGIC) {
+            return Err(not_pdf());
+        }
+        let (upload, len) = match declared {
+            Some(len) => (
+                Prefixed {
+                    prefix: Some(prefix),
+                    rest: body,
+                }
+                .boxed(),
+                len,
+            ),
+            // No length (chunked): buffer, bounded, so storage gets a Content-Length.
+            None => {
+                let mut buf = BytesMut::from(&prefix[..]);
+                while let Some(frame) = body.frame().await {
+                    let frame =
+                        frame.map_err(|e| GatewayError::BadRequest(format!("body: {e}")))?;
+                    if let Ok(data) = frame.into_data() {
+                        if (buf.len() + data.len()) as u64 > max {
+                            return Err(too_large(max));
+                        }
+                        buf.extend_from_slice(&data);
+                    }
+                }
+                let len = buf.len() as u64;
+                (full(buf.freeze()), len)
+            }
+        };
+        self.store(tracking, upload, len, overwrite).await
+    }
+
+    /// `POST /internal/labels/{tracking}/fetch` with `{"url": "..."}`.
+    async fn ingest_fetch(
+        &self,
+        parts: &Parts,
+        body: Incoming,
+        tracking: &str,
+    ) -> Result<Response<Body>, GatewayError> {
+        let cfg = &self.config.internal;
+        let raw = http_body_util::Limited::new(body, 16 * 1024)
+            .collect()
+            .await
+            .map_err(|_| {
+                GatewayError::BadRequest("request body must be a small JSON object".into())
+            })?
+            .to_bytes();
+        #[derive(serde::Deserialize)]
+        struct FetchRequest {
+            url: String,
+        }
+        let req: FetchRequest = serde_json::from_slice(&raw).map_err(|_| {
+            GatewayError::BadRequest("expected JSON {\"url\": \"https://...\"}".into())
+        })?;
+        let url = reqwest::Url::parse(&req.url)
+            .map_err(|_| GatewayError::BadRequest("url is not a valid URL".into()))?;
+        match url.scheme() {
+            "https" => {}
+            "http" if cfg.fetch_allow_http => {}
+            "http" => {
+                return Err(GatewayError::BadRequest(
+                    "only https carrier URLs are allowed (internal.fetch_allow_http)".into(),
+                ))
+            }
+            _ => return Err(GatewayError::BadRequest("url must be http(s)".into())),
+        }
+        let host = url.host_str().unwrap_or("").to_string();
+        let resp = self
+            .carrier
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| carrier_error(&e, &host))?;
+        if !resp.status().is_success() {
+            return Err(GatewayError::BadGateway(format!(
+                "carrier {host} answered {}",
+                resp.status().as_u16()
+            )));
+        }
+        let max = cfg.max_upload_bytes.as_u64();
+        let bytes = crate::regenerate::read_limited(resp, max)
+            .await
+            .map_err(|e| {
+                if e == "timed out" {
+                    GatewayError::UpstreamTimeout {
+                        what: "carrier download",
+                    }
+                } else {
+                    GatewayError::BadGateway(format!("carrier {host}: {e}"))
+                }
+            })?
+            .ok_or_else(|| too_large(max))?;
+        if !bytes.starts_with(PDF_MAGIC) {
+            return Err(GatewayError::UnsupportedMediaType(format!(
+                "the carrier's answer from {host} is not a PDF"
+            )));
+        }
+        let len = bytes.len() as u64;
+        self.store(tracking, full(bytes), len, overwrite_requested(parts))
+            .await
+    }
+
+    /// Writes to storage, then drops stale copies (memory, remembered regeneration
+    /// outcomes) and answers 201 `{key, size, etag}` or 409.
+    async fn store(
+        &self,
+        tracking: &str,
+        body: Body,
+        len: u64,
+        overwrite: bool,
+    ) -> Result<Response<Body>, GatewayError> {
+        match self.storage.put(tracking, body, len, overwrite).await? {
+            PutOutcome::AlreadyExists => Err(GatewayError::Conflict(format!(
+                "label {tracking} already exists; add ?overwrite=true to replace it"
+            ))),
+            PutOutcome::Created { etag } => {
+                if let Some(cache) = &self.cache {
+                    cache.purge(&cache.key(tracking)).await;
+                }
+                if let Some(regen) = &self.regenerator {
+                    regen.forget(tracking).await;
+                }
+                tracing::info!(tracking, size = len, overwrite, "label ingested");
+                let json = serde_json::json!({
+                    "key": self.storage.key(tracking),
+                    "size": len,
+                    "etag": etag,
+                });
+                let mut r = Response::new(full(json.to_string()));
+                *r.status_mut() = StatusCode::CREATED;
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                Ok(r)
+            }
+        }
+    }
+}
+
+/// The client for carrier downloads: connect and total timeouts, a few redirects.
+pub fn carrier_client(cfg: &InternalConfig) -> Result<reqwest::Client, reqwest::Error> {
+    let allow_http = cfg.fetch_allow_http;
+    reqwest::Client::builder()
+        .connect_timeout(cfg.fetch_connect_timeout)
+        .timeout(cfg.fetch_timeout)
+        .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+            let https = attempt.url().scheme() == "https";
+            if attempt.previous().len() >= 5 || !(https || allow_http) {
+                attempt.stop()
+            } else {
+                attempt.follow()
+            }
+        }))
+        .user_agent(concat!("label-gateway/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+fn carrier_error(e: &reqwest::Error, host: &str) -> GatewayError {
+    if e.is_timeout() {
+        GatewayError::UpstreamTimeout {
+            what: "carrier download",
+        }
+    } else {
+        GatewayError::BadGateway(format!(
+            "carrier {host}: {}",
+            crate::regenerate::describe(e)
+        ))
+    }
+}
+
+fn overwrite_requested(parts: &Parts) -> bool {
+    parts.uri.query().is_some_and(|q| {
+        q.split('&')
+            .any(|kv| kv == "overwrite=true" || kv == "overwrite=1")
+    })
+}
+
+fn too_large(max: u64) -> GatewayError {
+    GatewayError::PayloadTooLarge(format!("label larger than max_upload_bytes ({max} bytes)"))
+}
+
+fn not_pdf() -> GatewayError {
+    GatewayError::UnsupportedMediaType("body is not a PDF (must start with %PDF-)".into())
+}
+
+/// Reads frames until at least `n` bytes arrived (or the body ended); returns them.
+async fn read_prefix(body: &mut Body, n: usize) -> Result<Bytes, GatewayError> {
+    let mut buf = BytesMut::new();
+    while buf.len() < n {
+        match body.frame().await {
+            None => break,
+            Some(Err(e)) => return Err(GatewayError::BadRequest(format!("body: {e}"))),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    buf.extend_from_slice(&data);
+                }
+            }
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// Bytes already read, then the rest of the body.
+struct Prefixed {
+    prefix: Option<Bytes>,
+    rest: Body,
+}
+
+impl HttpBody for Prefixed {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(p) = self.prefix.take() {
+            return Poll::Ready(Some(Ok(Frame::data(p))));
+        }
+        Pin::new(&mut self.rest).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.prefix.is_none() && self.rest.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let p = self.prefix.as_ref().map_or(0, |p| p.len() as u64);
+        let r = self.rest.size_hint();
+        let mut h = SizeHint::new();
+        h.set_lower(r.lower() + p);
+        if let Some(u) = r.upper() {
+            h.set_upper(u + p);
+        }
+        h
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +394,9 @@ mod tests {
 
     #[test]
     fn internal_routes_parse() {
+        assert_eq!(route("labels/ABC"), InternalRoute::Label("ABC"));
+        assert_eq!(route("labels/ABC/fetch"), InternalRoute::Fetch("ABC"));
+        assert_eq!(route("labels/A.B"), InternalRoute::BadTracking);
         assert_eq!(route("cache/ABC"), InternalRoute::Purge("ABC"));
         assert_eq!(route("cache/ABC/"), InternalRoute::Purge("ABC"));
         assert_eq!(route("cache/../x"), InternalRoute::BadTracking);

@@ -10,10 +10,12 @@
 //! - [`auth`]: the Django session check and its verdict cache.
 //! - [`storage`]: the label store: `s3` (SigV4, pooled client) and `local` backends.
 //! - [`cache`]: the hot-label cache (moka, weighed in bytes) and its fill lock.
-//! - [`internal`]: `/internal/...` calls from the app (bearer token): cache purge.
+//! - [`internal`]: `/internal/...` calls from the app (bearer token): label ingest,
+//!   carrier fetch, cache purge.
 //! - [`http`]: body type, `Range` and conditional logic, label response headers.
 //! - [`body`]: body wrappers on the streaming path (idle timeout).
 //! - [`error`]: the request-path error and its single status mapping.
+//! - [`regenerate`]: asking the app to regenerate a missing label.
 //! - [`metrics`]: counters rendered at `/metrics`.
 //! - [`telemetry`]: log set-up.
 
@@ -26,6 +28,7 @@ pub mod gateway;
 pub mod http;
 pub mod internal;
 pub mod metrics;
+pub mod regenerate;
 pub mod server;
 pub mod storage;
 pub mod telemetry;

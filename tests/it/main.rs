@@ -6,5 +6,7 @@ mod support;
 
 mod auth;
 mod cache;
+mod ingest;
 mod local;
+mod regenerate;
 mod storage;

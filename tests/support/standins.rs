@@ -146,3 +146,52 @@ impl Drop for BrokenOrigin {
         self.task.abort();
     }
 }
+
+/// A carrier's label server: answers every GET with `body` (after `delay`), counting hits.
+pub struct Carrier {
+    pub addr: SocketAddr,
+    pub hits: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Carrier {
+    pub async fn start(body: Vec<u8>, delay: Duration) -> Carrier {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let hits = Arc::new(AtomicUsize::new(0));
+        let h = hits.clone();
+        let body = Bytes::from(body);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (h, body) = (h.clone(), body.clone());
+                tokio::spawn(async move {
+                    let svc = service_fn(move |_req| {
+                        let (h, body) = (h.clone(), body.clone());
+                        async move {
+                            h.fetch_add(1, Ordering::SeqCst);
+                            tokio::time::sleep(delay).await;
+                            Ok::<_, Infallible>(http::Response::new(Full::new(body)))
+                        }
+                    });
+                    let _ = Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Carrier { addr, hits, task }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for Carrier {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
