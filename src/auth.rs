@@ -154,6 +154,16 @@ impl Authenticator {
         Ok((entry.into_value(), source))
     }
 
+    /// Readiness: the check endpoint answers at all (a 403 to a request without a
+    /// session is an answer). No cookie is sent.
+    pub async fn probe(&self) -> Result<(), String> {
+        let url = self.check_url.replace("{tracking}", "readyz");
+        match self.client.get(url).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(describe(&e)),
+        }
+    }
+
     /// Drops every cached verdict (tests, and operators via a future purge).
     pub fn forget_all(&self) {
         self.cache.invalidate_all();

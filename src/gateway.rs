@@ -601,7 +601,14 @@ impl Gateway {
         let result = match cached {
             Some((_, r)) => r,
             None => {
-                let r = self.storage.probe().await.map_err(|e| e.to_string());
+                // Both peers must answer: storage (signed HEAD of the bucket) and the app's
+                // check URL (any HTTP status counts: it is reachable).
+                let (storage, app) = tokio::join!(self.storage.probe(), self.auth.probe());
+                let r = match (storage, app) {
+                    (Ok(()), Ok(())) => Ok(()),
+                    (Err(e), _) => Err(format!("storage: {e}")),
+                    (_, Err(e)) => Err(format!("session check endpoint: {e}")),
+                };
                 if let Ok(mut g) = self.readiness.last.lock() {
                     *g = Some((Instant::now(), r.clone()));
                 }
@@ -611,7 +618,7 @@ impl Gateway {
         match result {
             Ok(()) => Ok(text(StatusCode::OK, "ready\n")),
             Err(e) => {
-                tracing::warn!(error = %e, "not ready: storage probe failed");
+                tracing::warn!(error = %e, "not ready");
                 Err(GatewayError::NotReady)
             }
         }

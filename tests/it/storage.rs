@@ -325,3 +325,25 @@ async fn object_written_with_aws_chunked_encoding_is_served_without_it() {
     );
     assert_eq!(r.bytes().await.unwrap(), data);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readyz_needs_both_storage_and_the_check_endpoint() {
+    let s3 = S3Server::start().await;
+    let down = crate::support::standins::closed_port().await;
+    let gw = support::start_gateway(support::s3_config(&s3, &format!("http://{down}/check/"), &[])).await;
+    let r = support::client().get(format!("http://{}/readyz", gw.addr())).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+
+    let check = Responder::allow_all().await;
+    let gw = support::start_gateway(support::s3_config(
+        &s3,
+        &check.url(),
+        &[("SPACES_SECRET_ACCESS_KEY", "wrong-secret")],
+    ))
+    .await;
+    let r = support::client().get(format!("http://{}/readyz", gw.addr())).send().await.unwrap();
+    assert_eq!(r.status(), 503, "a bucket that refuses our signature is not ready");
+    let r = support::client().get(format!("http://{}/healthz", gw.addr())).send().await.unwrap();
+    assert_eq!(r.status(), 200, "but the process is alive");
+}
