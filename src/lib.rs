@@ -18,10 +18,12 @@
 //! - [`regenerate`]: asking the app to regenerate a missing label.
 //! - [`metrics`]: counters rendered at `/metrics`.
 //! - [`telemetry`]: log set-up.
+//! - [`cli`]: operator commands (`presign`, `migrate`).
 
 pub mod auth;
 pub mod body;
 pub mod cache;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod gateway;

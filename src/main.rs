@@ -23,6 +23,26 @@ enum Command {
     Serve,
     /// Load and validate the configuration, print a summary, and exit.
     CheckConfig,
+    /// Print a time-limited GET link to one label in the bucket (bypasses the session
+    /// check: keep it short).
+    Presign {
+        tracking: String,
+        /// Lifetime, e.g. 15m, 1h (at most 7d).
+        #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
+        expires: std::time::Duration,
+    },
+    /// Copy old local labels ({tracking}.pdf files) into the configured store.
+    Migrate {
+        /// The app's old folder, e.g. ./media/shipping_labels
+        #[arg(long)]
+        from: PathBuf,
+        /// Replace labels that already exist in the store.
+        #[arg(long)]
+        overwrite: bool,
+        /// List what would be uploaded without writing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -43,6 +63,60 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve => serve(config),
+        Command::Presign { tracking, expires } => {
+            match label_gateway::cli::presign::presign(&config, &tracking, expires) {
+                Ok(url) => {
+                    println!("{url}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("label-gateway presign: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Migrate {
+            from,
+            overwrite,
+            dry_run,
+        } => run_async(async move {
+            let report =
+                label_gateway::cli::migrate::migrate(&config, &from, overwrite, dry_run).await?;
+            for (path, err) in &report.failed {
+                eprintln!("failed: {}: {err}", path.display());
+            }
+            for path in &report.not_pdf {
+                eprintln!("not a PDF, skipped: {}", path.display());
+            }
+            for path in &report.skipped_names {
+                eprintln!("not {{tracking}}.pdf, skipped: {}", path.display());
+            }
+            let verb = if dry_run { "would upload" } else { "uploaded" };
+            println!("{}", report.summary().replacen("uploaded", verb, 1));
+            anyhow::ensure!(report.failed.is_empty(), "some labels failed to upload");
+            Ok(())
+        }),
+    }
+}
+
+/// Runs an operator command on a small runtime; errors print and exit 1.
+fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("label-gateway: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("label-gateway: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
