@@ -330,8 +330,17 @@ async fn object_written_with_aws_chunked_encoding_is_served_without_it() {
 async fn readyz_needs_both_storage_and_the_check_endpoint() {
     let s3 = S3Server::start().await;
     let down = crate::support::standins::closed_port().await;
-    let gw = support::start_gateway(support::s3_config(&s3, &format!("http://{down}/check/"), &[])).await;
-    let r = support::client().get(format!("http://{}/readyz", gw.addr())).send().await.unwrap();
+    let gw = support::start_gateway(support::s3_config(
+        &s3,
+        &format!("http://{down}/check/"),
+        &[],
+    ))
+    .await;
+    let r = support::client()
+        .get(format!("http://{}/readyz", gw.addr()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 503);
     assert!(r.headers().contains_key("retry-after"));
 
@@ -342,8 +351,20 @@ async fn readyz_needs_both_storage_and_the_check_endpoint() {
         &[("SPACES_SECRET_ACCESS_KEY", "wrong-secret")],
     ))
     .await;
-    let r = support::client().get(format!("http://{}/readyz", gw.addr())).send().await.unwrap();
-    assert_eq!(r.status(), 503, "a bucket that refuses our signature is not ready");
-    let r = support::client().get(format!("http://{}/healthz", gw.addr())).send().await.unwrap();
+    let r = support::client()
+        .get(format!("http://{}/readyz", gw.addr()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        503,
+        "a bucket that refuses our signature is not ready"
+    );
+    let r = support::client()
+        .get(format!("http://{}/healthz", gw.addr()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200, "but the process is alive");
 }
