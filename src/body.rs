@@ -1,5 +1,7 @@
 //! Body wrappers on the streaming path: an idle timeout for storage bodies, so a stalled
-//! origin ends the client's response as an error instead of hanging it.
+//! origin ends the client's response as an error instead of hanging it, and the body the
+//! server hands to hyper, which lives exactly as long as the response (so the server knows
+//! when a connection is idle) and makes a cut body reach the client the same way every time.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,11 +19,16 @@ use crate::http::BoxError;
 #[error("storage body stalled for more than {0:?}")]
 pub struct IdleTimeoutError(pub Duration);
 
-/// Fails the body when no frame arrives within `idle` of the previous one.
+/// Fails the body when the origin stays silent for `idle` while a frame is wanted.
+///
+/// The clock runs only while the body is waiting on the origin: a client that reads
+/// slowly (so the body is not polled for a while) never counts as a stalled origin.
 pub struct IdleTimeout<B> {
     inner: B,
     idle: Duration,
     sleep: Pin<Box<Sleep>>,
+    /// Whether `sleep` measures the current wait (armed at the first `Pending`).
+    waiting: bool,
 }
 
 impl<B> IdleTimeout<B> {
@@ -30,6 +37,7 @@ impl<B> IdleTimeout<B> {
             inner,
             idle,
             sleep: Box::pin(tokio::time::sleep(idle)),
+            waiting: false,
         }
     }
 }
@@ -49,19 +57,103 @@ where
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                let deadline = Instant::now() + this.idle;
-                this.sleep.as_mut().reset(deadline);
-                Poll::Ready(frame.map(|r| r.map_err(Into::into)))
+                this.waiting = false;
+                Poll::Ready(frame.map(|r| {
+                    r.map_err(|e| {
+                        let e: BoxError = e.into();
+                        tracing::warn!(
+                            error = %e,
+                            "storage body failed mid-way: cutting the response so the client \
+                             sees an error, not a short label"
+                        );
+                        e
+                    })
+                }))
             }
-            Poll::Pending => match this.sleep.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(IdleTimeoutError(this.idle))))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => {
+                if !this.waiting {
+                    this.waiting = true;
+                    let deadline = Instant::now() + this.idle;
+                    this.sleep.as_mut().reset(deadline);
+                }
+                match this.sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        this.waiting = false;
+                        tracing::warn!(
+                            idle = ?this.idle,
+                            "storage body stalled past storage.idle_body_timeout: cutting the \
+                             response so the client sees an error, not a short label"
+                        );
+                        Poll::Ready(Some(Err(Box::new(IdleTimeoutError(this.idle)))))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
         self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The body hyper serves on a connection. It carries `guard` until hyper drops it (the
+/// last frame is sent, or the response is abandoned), and when the inner body fails it
+/// first lets hyper flush what it already has: the client always gets the head and the
+/// bytes that arrived, then the cut (a short body under its `Content-Length`), instead of
+/// a connection that closes before the head or not depending on timing.
+pub struct Served<B: HttpBody, G> {
+    inner: B,
+    /// An error held back for one poll, so hyper flushes before it aborts.
+    failed: Option<B::Error>,
+    _guard: G,
+}
+
+impl<B: HttpBody, G> Served<B, G> {
+    pub fn new(inner: B, guard: G) -> Self {
+        Served {
+            inner,
+            failed: None,
+            _guard: guard,
+        }
+    }
+}
+
+impl<B, G> HttpBody for Served<B, G>
+where
+    B: HttpBody + Unpin,
+    B::Error: Unpin,
+    G: Unpin,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let this = &mut *self;
+        if let Some(e) = this.failed.take() {
+            return Poll::Ready(Some(Err(e)));
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Err(e))) => {
+                // hyper flushes its buffer when the body is pending; the error follows on
+                // the next poll, which this wake asks for at once.
+                this.failed = Some(e);
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.failed.is_none() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -87,6 +179,76 @@ mod tests {
         let err = body.frame().await.unwrap().unwrap_err();
         assert!(err.to_string().contains("stalled"), "{err}");
         drop(tx);
+    }
+
+    /// An origin like hyper's client body: the next chunk is read from the socket only
+    /// once the body is polled, so it arrives a little after it is asked for.
+    fn on_demand_origin(
+        chunks: usize,
+        delay: Duration,
+    ) -> impl HttpBody<Data = Bytes, Error = BoxError> + Unpin {
+        let mut left = chunks;
+        let mut pending: Option<Pin<Box<Sleep>>> = None;
+        let stream = futures_util::stream::poll_fn(move |cx| {
+            if left == 0 {
+                return Poll::Ready(None);
+            }
+            let sleep = pending.get_or_insert_with(|| Box::pin(tokio::time::sleep(delay)));
+            match sleep.as_mut().poll(cx) {
+                Poll::Ready(()) => {
+                    pending = None;
+                    left -= 1;
+                    Poll::Ready(Some(Ok::<_, BoxError>(Frame::data(Bytes::from_static(
+                        b"chunk",
+                    )))))
+                }
+                Poll::Pending => Poll::Pending,
+            }
+        });
+        StreamBody::new(Box::pin(stream))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_reader_is_not_mistaken_for_a_stalled_origin() {
+        let idle = Duration::from_secs(5);
+        let mut body = IdleTimeout::new(on_demand_origin(3, Duration::from_millis(10)), idle);
+        for _ in 0..3 {
+            let frame = body.frame().await.unwrap().unwrap();
+            assert_eq!(frame.into_data().unwrap(), "chunk");
+            // The client pauses far longer than the idle timeout before reading on.
+            tokio::time::sleep(idle * 4).await;
+        }
+        assert!(body.frame().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn guard_lives_until_the_body_is_dropped() {
+        let flag = std::sync::Arc::new(());
+        let body = Served::new(crate::http::full("x"), flag.clone());
+        assert_eq!(std::sync::Arc::strong_count(&flag), 2);
+        assert_eq!(body.size_hint().exact(), Some(1));
+        let collected = body.collect().await.unwrap().to_bytes();
+        assert_eq!(collected, "x");
+        assert_eq!(std::sync::Arc::strong_count(&flag), 1);
+    }
+
+    #[tokio::test]
+    async fn an_error_is_held_back_one_poll_then_passed_on() {
+        let frames: Vec<Result<Frame<Bytes>, BoxError>> = vec![
+            Ok(Frame::data(Bytes::from_static(b"part"))),
+            Err("origin reset".into()),
+        ];
+        let mut body = Served::new(StreamBody::new(futures_util::stream::iter(frames)), ());
+        let first = body.frame().await.unwrap().unwrap();
+        assert_eq!(first.into_data().unwrap(), "part");
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(Pin::new(&mut body).poll_frame(&mut cx).is_pending());
+        assert!(!body.is_end_stream());
+        match Pin::new(&mut body).poll_frame(&mut cx) {
+            Poll::Ready(Some(Err(e))) => assert_eq!(e.to_string(), "origin reset"),
+            _ => panic!("the held error comes next"),
+        }
     }
 
     fn tokio_stream_from(

@@ -134,7 +134,7 @@ fn serve(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    rt.block_on(async move {
+    let code = rt.block_on(async move {
         let running = match label_gateway::server::start(config).await {
             Ok(r) => r,
             Err(e) => {
@@ -145,14 +145,26 @@ fn serve(config: Config) -> ExitCode {
         };
         tracing::info!(addr = %running.addr(), internal = ?running.internal_addr(), "label-gateway listening");
         wait_for_signal().await;
-        tracing::info!("shutting down: draining in-flight requests");
-        if running.shutdown().await {
-            tracing::info!("drained, exiting");
-        } else {
-            tracing::warn!("grace period over, exiting with requests still in flight");
+        tracing::info!("shutting down: new connections refused, draining in-flight requests");
+        tokio::select! {
+            drained = running.shutdown() => {
+                if drained {
+                    tracing::info!("drained, exiting");
+                } else {
+                    tracing::warn!("grace period over, exiting with requests still in flight");
+                }
+            }
+            // A second signal is an operator who will not wait: stop now.
+            _ = wait_for_signal() => {
+                tracing::warn!("second signal: exiting with requests still in flight");
+            }
         }
         ExitCode::SUCCESS
-    })
+    });
+    // Work still running (a download past the grace period, a blocking file read) must
+    // not hold the exit: give it a moment, then go.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
 }
 
 async fn wait_for_signal() {

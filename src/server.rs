@@ -3,21 +3,38 @@
 //! [`start`] binds and returns a [`Running`] handle (tests bind `127.0.0.1:0` this way);
 //! [`Running::shutdown`] stops accepting, turns `/readyz` to 503, lets in-flight requests
 //! finish within `shutdown_grace`, then returns.
+//!
+//! # Connection limit
+//! At most `max_connections` connections are served at once. A connection is *busy* while
+//! one of its requests is being answered (until the response body is finished) and *idle*
+//! otherwise: before its first request head, between keep-alive requests, or while a slow
+//! client is still sending a head. When the limit is reached, a newcomer closes the
+//! connection that has been idle the longest and takes its slot, as nginx reuses idle
+//! connections when it runs out: sockets that hold a slot without asking for anything never
+//! lock a real client out. Only when every slot is busy does the newcomer wait
+//! `accept_wait`, then get a short 503.
+//!
+//! Idle connections are also closed on their own: a connection must send its first request
+//! head within `header_read_timeout` (this covers the HTTP/1-or-2 detection read, which
+//! hyper does not time), and hyper closes an HTTP/1 keep-alive connection that starts no
+//! new request within the same time.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 use tokio_util::task::TaskTracker;
 
+use crate::body::Served;
 use crate::config::Config;
 use crate::gateway::{Gateway, Listener};
 
@@ -77,7 +94,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 pub fn serve(gateway: Arc<Gateway>, public: TcpListener, internal: Option<TcpListener>) -> Running {
     let (stop, stop_rx) = watch::channel(false);
     let tasks = TaskTracker::new();
-    let limit = Arc::new(Semaphore::new(gateway.config.server.max_connections));
+    let slots = Arc::new(Slots::new(gateway.config.server.max_connections));
     let addr = public.local_addr().expect("bound listener has an address");
     let internal_addr = internal.as_ref().and_then(|l| l.local_addr().ok());
     let kind = if internal.is_some() {
@@ -89,7 +106,7 @@ pub fn serve(gateway: Arc<Gateway>, public: TcpListener, internal: Option<TcpLis
         public,
         kind,
         gateway.clone(),
-        limit.clone(),
+        slots.clone(),
         stop_rx.clone(),
         tasks.clone(),
     ));
@@ -98,7 +115,7 @@ pub fn serve(gateway: Arc<Gateway>, public: TcpListener, internal: Option<TcpLis
             l,
             Listener::Internal,
             gateway.clone(),
-            limit,
+            slots,
             stop_rx,
             tasks.clone(),
         ));
@@ -130,16 +147,124 @@ fn builder(gateway: &Gateway) -> auto::Builder<TokioExecutor> {
     b
 }
 
+/// The connection slots: the limit, and every open connection's busy/idle state so that
+/// a newcomer at the limit can close the longest-idle one.
+struct Slots {
+    limit: Arc<Semaphore>,
+    /// Clock origin for [`Conn::idle_since_ms`].
+    epoch: Instant,
+    next_id: AtomicU64,
+    open: Mutex<HashMap<u64, Arc<Conn>>>,
+}
+
+/// One open connection, as the slot table sees it.
+struct Conn {
+    epoch: Instant,
+    /// Requests started whose response is not finished (HTTP/2: open streams).
+    busy: AtomicUsize,
+    /// Requests started on this connection so far.
+    requests: AtomicU64,
+    /// When `busy` last fell to zero, in ms since `epoch`: the eviction order.
+    idle_since_ms: AtomicU64,
+    /// Set by the newcomer that chose this connection to close.
+    evicted: AtomicBool,
+    evict: Notify,
+}
+
+impl Slots {
+    fn new(max_connections: usize) -> Slots {
+        Slots {
+            limit: Arc::new(Semaphore::new(max_connections)),
+            epoch: Instant::now(),
+            next_id: AtomicU64::new(0),
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn register(self: &Arc<Self>) -> Registered {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let conn = Arc::new(Conn {
+            epoch: self.epoch,
+            busy: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
+            idle_since_ms: AtomicU64::new(self.epoch.elapsed().as_millis() as u64),
+            evicted: AtomicBool::new(false),
+            evict: Notify::new(),
+        });
+        self.lock().insert(id, conn.clone());
+        Registered {
+            slots: self.clone(),
+            id,
+            conn,
+        }
+    }
+
+    /// Asks the longest-idle connection to close; `false` when every connection is busy.
+    fn evict_idle(&self) -> bool {
+        let open = self.lock();
+        let victim = open
+            .values()
+            .filter(|c| c.busy.load(Ordering::Acquire) == 0 && !c.evicted.load(Ordering::Relaxed))
+            .min_by_key(|c| c.idle_since_ms.load(Ordering::Relaxed));
+        match victim {
+            Some(c) => {
+                c.evicted.store(true, Ordering::Relaxed);
+                // A stored permit: the victim sees it even if it is not waiting right now.
+                c.evict.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Conn>>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Removes a connection from the slot table when its task ends, however it ends.
+struct Registered {
+    slots: Arc<Slots>,
+    id: u64,
+    conn: Arc<Conn>,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.slots.lock().remove(&self.id);
+    }
+}
+
+impl Conn {
+    /// Marks a request as started; the connection is busy until the guard drops, which
+    /// happens when hyper has finished (or abandoned) the response body.
+    fn begin_request(self: &Arc<Self>) -> BusyGuard {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.busy.fetch_add(1, Ordering::AcqRel);
+        BusyGuard(self.clone())
+    }
+}
+
+struct BusyGuard(Arc<Conn>);
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        let c = &self.0;
+        let now = c.epoch.elapsed().as_millis() as u64;
+        c.idle_since_ms.store(now, Ordering::Relaxed);
+        c.busy.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
     kind: Listener,
     gateway: Arc<Gateway>,
-    limit: Arc<Semaphore>,
+    slots: Arc<Slots>,
     mut stop: watch::Receiver<bool>,
     tasks: TaskTracker,
 ) {
     let builder = Arc::new(builder(&gateway));
-    let accept_wait = gateway.config.server.accept_wait;
     loop {
         let (stream, peer) = tokio::select! {
             biased;
@@ -155,52 +280,115 @@ async fn accept_loop(
             },
         };
         let _ = stream.set_nodelay(true);
-        let gateway = gateway.clone();
-        let limit = limit.clone();
-        let builder = builder.clone();
-        let mut stop = stop.clone();
-        tasks.spawn(async move {
-            let permit = match limit.clone().try_acquire_owned() {
-                Ok(p) => p,
-                Err(_) => match tokio::time::timeout(accept_wait, limit.acquire_owned()).await {
-                    Ok(Ok(p)) => p,
-                    _ => {
-                        gateway
-                            .metrics
-                            .connections_refused
-                            .fetch_add(1, Ordering::Relaxed);
-                        refuse(stream).await;
-                        return;
-                    }
-                },
-            };
-            gateway
-                .metrics
-                .connections_open
-                .fetch_add(1, Ordering::Relaxed);
-            let service = {
-                let gateway = gateway.clone();
-                service_fn(move |req| {
-                    let gateway = gateway.clone();
-                    async move { Ok::<_, Infallible>(gateway.handle(req, peer, kind).await) }
-                })
-            };
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                res = conn.as_mut() => log_conn_end(res),
-                _ = stopped(&mut stop) => {
-                    conn.as_mut().graceful_shutdown();
-                    log_conn_end(conn.await);
+        tasks.spawn(connection(
+            stream,
+            peer,
+            kind,
+            gateway.clone(),
+            slots.clone(),
+            builder.clone(),
+            stop.clone(),
+        ));
+    }
+}
+
+/// Serves one accepted connection: takes a slot, then runs hyper until the connection
+/// ends, is evicted, misses its first header deadline, or drains on shutdown.
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    kind: Listener,
+    gateway: Arc<Gateway>,
+    slots: Arc<Slots>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let server = &gateway.config.server;
+    let permit = match slots.limit.clone().try_acquire_owned() {
+        Ok(p) => p,
+        Err(_) => {
+            let evicted = slots.evict_idle();
+            match tokio::time::timeout(server.accept_wait, slots.limit.clone().acquire_owned())
+                .await
+            {
+                Ok(Ok(p)) => p,
+                _ => {
+                    tracing::debug!(%peer, evicted, "connection limit reached: refusing");
+                    gateway
+                        .metrics
+                        .connections_refused
+                        .fetch_add(1, Ordering::Relaxed);
+                    refuse(stream).await;
+                    return;
                 }
             }
-            gateway
-                .metrics
-                .connections_open
-                .fetch_sub(1, Ordering::Relaxed);
-            drop(permit);
-        });
+        }
+    };
+    let registered = slots.register();
+    let conn_state = registered.conn.clone();
+    gateway
+        .metrics
+        .connections_open
+        .fetch_add(1, Ordering::Relaxed);
+    let service = {
+        let gateway = gateway.clone();
+        let conn_state = conn_state.clone();
+        service_fn(move |req| {
+            let gateway = gateway.clone();
+            // Created before the future so a request abandoned mid-way still ends "busy".
+            let busy = conn_state.begin_request();
+            async move {
+                let resp = gateway.handle(req, peer, kind).await;
+                Ok::<_, Infallible>(resp.map(|body| Served::new(body, busy)))
+            }
+        })
+    };
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    // hyper times HTTP/1 heads itself, but not the read that tells HTTP/1 from HTTP/2,
+    // nor an HTTP/2 connection that never opens a stream: the first head is timed here.
+    let first_head = tokio::time::sleep(server.header_read_timeout);
+    tokio::pin!(first_head);
+    let mut first_head_armed = true;
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            res = conn.as_mut() => {
+                log_conn_end(peer, res);
+                break;
+            }
+            _ = first_head.as_mut(), if first_head_armed => {
+                first_head_armed = false;
+                if conn_state.requests.load(Ordering::Relaxed) == 0 {
+                    tracing::info!(
+                        %peer,
+                        timeout = ?server.header_read_timeout,
+                        "closing a connection that sent no request head within server.header_read_timeout"
+                    );
+                    break;
+                }
+            }
+            _ = conn_state.evict.notified(), if !draining => {
+                if conn_state.busy.load(Ordering::Acquire) == 0 {
+                    tracing::debug!(%peer, "connection limit reached: closing the longest-idle connection");
+                    break;
+                }
+                // A request started since it was chosen: let it finish, then close.
+                conn.as_mut().graceful_shutdown();
+                draining = true;
+            }
+            _ = stopped(&mut stop), if !draining => {
+                conn.as_mut().graceful_shutdown();
+                draining = true;
+            }
+        }
     }
+    gateway
+        .metrics
+        .connections_open
+        .fetch_sub(1, Ordering::Relaxed);
+    drop(registered);
+    drop(permit);
 }
 
 /// Resolves once shutdown starts.
@@ -208,14 +396,24 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await.map(|_| ());
 }
 
-fn log_conn_end(res: Result<(), Box<dyn std::error::Error + Send + Sync>>) {
-    if let Err(e) = res {
-        tracing::debug!(error = %e, "connection ended with an error");
+fn log_conn_end(peer: SocketAddr, res: Result<(), Box<dyn std::error::Error + Send + Sync>>) {
+    let Err(e) = res else { return };
+    match e.downcast_ref::<hyper::Error>() {
+        Some(h) if h.is_timeout() => tracing::info!(
+            %peer,
+            "closed a timed-out connection: no complete request head within \
+             server.header_read_timeout (or an HTTP/2 keep-alive ping went unanswered)"
+        ),
+        // The response body failed (a storage stream cut mid-way, already logged where it
+        // broke): hyper closed the connection so the client sees an error, not a short body.
+        Some(h) if h.is_user() => tracing::debug!(%peer, error = %e, "response aborted"),
+        _ => tracing::debug!(%peer, error = %e, "connection ended with an error"),
     }
 }
 
 /// Over the connection limit: a short 503 and close, rather than an accepted but starved
-/// connection.
+/// connection. The client's request is read and dropped for a moment before closing (a
+/// "lingering close"), so the close does not turn into a reset that loses the 503.
 async fn refuse(mut stream: TcpStream) {
     let body = "503 Service Unavailable: too many connections\n";
     let msg = format!(
@@ -223,9 +421,17 @@ async fn refuse(mut stream: TcpStream) {
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+    let _ = tokio::time::timeout(Duration::from_millis(500), async {
         let _ = stream.write_all(msg.as_bytes()).await;
         let _ = stream.shutdown().await;
+        let mut sink = [0u8; 4096];
+        let mut drained = 0usize;
+        while drained < 64 * 1024 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
     })
     .await;
 }

@@ -40,6 +40,7 @@ pub struct S3Store {
     host: HeaderValue,
     location: String,
     identity: String,
+    connect_timeout: Duration,
     first_byte_timeout: Duration,
     idle_body_timeout: Duration,
     attempts: u32,
@@ -88,6 +89,7 @@ impl S3Store {
             host,
             location: cfg.location.clone(),
             identity: format!("s3:{authority}/{}/{}", cfg.bucket, cfg.location),
+            connect_timeout: cfg.connect_timeout,
             first_byte_timeout: cfg.first_byte_timeout,
             idle_body_timeout: cfg.idle_body_timeout,
             attempts: cfg.attempts.max(1),
@@ -290,6 +292,7 @@ impl S3Store {
             Err(_) => Err(StorageError::Timeout(self.first_byte_timeout)),
             // Connect failures, and a pooled connection the server closed just as we sent:
             // nothing reached the client, so both are safe to retry.
+            Ok(Err(e)) if timed_out(&e) => Err(StorageError::Timeout(self.connect_timeout)),
             Ok(Err(e)) => Err(StorageError::Connect(describe_client_error(&e))),
             Ok(Ok(resp)) => Ok(resp),
         }
@@ -324,6 +327,20 @@ fn build_client(connect_timeout: Duration) -> HttpClient {
         .pool_idle_timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(512)
         .build(https)
+}
+
+/// Whether the client error is the connector's connect timeout (504, not retried).
+fn timed_out(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        if s.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        src = s.source();
+    }
+    false
 }
 
 fn describe_client_error(e: &hyper_util::client::legacy::Error) -> String {

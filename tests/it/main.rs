@@ -5,9 +5,12 @@
 mod support;
 
 mod auth;
+mod badinput;
 mod cache;
 mod cli;
+mod faults;
 mod ingest;
 mod local;
 mod regenerate;
+mod shutdown;
 mod storage;

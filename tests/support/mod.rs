@@ -39,6 +39,8 @@ region = "{region}"
 bucket = "{bucket}"
 location = "labels"
 retry_backoff = "5ms"
+[regenerate]
+url = ""
 [auth]
 check_url = "{check_url}"
 timeout = "2s"
