@@ -1,0 +1,148 @@
+//! The servers this bench binary runs itself: the real S3 server (s3s + s3s-fs, SigV4
+//! verified) and the bare hyper "limit" server, each in a child process of its own (so each
+//! has its own runtime and a measurable RSS), and the in-process session-check responder.
+//!
+//! A child mode prints `listening ADDR` on stdout once bound, then serves until its stdin
+//! closes (the bench ended) or the kernel's parent-death signal arrives.
+
+use std::convert::Infallible;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use s3s::auth::SimpleAuth;
+use s3s::service::S3ServiceBuilder;
+use tokio::net::TcpListener;
+
+pub const ACCESS_KEY: &str = "AKIDLABELGATEWAYBENCH";
+pub const SECRET_KEY: &str = "label-gateway-bench-secret-key-0123456789";
+pub const BUCKET: &str = "shipping-labels-bench";
+pub const REGION: &str = "lon1";
+
+/// `serve-s3 DIR`: s3s-fs over `DIR` (the bucket is a folder in it), SigV4 on.
+pub fn serve_s3(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir.join(BUCKET))?;
+    let fs = s3s_fs::FileSystem::new(dir).map_err(|e| anyhow::anyhow!("s3s-fs: {e:?}"))?;
+    let mut b = S3ServiceBuilder::new(fs);
+    b.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+    let service = b.build();
+    run_child(|listener| async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            // Like a real origin: no Nagle delay on responses written in pieces.
+            let _ = stream.set_nodelay(true);
+            let service = service.clone();
+            tokio::spawn(async move {
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    })
+}
+
+/// `serve-limit FILE`: a bare hyper HTTP/1.1 server answering every request with `FILE`'s
+/// bytes from memory, the ceiling for any server on this machine.
+pub fn serve_limit(file: &Path) -> anyhow::Result<()> {
+    let body = Bytes::from(std::fs::read(file)?);
+    run_child(|listener| async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
+            let body = body.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |_req| {
+                    let mut r = http::Response::new(Full::new(body.clone()));
+                    r.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static("application/pdf"),
+                    );
+                    async move { Ok::<_, Infallible>(r) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    })
+}
+
+/// Binds, announces the address, serves with `serve` until stdin closes.
+fn run_child<F, Fut>(serve: F) -> anyhow::Result<()>
+where
+    F: FnOnce(TcpListener) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(serve(listener));
+        let mut out = std::io::stdout();
+        writeln!(out, "listening {addr}")?;
+        out.flush()?;
+        // The bench holds our stdin open; EOF means it is gone.
+        tokio::task::spawn_blocking(|| {
+            let mut sink = [0u8; 64];
+            while matches!(std::io::stdin().read(&mut sink), Ok(n) if n > 0) {}
+        })
+        .await?;
+        Ok(())
+    })
+}
+
+/// The trivial session check: 204 for every request, so a row measures the gateway's own
+/// cost, not the app's. Counts the calls it saw.
+pub struct Responder {
+    pub addr: SocketAddr,
+    pub calls: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Responder {
+    pub async fn start() -> anyhow::Result<Responder> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let calls = Arc::new(AtomicU64::new(0));
+        let c = calls.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let _ = stream.set_nodelay(true);
+                let c = c.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |_req| {
+                        c.fetch_add(1, Ordering::Relaxed);
+                        let mut r = http::Response::new(Full::new(Bytes::new()));
+                        *r.status_mut() = http::StatusCode::NO_CONTENT;
+                        async move { Ok::<_, Infallible>(r) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Ok(Responder { addr, calls, task })
+    }
+
+    /// The check URL in the gateway's form, with `{tracking}`.
+    pub fn check_url(&self) -> String {
+        format!("http://{}/check/{{tracking}}/", self.addr)
+    }
+
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,204 @@
+//! Micro-benchmarks of the per-request work the gateway does itself, each named for what
+//! it measures. Run with `cargo bench --bench micro`; `cargo test --all-targets` runs each
+//! once as a smoke test.
+//!
+//! - `sign_get`: SigV4 header signing of one storage GET, as `storage::s3` builds it.
+//! - `auth_verdict_hit`: session-cookie parse and a verdict-cache hit through
+//!   `Authenticator::check` (one warm-up call reaches a tiny local 204 responder first).
+//! - `route_validate`: routing one label path, tracking-number validation included.
+//! - `range_conditional_eval`: `Range` parsing and resolution, and evaluation of
+//!   `If-None-Match`, `If-Modified-Since` and `If-Range` against an object's validators.
+//! - `label_headers_build`: writing a label response's headers into a fresh `HeaderMap`.
+//!
+//! The end-to-end load bench is `benches/load/` (`bash benches/load.sh`).
+
+use std::convert::Infallible;
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, Criterion};
+use http::header::{self, HeaderMap, HeaderValue};
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use label_gateway::auth::{Authenticator, ClientInfo, Verdict};
+use label_gateway::config::{AuthConfig, Secret};
+use label_gateway::gateway::{route, Route};
+use label_gateway::http::{cache_control, parse_range, Conditions, LabelHeaders, Validators};
+use label_gateway::storage::sigv4::{Payload, Signer};
+
+/// A tracking number of the usual carrier shape.
+const TRACKING: &str = "1Z999AA10123456784";
+const LABEL_BYTES: u64 = 50 * 1024;
+const ETAG: &str = "\"5d41402abc4b2a76b9719d911017c592\"";
+const LAST_MODIFIED: &str = "Tue, 14 May 2024 09:30:00 GMT";
+
+fn sign_get(c: &mut Criterion) {
+    let signer = Signer::new(
+        &Secret::new("AKIDLABELGATEWAYBENCH"),
+        &Secret::new("label-gateway-bench-secret-key-0123456789"),
+        "lon1",
+    );
+    let url = format!(
+        "https://lon1.digitaloceanspaces.com/sensational-shipping-labels/labels/{TRACKING}.pdf"
+    );
+    let host = HeaderValue::from_static("lon1.digitaloceanspaces.com");
+    let now = SystemTime::now();
+    c.bench_function("sign_get", |b| {
+        b.iter(|| {
+            let mut req = http::Request::get(&url)
+                .header(header::HOST, host.clone())
+                .body(())
+                .expect("request");
+            signer
+                .sign(&mut req, Payload::Empty, black_box(now))
+                .expect("sign");
+            req
+        })
+    });
+}
+
+/// Answers every request with 204, like the Django check view for a logged-in session.
+async fn start_204_responder() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind responder");
+    let addr = listener.local_addr().expect("responder addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let svc = service_fn(|_req| async {
+                    let mut r = http::Response::new(Full::new(Bytes::new()));
+                    *r.status_mut() = http::StatusCode::NO_CONTENT;
+                    Ok::<_, Infallible>(r)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+fn auth_verdict_hit(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let addr = rt.block_on(start_204_responder());
+    let cfg = AuthConfig {
+        check_url: format!("http://{addr}/internal/label-access/{{tracking}}/"),
+        ..AuthConfig::default()
+    };
+    let auth = Authenticator::new(&cfg).expect("authenticator");
+    // What a browser sends: the CSRF cookie, the session, and something else of the site's.
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::COOKIE,
+        HeaderValue::from_static(
+            "csrftoken=Qx3nL0bN6bC1V9yq4tYv2WkR8sZp5mHj; \
+             sessionid=k2p9x7w3q8r5t1y6u4i0o2a7s9d3f5g8; theme=dark",
+        ),
+    );
+    headers.insert(header::HOST, HeaderValue::from_static("labels.example.com"));
+    let request_id = HeaderValue::from_static("0123456789abcdef");
+    let client = ClientInfo {
+        peer: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        headers: &headers,
+        request_id: &request_id,
+    };
+    let check = || async {
+        let cookie = auth.session_cookie(&headers);
+        auth.check(cookie.as_deref(), black_box(TRACKING), client)
+            .await
+            .expect("check endpoint answers")
+    };
+    let (verdict, _) = rt.block_on(check());
+    assert_eq!(verdict, Verdict::Allow, "the warm-up call is allowed");
+    c.bench_function("auth_verdict_hit", |b| b.to_async(&rt).iter(check));
+}
+
+fn route_validate(c: &mut Criterion) {
+    let path = format!("/shipping-label/{TRACKING}/");
+    c.bench_function("route_validate", |b| {
+        b.iter(|| {
+            let r = route(black_box(&path));
+            assert!(matches!(r, Route::Label(_)));
+            r
+        })
+    });
+}
+
+fn range_conditional_eval(c: &mut Criterion) {
+    // A printer resuming a download: a range, guarded by If-Range, plus a stale
+    // If-None-Match and an If-Modified-Since; the object's Last-Modified is parsed per
+    // request, as it arrives from storage as text.
+    let mut h = HeaderMap::new();
+    h.insert(header::RANGE, HeaderValue::from_static("bytes=1024-"));
+    h.insert(header::IF_RANGE, HeaderValue::from_static(ETAG));
+    h.insert(
+        header::IF_NONE_MATCH,
+        HeaderValue::from_static("\"0000000000000000000000000000dead\""),
+    );
+    h.insert(
+        header::IF_MODIFIED_SINCE,
+        HeaderValue::from_static("Mon, 13 May 2024 09:30:00 GMT"),
+    );
+    c.bench_function("range_conditional_eval", |b| {
+        b.iter(|| {
+            let h = black_box(&h);
+            let conditions = Conditions::from_headers(h);
+            let validators = Validators {
+                etag: Some(ETAG),
+                last_modified: httpdate::parse_http_date(LAST_MODIFIED).ok(),
+            };
+            let outcome = conditions.evaluate(&validators);
+            let range = match parse_range(h.get(header::RANGE)) {
+                label_gateway::http::RangeRequest::Single(spec)
+                    if conditions.range_applies(&validators) =>
+                {
+                    spec.resolve(LABEL_BYTES)
+                }
+                _ => None,
+            };
+            (outcome, range)
+        })
+    });
+}
+
+fn label_headers_build(c: &mut Criterion) {
+    let cache_control = cache_control(Duration::from_secs(86_400));
+    let content_type = HeaderValue::from_static("application/pdf");
+    let etag = HeaderValue::from_static(ETAG);
+    let last_modified = HeaderValue::from_static(LAST_MODIFIED);
+    c.bench_function("label_headers_build", |b| {
+        b.iter(|| {
+            let mut h = HeaderMap::new();
+            LabelHeaders {
+                tracking: black_box(TRACKING),
+                content_type: Some(&content_type),
+                etag: Some(&etag),
+                last_modified: Some(&last_modified),
+                cache_control: &cache_control,
+                hit: true,
+            }
+            .write(&mut h);
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(LABEL_BYTES));
+            h
+        })
+    });
+}
+
+criterion_group!(
+    benches,
+    sign_get,
+    auth_verdict_hit,
+    route_validate,
+    range_conditional_eval,
+    label_headers_build
+);
+criterion_main!(benches);
