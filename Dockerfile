@@ -1,9 +1,8 @@
 # Multi-stage build: compile in the Rust image, run in a small Debian image as non-root.
 FROM rust:1-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
-COPY src ./src
-COPY config.toml ./
+# The manifest names test and bench targets, so their sources come along (see .dockerignore).
+COPY . .
 RUN cargo build --release --locked --bin label-gateway
 
 FROM debian:bookworm-slim
