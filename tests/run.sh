@@ -19,4 +19,5 @@ cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
 
 echo "== Rust tests"
-cargo test --locked --all-targets -- --test-threads "${LABEL_GATEWAY_TEST_THREADS:-4}"
+# Benches are checked by clippy above; running them is `benches/load.sh`, not a test.
+cargo test --locked --lib --bins --tests -- --test-threads "${LABEL_GATEWAY_TEST_THREADS:-4}"
