@@ -7,7 +7,6 @@ use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use bytes::Bytes;
 use futures_util::TryStreamExt;
 use http::HeaderValue;
 use http_body::Frame;
@@ -184,9 +183,4 @@ impl LocalStore {
             )))
         }
     }
-}
-
-/// Bytes of a whole body, for tests and small internal reads.
-pub async fn collect(body: Body) -> Result<Bytes, BoxError> {
-    Ok(body.collect().await?.to_bytes())
 }
