@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The end-to-end load bench, one command:
 #
-#   bash benches/load.sh              # full run, about 9 minutes on 2 cores
-#   LOAD_QUICK=1 bash benches/load.sh # short run, about 3 minutes
+#   bash benches/load.sh              # full run, about 11 minutes on 2 cores
+#   LOAD_QUICK=1 bash benches/load.sh # short run, about 4 minutes
 #
 # Installs wrk and nginx when missing (Debian packages), makes the Django test app's
 # virtualenv (tests/setup_python.sh), then `cargo bench --bench load`, which builds the

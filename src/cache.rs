@@ -3,8 +3,12 @@
 //! concurrent misses of one label share one origin fetch.
 //!
 //! Admission rules: a complete 200 body whose length matches its `Content-Length`, at
-//! most `max_object_bytes`. Never a partial body, never a 206, never an error. The origin's
-//! `Bytes` chunks are kept as they came (reference-counted, not copied).
+//! most `max_object_bytes`. Never a partial body, never a 206, never an error.
+//!
+//! A filled label is copied once into one buffer of exactly its size. Keeping the origin's
+//! frames instead would be copy-free but would pin the storage client's read buffers (up to
+//! 64 KiB each, shared with whatever that connection read next), so the bytes moka weighs
+//! would not be the bytes held; one buffer also lets a hit go out as a single write.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -13,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::HeaderValue;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use moka::future::Cache;
@@ -35,7 +39,7 @@ pub struct CacheKey {
 /// A whole label held in memory.
 #[derive(Debug)]
 pub struct CachedLabel {
-    pub chunks: Vec<Bytes>,
+    pub data: Bytes,
     pub len: u64,
     pub content_type: Option<HeaderValue>,
     pub etag: Option<HeaderValue>,
@@ -46,15 +50,14 @@ pub struct CachedLabel {
 
 impl CachedLabel {
     pub fn new(
-        chunks: Vec<Bytes>,
+        data: Bytes,
         content_type: Option<HeaderValue>,
         etag: Option<HeaderValue>,
         last_modified: Option<HeaderValue>,
     ) -> Self {
-        let len = chunks.iter().map(|c| c.len() as u64).sum();
         CachedLabel {
-            chunks,
-            len,
+            len: data.len() as u64,
+            data,
             content_type,
             etag,
             last_modified,
@@ -62,29 +65,21 @@ impl CachedLabel {
         }
     }
 
-    /// A body over `start..=end` of the label, slicing chunks without copying.
-    pub fn body(self: &Arc<Self>, range: Option<(u64, u64)>) -> Body {
+    /// A body over `start..=end` of the label (the whole label without a range): one
+    /// frame, sliced, not copied.
+    pub fn body(&self, range: Option<(u64, u64)>) -> Body {
         use http_body_util::BodyExt;
-        let (start, end) = range.unwrap_or((0, self.len.saturating_sub(1)));
-        let mut parts = Vec::new();
-        if self.len > 0 {
-            let mut offset = 0u64;
-            for c in &self.chunks {
-                let (c_start, c_end) = (offset, offset + c.len() as u64);
-                offset = c_end;
-                if c_end <= start || c_start > end {
-                    continue;
-                }
-                let from = start.saturating_sub(c_start) as usize;
-                let to = ((end + 1).min(c_end) - c_start) as usize;
-                parts.push(c.slice(from..to));
+        let data = match range {
+            _ if self.data.is_empty() => Bytes::new(),
+            None => self.data.clone(),
+            Some((start, end)) => {
+                let end = end.min(self.len - 1);
+                self.data.slice(start.min(end) as usize..=end as usize)
             }
-        }
-        ChunksBody {
-            remaining: parts.iter().map(|p| p.len() as u64).sum(),
-            parts: parts.into_iter(),
-        }
-        .boxed()
+        };
+        http_body_util::Full::new(data)
+            .map_err(|never| match never {})
+            .boxed()
     }
 }
 
@@ -337,7 +332,8 @@ impl Drop for FillGuard {
 /// `expected` bytes have passed, the label goes into the cache.
 pub struct TeeBody {
     inner: Body,
-    chunks: Vec<Bytes>,
+    /// The copy for the cache, allocated at its final size.
+    copy: BytesMut,
     seen: u64,
     expected: u64,
     meta: Option<(
@@ -359,7 +355,8 @@ impl TeeBody {
     ) -> TeeBody {
         let mut tee = TeeBody {
             inner,
-            chunks: Vec::new(),
+            // `expected` was admitted (at most `max_object_bytes`) before the fill began.
+            copy: BytesMut::with_capacity(expected as usize),
             seen: 0,
             expected,
             meta: Some((content_type, etag, last_modified)),
@@ -373,14 +370,14 @@ impl TeeBody {
 
     fn complete(&mut self) {
         if let (Some(guard), Some((ct, etag, lm))) = (self.guard.take(), self.meta.take()) {
-            let chunks = std::mem::take(&mut self.chunks);
-            guard.finish(CachedLabel::new(chunks, ct, etag, lm));
+            let data = std::mem::take(&mut self.copy).freeze();
+            guard.finish(CachedLabel::new(data, ct, etag, lm));
         }
     }
 
     fn abandon(&mut self) {
         self.guard = None;
-        self.chunks = Vec::new();
+        self.copy = BytesMut::new();
     }
 }
 
@@ -401,7 +398,7 @@ impl HttpBody for TeeBody {
                     if this.seen > this.expected {
                         this.abandon();
                     } else {
-                        this.chunks.push(data.clone());
+                        this.copy.extend_from_slice(data);
                         if this.seen == this.expected {
                             this.complete();
                         }
@@ -424,51 +421,14 @@ impl HttpBody for TeeBody {
     }
 }
 
-/// A body over in-memory chunks (a cache hit).
-struct ChunksBody {
-    parts: std::vec::IntoIter<Bytes>,
-    remaining: u64,
-}
-
-impl HttpBody for ChunksBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.parts.next() {
-            Some(b) => {
-                self.remaining -= b.len() as u64;
-                Poll::Ready(Some(Ok(Frame::data(b))))
-            }
-            None => Poll::Ready(None),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.remaining == 0
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.remaining)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use bytesize::ByteSize;
     use http_body_util::BodyExt;
 
-    fn label(chunks: &[&'static [u8]]) -> Arc<CachedLabel> {
-        Arc::new(CachedLabel::new(
-            chunks.iter().map(|c| Bytes::from_static(c)).collect(),
-            None,
-            None,
-            None,
-        ))
+    fn label(data: &'static [u8]) -> Arc<CachedLabel> {
+        Arc::new(CachedLabel::new(Bytes::from_static(data), None, None, None))
     }
 
     async fn collect(b: Body) -> Vec<u8> {
@@ -476,8 +436,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn ranges_slice_across_chunks_without_copying() {
-        let l = label(&[b"0123", b"4567", b"89"]);
+    async fn ranges_slice_the_one_buffer() {
+        let l = label(b"0123456789");
         assert_eq!(collect(l.body(None)).await, b"0123456789");
         assert_eq!(collect(l.body(Some((2, 5)))).await, b"2345");
         assert_eq!(collect(l.body(Some((4, 7)))).await, b"4567");
@@ -505,7 +465,7 @@ mod tests {
         let key = c.key("T1");
         c.insert(
             key.clone(),
-            CachedLabel::new(vec![Bytes::from_static(b"pdf")], None, None, None),
+            CachedLabel::new(Bytes::from_static(b"pdf"), None, None, None),
         )
         .await;
         assert!(c.get(&key).await.is_some());
@@ -545,7 +505,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn tee_inserts_only_a_complete_body() {
+    async fn tee_caches_a_complete_body_as_one_copy() {
         let c = LabelCache::new(
             &config(Duration::from_secs(60)),
             "test",
@@ -555,12 +515,25 @@ mod tests {
         let Fill::Leader(guard) = c.begin_fill(&key) else {
             panic!()
         };
-        let body = crate::http::full(Bytes::from_static(b"%PDF-1.4 hello"));
-        let tee = TeeBody::new(body, 14, None, None, None, guard);
+        // Three frames sliced from one larger read buffer, as a client connection yields.
+        let read_buf = Bytes::from_static(b"%PDF-1.4 hello, and the next response's head");
+        let frames = [
+            read_buf.slice(0..5),
+            read_buf.slice(5..9),
+            read_buf.slice(9..14),
+        ];
+        let body = http_body_util::StreamBody::new(futures_util::stream::iter(
+            frames.map(|f| Ok::<_, BoxError>(Frame::data(f))),
+        ));
+        let tee = TeeBody::new(body.boxed(), 14, None, None, None, guard);
         assert_eq!(collect(tee.boxed()).await, b"%PDF-1.4 hello");
         // The insert runs on a spawned task; the fill lock is released after it.
         for _ in 0..100 {
-            if c.get(&key).await.is_some() {
+            if let Some(label) = c.get(&key).await {
+                assert_eq!(&label.data[..], b"%PDF-1.4 hello");
+                // A copy of its own: holding the label does not pin the read buffer.
+                let held = read_buf.as_ptr_range();
+                assert!(!held.contains(&label.data.as_ptr()));
                 return;
             }
             tokio::task::yield_now().await;

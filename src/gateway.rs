@@ -453,7 +453,7 @@ impl Gateway {
                     self.store_regenerated(tracking, bytes.clone());
                 }
                 let label = Arc::new(CachedLabel::new(
-                    vec![bytes.clone()],
+                    bytes.clone(),
                     Some(HeaderValue::from_static("application/pdf")),
                     None,
                     HeaderValue::try_from(httpdate::fmt_http_date(std::time::SystemTime::now()))
@@ -482,7 +482,7 @@ impl Gateway {
                         (cache, outcome)
                     {
                         let label = CachedLabel::new(
-                            vec![bytes],
+                            bytes,
                             Some(HeaderValue::from_static("application/pdf")),
                             etag.and_then(|e| HeaderValue::try_from(e).ok()),
                             HeaderValue::try_from(httpdate::fmt_http_date(

@@ -25,11 +25,13 @@
 //! column is repeated and medians are reported. A run with any error or a byte count that
 //! does not add up is refused, never reported. Then the memory run: concurrent downloads
 //! of the 5 MiB label (above `cache.max_object_bytes`, so streamed) while the gateway's
-//! peak RSS is recorded.
+//! peak RSS is recorded. Last the soak (`soak.rs`): 256 connections for a minute mixing
+//! hits, misses, denied sessions and missing labels, every response checked, RSS sampled.
 //!
 //! Knobs (environment): `LOAD_QUICK=1` (2 s runs, no repeats), `LOAD_SECONDS` (per run,
 //! default 8), `LOAD_REPEATS` (runs of the 64-connection column, default 3),
 //! `LOAD_MEMORY_CLIENTS` (default 1000), `LOAD_MEMORY_ONLY=1` (only the memory run),
+//! `LOAD_SOAK_SECONDS` (default 60), `LOAD_SOAK_ONLY=1` (only the soak),
 //! `LOAD_GATEWAY_BIN` (another gateway binary, e.g. to compare a change).
 //!
 //! Under `cargo test --all-targets` this binary does nothing: only `cargo bench` (which
@@ -40,6 +42,7 @@ mod peers;
 mod procs;
 mod report;
 mod servers;
+mod soak;
 mod wrk;
 
 use std::collections::BTreeMap;
@@ -77,6 +80,8 @@ struct Settings {
     headline_repeats: usize,
     memory_clients: usize,
     memory_only: bool,
+    soak_secs: u64,
+    soak_only: bool,
 }
 
 impl Settings {
@@ -95,6 +100,10 @@ impl Settings {
                 .max(1) as usize,
             memory_clients: num("LOAD_MEMORY_CLIENTS").unwrap_or(1000).max(1) as usize,
             memory_only: var("LOAD_MEMORY_ONLY").is_some_and(|v| v != "0"),
+            soak_secs: num("LOAD_SOAK_SECONDS")
+                .unwrap_or(if quick { 10 } else { 60 })
+                .max(3),
+            soak_only: var("LOAD_SOAK_ONLY").is_some_and(|v| v != "0"),
         }
     }
 }
@@ -206,8 +215,11 @@ async fn drive(s: Settings) -> anyhow::Result<()> {
     let responder = Responder::start().await?;
     if s.memory_only {
         let check = responder.check_url();
-        let gw = GatewayChild::start("gateway-hit", dir, s3.addr, &check, true)?;
+        let gw = GatewayChild::start("gateway-hit", dir, s3.addr, &check, true, &[])?;
         return memory_run(&gw, &big, &s).await;
+    }
+    if s.soak_only {
+        return soak_run(s3.addr, &responder, dir, &s).await;
     }
     let django = match Django::python() {
         None => Err("no Python with Django: run `bash benches/load.sh`".to_string()),
@@ -225,8 +237,8 @@ async fn drive(s: Settings) -> anyhow::Result<()> {
         SystemTime::now(),
     )?;
     let check = responder.check_url();
-    let gw_miss = GatewayChild::start("gateway-miss", dir, s3.addr, &check, false)?;
-    let gw_hit = GatewayChild::start("gateway-hit", dir, s3.addr, &check, true)?;
+    let gw_miss = GatewayChild::start("gateway-miss", dir, s3.addr, &check, false, &[])?;
+    let gw_hit = GatewayChild::start("gateway-hit", dir, s3.addr, &check, true, &[])?;
     let gw_django = match &django {
         Ok(d) => Some(GatewayChild::start(
             "gateway-django",
@@ -234,6 +246,7 @@ async fn drive(s: Settings) -> anyhow::Result<()> {
             s3.addr,
             &d.check_url(),
             false,
+            &[],
         )?),
         Err(_) => None,
     };
@@ -322,7 +335,50 @@ async fn drive(s: Settings) -> anyhow::Result<()> {
     );
 
     memory_run(&gw_hit, &big, &s).await?;
-    Ok(())
+    drop((gw_miss, gw_hit, gw_django, nginx, limit));
+    soak_run(s3.addr, &responder, dir, &s).await
+}
+
+/// Writes the soak's labels, starts a gateway of its own (shipped settings, a smaller
+/// cache, the responder as the app) and runs the soak.
+async fn soak_run(
+    s3: std::net::SocketAddr,
+    responder: &Responder,
+    dir: &Path,
+    s: &Settings,
+) -> anyhow::Result<()> {
+    let labels = Arc::new(soak::Labels::new(label_bytes(SMALL_LEN, 3)));
+    eprintln!("  writing the soak's {} labels", soak::HOT + soak::COLD);
+    let names: Vec<String> = (0..soak::HOT)
+        .map(soak::Labels::hot)
+        .chain((0..soak::COLD).map(soak::Labels::cold))
+        .collect();
+    for batch in names.chunks(32) {
+        let mut puts = tokio::task::JoinSet::new();
+        for name in batch {
+            let (name, labels) = (name.clone(), labels.clone());
+            puts.spawn(async move { put_label(s3, &name, &labels.body(&name)).await });
+        }
+        while let Some(done) = puts.join_next().await {
+            done??;
+        }
+    }
+    let gw = GatewayChild::start(
+        "gateway-soak",
+        dir,
+        s3,
+        &responder.check_url(),
+        true,
+        &[
+            ("LABEL_GATEWAY_CACHE__MAX_BYTES", soak::CACHE_BYTES.into()),
+            ("LABEL_GATEWAY_REGENERATE__URL", responder.regenerate_url()),
+        ],
+    )?;
+    let settings = soak::Settings {
+        secs: s.soak_secs,
+        allowed_cookie: ANY_SESSION,
+    };
+    soak::run(gw.addr, gw.guard.pid(), labels, &settings).await
 }
 
 /// Probes and validates every row, then runs the matrix: rows interleaved within each

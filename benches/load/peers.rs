@@ -76,11 +76,15 @@ pub async fn put_label(s3: SocketAddr, tracking: &str, data: &[u8]) -> anyhow::R
         .header("content-length", data.len())
         .body(())?;
     signer().sign(&mut req, Payload::Bytes(data), SystemTime::now())?;
-    let mut out = reqwest::Client::builder()
-        .no_proxy()
-        .build()?
-        .put(&url)
-        .body(data.to_vec());
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    let client = match CLIENT.get() {
+        Some(c) => c,
+        None => {
+            let c = reqwest::Client::builder().no_proxy().build()?;
+            CLIENT.get_or_init(|| c)
+        }
+    };
+    let mut out = client.put(&url).body(data.to_vec());
     for (k, v) in req.headers() {
         out = out.header(k, v);
     }
@@ -106,6 +110,7 @@ impl GatewayChild {
         s3: SocketAddr,
         check_url: &str,
         cache_enabled: bool,
+        extra_env: &[(&str, String)],
     ) -> anyhow::Result<GatewayChild> {
         let bin = std::env::var_os("LOAD_GATEWAY_BIN")
             .map(PathBuf::from)
@@ -126,6 +131,7 @@ impl GatewayChild {
             ("SPACES_SECRET_ACCESS_KEY", SECRET_KEY.into()),
         ]
         .into_iter()
+        .chain(extra_env.iter().cloned())
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         // The same loader the binary uses: a bad setting fails here with its reason.

@@ -97,8 +97,9 @@ where
     })
 }
 
-/// The trivial session check: 204 for every request, so a row measures the gateway's own
-/// cost, not the app's. Counts the calls it saw.
+/// The trivial app: the session check answers 204 (403 for a session cookie whose value
+/// starts with `denied`), so a row measures the gateway's own cost, not the app's; the
+/// regenerate endpoint answers 404 (no such order). Counts the calls it saw.
 pub struct Responder {
     pub addr: SocketAddr,
     pub calls: Arc<AtomicU64>,
@@ -116,10 +117,22 @@ impl Responder {
                 let _ = stream.set_nodelay(true);
                 let c = c.clone();
                 tokio::spawn(async move {
-                    let svc = service_fn(move |_req| {
+                    let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                         c.fetch_add(1, Ordering::Relaxed);
+                        let denied = req
+                            .headers()
+                            .get(http::header::COOKIE)
+                            .and_then(|v| v.to_str().ok())
+                            .is_some_and(|v| v.contains("=denied"));
+                        let status = if req.uri().path().starts_with("/regenerate/") {
+                            http::StatusCode::NOT_FOUND
+                        } else if denied {
+                            http::StatusCode::FORBIDDEN
+                        } else {
+                            http::StatusCode::NO_CONTENT
+                        };
                         let mut r = http::Response::new(Full::new(Bytes::new()));
-                        *r.status_mut() = http::StatusCode::NO_CONTENT;
+                        *r.status_mut() = status;
                         async move { Ok::<_, Infallible>(r) }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -134,6 +147,11 @@ impl Responder {
     /// The check URL in the gateway's form, with `{tracking}`.
     pub fn check_url(&self) -> String {
         format!("http://{}/check/{{tracking}}/", self.addr)
+    }
+
+    /// The regenerate URL in the gateway's form: always "no such order".
+    pub fn regenerate_url(&self) -> String {
+        format!("http://{}/regenerate/{{tracking}}/", self.addr)
     }
 
     pub fn calls(&self) -> u64 {

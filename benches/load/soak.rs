@@ -1,0 +1,445 @@
+//! The soak: 256 keep-alive connections for a minute against one gateway, each request
+//! drawn at random from a mix of cache hits, cache misses, denied sessions and missing
+//! labels. Every response is checked against what its kind must get; one unexpected
+//! status (or a label byte sent to a denied session) fails the bench. The gateway's RSS is
+//! sampled every second, and the run must end as flat as it started.
+//!
+//! The mix (per request): 50% a hot label (16 labels, always cached after their first
+//! request), 25% a cold label (4,000 labels, 195 MiB, against a cache held at 64 MiB for
+//! this run so that most of them miss and the cache keeps evicting), 15% a hot label with a
+//! session the check endpoint denies (404, never a byte of the label), 10% a tracking
+//! number storage does not have, whose regeneration the app refuses (404).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+
+use crate::procs::{self, PeakRss};
+use crate::report;
+
+pub const CONNECTIONS: usize = 256;
+pub const HOT: usize = 16;
+pub const COLD: usize = 4000;
+/// The cache size of the soak's gateway: well below the cold set, so it keeps evicting.
+pub const CACHE_BYTES: &str = "64MiB";
+/// How far the last third's RSS peak may exceed the middle third's and still be called
+/// flat: the larger of this and 1% (allocator noise).
+const FLAT_SLACK: u64 = 2 * 1024 * 1024;
+
+/// A soak label: a PDF head naming its tracking number, then a tail shared by all, so a
+/// body is checked without holding 4,000 copies.
+pub struct Labels {
+    tail: Vec<u8>,
+}
+
+impl Labels {
+    pub fn new(tail: Vec<u8>) -> Labels {
+        Labels { tail }
+    }
+
+    pub fn hot(i: usize) -> String {
+        format!("SOAKHOT{i:03}")
+    }
+
+    pub fn cold(i: usize) -> String {
+        format!("SOAKCOLD{i:05}")
+    }
+
+    fn head(tracking: &str) -> String {
+        format!("%PDF-1.4\n%{tracking}\n")
+    }
+
+    /// The bytes stored for `tracking`.
+    pub fn body(&self, tracking: &str) -> Vec<u8> {
+        let head = Self::head(tracking);
+        let mut v = head.as_bytes().to_vec();
+        v.extend_from_slice(&self.tail[head.len()..]);
+        v
+    }
+
+    fn matches(&self, tracking: &str, body: &[u8]) -> bool {
+        let head = Self::head(tracking);
+        body.len() == self.tail.len()
+            && body.starts_with(head.as_bytes())
+            && body[head.len()..] == self.tail[head.len()..]
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Hot,
+    Cold,
+    Denied,
+    Missing,
+}
+
+/// Counters shared by all connections.
+#[derive(Default)]
+struct Tally {
+    hot_hit: AtomicU64,
+    hot_miss: AtomicU64,
+    cold_hit: AtomicU64,
+    cold_miss: AtomicU64,
+    denied: AtomicU64,
+    missing: AtomicU64,
+    unexpected: AtomicU64,
+    reconnects: AtomicU64,
+    /// The first few unexpected responses, for the report.
+    examples: Mutex<Vec<String>>,
+}
+
+impl Tally {
+    fn unexpected(&self, what: String) {
+        self.unexpected.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut v) = self.examples.lock() {
+            if v.len() < 5 {
+                v.push(what);
+            }
+        }
+    }
+}
+
+pub struct Settings {
+    pub secs: u64,
+    pub allowed_cookie: &'static str,
+}
+
+/// Runs the soak against the gateway at `addr` (process `pid`) and prints its report.
+/// Fails on any unexpected response or an RSS that grew across the run.
+pub async fn run(
+    addr: SocketAddr,
+    pid: u32,
+    labels: Arc<Labels>,
+    s: &Settings,
+) -> anyhow::Result<()> {
+    println!();
+    println!(
+        "Soak: {CONNECTIONS} connections for {} s, every request drawn at random: 50% one of \
+         {HOT} hot labels, 25% one of {COLD} cold labels (cache.max_bytes {CACHE_BYTES} for this \
+         run, so most miss), 15% a denied session, 10% a missing label that the app will not \
+         regenerate. Every response checked.",
+        s.secs
+    );
+    let tally = Arc::new(Tally::default());
+    let latencies = Arc::new(Mutex::new(Vec::<u32>::new()));
+    let began = Instant::now();
+    let until = began + Duration::from_secs(s.secs);
+
+    let samples = Arc::new(Mutex::new(Vec::<(f64, u64)>::new()));
+    let sampler = {
+        let samples = samples.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let Some(rss) = procs::rss(pid) else { break };
+                if let Ok(mut v) = samples.lock() {
+                    v.push((began.elapsed().as_secs_f64(), rss));
+                }
+            }
+        })
+    };
+    let peak = PeakRss::start(&[pid]);
+
+    let tasks: Vec<_> = (0..CONNECTIONS)
+        .map(|i| {
+            let (labels, tally, latencies) = (labels.clone(), tally.clone(), latencies.clone());
+            let cookie = s.allowed_cookie;
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                let result = connection(addr, i, cookie, &labels, until, &tally, &mut mine).await;
+                if let Ok(mut all) = latencies.lock() {
+                    all.extend_from_slice(&mine);
+                }
+                result
+            })
+        })
+        .collect();
+    for t in tasks {
+        match t.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tally.unexpected(format!("connection failed: {e:#}")),
+            Err(e) => tally.unexpected(format!("connection task: {e}")),
+        }
+    }
+    let elapsed = began.elapsed();
+    let peak_rss = peak.finish();
+    sampler.abort();
+    let cache_line = cache_metrics(addr)
+        .await
+        .unwrap_or_else(|e| format!("unknown ({e:#})"));
+
+    let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    let kinds = [
+        n(&tally.hot_hit) + n(&tally.hot_miss),
+        n(&tally.cold_hit) + n(&tally.cold_miss),
+        n(&tally.denied),
+        n(&tally.missing),
+    ];
+    let total: u64 = kinds.iter().sum::<u64>() + n(&tally.unexpected);
+    let mut lat = latencies.lock().map(|v| v.clone()).unwrap_or_default();
+    lat.sort_unstable();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .map_or(f64::NAN, |&us| f64::from(us))
+    };
+    println!(
+        "  {total} requests in {:.1} s ({:.0} req/s); latency p50 {}, p99 {}, p99.9 {}",
+        elapsed.as_secs_f64(),
+        total as f64 / elapsed.as_secs_f64(),
+        report::latency(pct(0.50)),
+        report::latency(pct(0.99)),
+        report::latency(pct(0.999)),
+    );
+    println!(
+        "  hot labels  {:>8} (200: {} HIT, {} MISS)",
+        kinds[0],
+        n(&tally.hot_hit),
+        n(&tally.hot_miss)
+    );
+    println!(
+        "  cold labels {:>8} (200: {} HIT, {} MISS)",
+        kinds[1],
+        n(&tally.cold_hit),
+        n(&tally.cold_miss)
+    );
+    println!("  denied      {:>8} (404, no label byte)", n(&tally.denied));
+    println!("  missing     {:>8} (404)", n(&tally.missing));
+    println!(
+        "  unexpected  {:>8} (reconnects: {})",
+        n(&tally.unexpected),
+        n(&tally.reconnects)
+    );
+    if let Ok(examples) = tally.examples.lock() {
+        for e in examples.iter() {
+            println!("    {e}");
+        }
+    }
+
+    let samples = samples.lock().map(|v| v.clone()).unwrap_or_default();
+    let trend = Trend::of(&samples);
+    print!("  gateway RSS, every 5 s:");
+    for (t, rss) in samples.iter().step_by(5) {
+        print!(" {:.0}s {:.1}", t, *rss as f64 / f64::from(1u32 << 20));
+    }
+    println!(" (MiB); peak {}", report::mib(peak_rss));
+    println!("  label cache at the end (from /metrics): {cache_line}");
+    let flat = match &trend {
+        Some(t) => {
+            println!(
+                "  RSS trend: peak {} in the middle third, {} in the last third ({:+.1} MiB); \
+                 slope after the first third {:+.2} MiB/min: {}",
+                report::mib(t.middle_peak),
+                report::mib(t.last_peak),
+                (t.last_peak as f64 - t.middle_peak as f64) / f64::from(1u32 << 20),
+                t.slope_mib_per_min,
+                if t.flat() { "flat" } else { "GROWING" }
+            );
+            t.flat()
+        }
+        None => {
+            println!("  RSS trend: too few samples");
+            false
+        }
+    };
+    if n(&tally.unexpected) > 0 {
+        bail!("soak: {} unexpected responses", n(&tally.unexpected));
+    }
+    if n(&tally.cold_miss) == 0 || n(&tally.hot_hit) == 0 || kinds.contains(&0) {
+        bail!(
+            "soak: the mix did not include every kind of request (hits, misses, denied, missing)"
+        );
+    }
+    if !flat {
+        bail!("soak: gateway RSS grew across the run");
+    }
+    Ok(())
+}
+
+/// How RSS moved after warm-up. A leak keeps making new highs; a process at steady state
+/// does not. So the run is flat when the last third's peak is no higher than the middle
+/// third's, give or take allocator noise. The first third is warm-up: the cache fills in
+/// seconds, but session verdicts (30 s) and pooled connections settle more slowly.
+struct Trend {
+    middle_peak: u64,
+    last_peak: u64,
+    slope_mib_per_min: f64,
+}
+
+impl Trend {
+    fn of(samples: &[(f64, u64)]) -> Option<Trend> {
+        let third = samples.len() / 3;
+        if third < 2 {
+            return None;
+        }
+        let peak = |s: &[(f64, u64)]| s.iter().map(|&(_, r)| r).max().unwrap_or(0);
+        let tail = &samples[third..];
+        // Least-squares slope of RSS over time, after warm-up.
+        let k = tail.len() as f64;
+        let (mt, mr) = tail
+            .iter()
+            .fold((0.0, 0.0), |(a, b), &(t, r)| (a + t / k, b + r as f64 / k));
+        let (num, den) = tail.iter().fold((0.0, 0.0), |(n, d), &(t, r)| {
+            (n + (t - mt) * (r as f64 - mr), d + (t - mt) * (t - mt))
+        });
+        let slope = if den > 0.0 { num / den } else { 0.0 };
+        Some(Trend {
+            middle_peak: peak(&samples[third..2 * third]),
+            last_peak: peak(&samples[2 * third..]),
+            slope_mib_per_min: slope * 60.0 / f64::from(1u32 << 20),
+        })
+    }
+
+    fn flat(&self) -> bool {
+        let slack = FLAT_SLACK.max(self.middle_peak / 100);
+        self.last_peak <= self.middle_peak + slack
+    }
+}
+
+/// One client connection: requests until `until`, reconnecting only if the gateway closed
+/// the connection (counted).
+async fn connection(
+    addr: SocketAddr,
+    index: usize,
+    allowed: &str,
+    labels: &Labels,
+    until: Instant,
+    tally: &Tally,
+    latencies: &mut Vec<u32>,
+) -> anyhow::Result<()> {
+    let mut rng = 0x2545_F491_4F6C_DD1D_u64 ^ ((index as u64 + 1) * 0x9E37_79B9_7F4A_7C15);
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let denied = format!("sessionid=denied-{index}");
+    let allowed = format!("sessionid={allowed}");
+    let host = addr.to_string();
+    let mut sender = connect(addr).await?;
+    while Instant::now() < until {
+        let r = next();
+        let (kind, tracking) = match r % 100 {
+            0..=49 => (Kind::Hot, Labels::hot((r >> 8) as usize % HOT)),
+            50..=74 => (Kind::Cold, Labels::cold((r >> 8) as usize % COLD)),
+            75..=89 => (Kind::Denied, Labels::hot((r >> 8) as usize % HOT)),
+            _ => (Kind::Missing, format!("SOAKGONE{}", (r >> 8) % 1_000_000)),
+        };
+        let cookie = if matches!(kind, Kind::Denied) {
+            &denied
+        } else {
+            &allowed
+        };
+        let req = http::Request::get(format!("/shipping-label/{tracking}/"))
+            .header(http::header::HOST, &host)
+            .header(http::header::COOKIE, cookie)
+            .body(Empty::<Bytes>::new())?;
+        if sender.ready().await.is_err() {
+            tally.reconnects.fetch_add(1, Ordering::Relaxed);
+            sender = connect(addr).await?;
+        }
+        let started = Instant::now();
+        let resp = match sender.send_request(req).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                tally.unexpected(format!("{tracking}: request failed: {e}"));
+                sender = connect(addr).await?;
+                continue;
+            }
+        };
+        let status = resp.status();
+        let x_cache = resp
+            .headers()
+            .get("x-cache")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = match resp.into_body().collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                tally.unexpected(format!(
+                    "{tracking}: body failed after status {status}: {e}"
+                ));
+                sender = connect(addr).await?;
+                continue;
+            }
+        };
+        latencies.push(started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+        let verdict = match kind {
+            Kind::Hot | Kind::Cold => {
+                if status != http::StatusCode::OK || !labels.matches(&tracking, &body) {
+                    Err(format!("{status} with {} bytes", body.len()))
+                } else {
+                    let (hit, miss) = match kind {
+                        Kind::Hot => (&tally.hot_hit, &tally.hot_miss),
+                        _ => (&tally.cold_hit, &tally.cold_miss),
+                    };
+                    match x_cache.as_deref() {
+                        Some("HIT") => Ok(hit),
+                        Some("MISS") => Ok(miss),
+                        other => Err(format!("X-Cache {other:?}")),
+                    }
+                }
+            }
+            Kind::Denied if body.windows(5).any(|w| w == b"%PDF-") => {
+                Err(format!("{status}: a denied session received label bytes"))
+            }
+            Kind::Denied if status == http::StatusCode::NOT_FOUND => Ok(&tally.denied),
+            Kind::Missing if status == http::StatusCode::NOT_FOUND => Ok(&tally.missing),
+            Kind::Denied | Kind::Missing => Err(format!("{status}, wanted 404")),
+        };
+        match verdict {
+            Ok(counter) => {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(why) => tally.unexpected(format!("{tracking}: {why}")),
+        }
+    }
+    Ok(())
+}
+
+/// The cache's size from the gateway's `/metrics`.
+async fn cache_metrics(addr: SocketAddr) -> anyhow::Result<String> {
+    let text = reqwest::Client::builder()
+        .no_proxy()
+        .build()?
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(name)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+            .context(format!("no {name} in /metrics"))
+    };
+    Ok(format!(
+        "{} in {} labels",
+        report::mib(value("label_gateway_cache_bytes")? as u64),
+        value("label_gateway_cache_entries")?
+    ))
+}
+
+async fn connect(addr: SocketAddr) -> anyhow::Result<SendRequest<Empty<Bytes>>> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .context("connect to the gateway")?;
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
