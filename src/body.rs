@@ -26,9 +26,12 @@ pub struct IdleTimeoutError(pub Duration);
 pub struct IdleTimeout<B> {
     inner: B,
     idle: Duration,
+    /// Armed for this wait's deadline or an earlier one, never a later one: a timer that
+    /// fires early is moved on once. Re-arming it at every wait would re-register it in
+    /// tokio's timer wheel for each frame of every download.
     sleep: Pin<Box<Sleep>>,
-    /// Whether `sleep` measures the current wait (armed at the first `Pending`).
-    waiting: bool,
+    /// When the current wait on the origin began (`None`: not waiting).
+    waiting_since: Option<Instant>,
 }
 
 impl<B> IdleTimeout<B> {
@@ -37,7 +40,7 @@ impl<B> IdleTimeout<B> {
             inner,
             idle,
             sleep: Box::pin(tokio::time::sleep(idle)),
-            waiting: false,
+            waiting_since: None,
         }
     }
 }
@@ -57,7 +60,7 @@ where
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                this.waiting = false;
+                this.waiting_since = None;
                 Poll::Ready(frame.map(|r| {
                     r.map_err(|e| {
                         let e: BoxError = e.into();
@@ -71,22 +74,23 @@ where
                 }))
             }
             Poll::Pending => {
-                if !this.waiting {
-                    this.waiting = true;
-                    let deadline = Instant::now() + this.idle;
-                    this.sleep.as_mut().reset(deadline);
-                }
-                match this.sleep.as_mut().poll(cx) {
-                    Poll::Ready(()) => {
-                        this.waiting = false;
-                        tracing::warn!(
-                            idle = ?this.idle,
-                            "storage body stalled past storage.idle_body_timeout: cutting the \
-                             response so the client sees an error, not a short label"
-                        );
-                        Poll::Ready(Some(Err(Box::new(IdleTimeoutError(this.idle)))))
+                let deadline = *this.waiting_since.get_or_insert_with(Instant::now) + this.idle;
+                loop {
+                    if this.sleep.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
                     }
-                    Poll::Pending => Poll::Pending,
+                    if this.sleep.deadline() < deadline {
+                        // Armed for an earlier wait: move it to this one's deadline.
+                        this.sleep.as_mut().reset(deadline);
+                        continue;
+                    }
+                    this.waiting_since = None;
+                    tracing::warn!(
+                        idle = ?this.idle,
+                        "storage body stalled past storage.idle_body_timeout: cutting the \
+                         response so the client sees an error, not a short label"
+                    );
+                    return Poll::Ready(Some(Err(Box::new(IdleTimeoutError(this.idle)))));
                 }
             }
         }
@@ -176,9 +180,24 @@ mod tests {
             .unwrap();
         let first = body.frame().await.unwrap().unwrap();
         assert_eq!(first.into_data().unwrap(), "abc");
+        // The frame's own wait ended; the stall is measured from the next one (paused clock).
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let waiting = Instant::now();
         let err = body.frame().await.unwrap().unwrap_err();
         assert!(err.to_string().contains("stalled"), "{err}");
+        assert_eq!(waiting.elapsed(), Duration::from_secs(5));
         drop(tx);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn origin_slower_in_total_than_the_idle_timeout_but_never_silent_that_long_is_not_cut() {
+        let idle = Duration::from_secs(5);
+        let mut body = IdleTimeout::new(on_demand_origin(8, idle * 4 / 5), idle);
+        for _ in 0..8 {
+            let frame = body.frame().await.unwrap().unwrap();
+            assert_eq!(frame.into_data().unwrap(), "chunk");
+        }
+        assert!(body.frame().await.is_none());
     }
 
     /// An origin like hyper's client body: the next chunk is read from the socket only

@@ -398,7 +398,7 @@ impl Gateway {
         conditions: &Conditions,
         hit: bool,
     ) -> Result<Response<Body>, GatewayError> {
-        match conditions.evaluate(&validators(head)) {
+        match precondition(conditions, head) {
             Precondition::NotModified => return Ok(self.not_modified(tracking, head, hit)),
             Precondition::Failed => return Err(GatewayError::PreconditionFailed),
             Precondition::Proceed => {}
@@ -519,7 +519,7 @@ impl Gateway {
             etag: label.etag.clone(),
             last_modified: label.last_modified.clone(),
         };
-        match conditions.evaluate(&validators(&head)) {
+        match precondition(conditions, &head) {
             Precondition::NotModified => return Ok(self.not_modified(tracking, &head, hit)),
             Precondition::Failed => return Err(GatewayError::PreconditionFailed),
             Precondition::Proceed => {}
@@ -669,8 +669,21 @@ impl Gateway {
         // A bijective mix of the counter keeps ids unique per process and unguessable-ish.
         let id = (n ^ self.request_seed).wrapping_mul(0x9E37_79B9_7F4A_7C15)
             ^ self.request_seed.rotate_left(17);
-        HeaderValue::try_from(format!("{id:016x}"))
-            .unwrap_or_else(|_| HeaderValue::from_static("0"))
+        let mut hex = [0u8; 16];
+        for (i, digit) in hex.iter_mut().enumerate() {
+            *digit = b"0123456789abcdef"[((id >> (60 - 4 * i)) & 0xf) as usize];
+        }
+        HeaderValue::from_bytes(&hex).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    }
+}
+
+/// RFC 9110 preconditions against `head`; a request without any (the common case) skips
+/// parsing the label's dates.
+fn precondition(conditions: &Conditions, head: &ObjectHead) -> Precondition {
+    if conditions.is_empty() {
+        Precondition::Proceed
+    } else {
+        conditions.evaluate(&validators(head))
     }
 }
 

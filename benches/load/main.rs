@@ -31,7 +31,8 @@
 //! Knobs (environment): `LOAD_QUICK=1` (2 s runs, no repeats), `LOAD_SECONDS` (per run,
 //! default 8), `LOAD_REPEATS` (runs of the 64-connection column, default 3),
 //! `LOAD_MEMORY_CLIENTS` (default 1000), `LOAD_MEMORY_ONLY=1` (only the memory run),
-//! `LOAD_SOAK_SECONDS` (default 60), `LOAD_SOAK_ONLY=1` (only the soak),
+//! `LOAD_SOAK_SECONDS` (default 60, quick 20; the RSS trend is judged from 45 s),
+//! `LOAD_SOAK_ONLY=1` (only the soak),
 //! `LOAD_GATEWAY_BIN` (another gateway binary, e.g. to compare a change).
 //!
 //! Under `cargo test --all-targets` this binary does nothing: only `cargo bench` (which
@@ -101,7 +102,7 @@ impl Settings {
             memory_clients: num("LOAD_MEMORY_CLIENTS").unwrap_or(1000).max(1) as usize,
             memory_only: var("LOAD_MEMORY_ONLY").is_some_and(|v| v != "0"),
             soak_secs: num("LOAD_SOAK_SECONDS")
-                .unwrap_or(if quick { 10 } else { 60 })
+                .unwrap_or(if quick { 20 } else { 60 })
                 .max(3),
             soak_only: var("LOAD_SOAK_ONLY").is_some_and(|v| v != "0"),
         }

@@ -33,6 +33,9 @@ pub const CACHE_BYTES: &str = "64MiB";
 /// flat: the larger of this and 1% (allocator noise).
 const FLAT_SLACK: u64 = 2 * 1024 * 1024;
 
+/// The shortest soak whose RSS trend is judged.
+const MIN_JUDGED_SECS: u64 = 45;
+
 /// A soak label: a PDF head naming its tracking number, then a tail shared by all, so a
 /// body is checked without holding 4,000 copies.
 pub struct Labels {
@@ -231,7 +234,17 @@ pub async fn run(
     }
     println!(" (MiB); peak {}", report::mib(peak_rss));
     println!("  label cache at the end (from /metrics): {cache_line}");
+    // Session verdicts live 30 s, so a shorter run ends before the gateway can be at steady
+    // state: its trend is printed, not judged.
+    let judged = s.secs >= MIN_JUDGED_SECS;
     let flat = match &trend {
+        _ if !judged => {
+            println!(
+                "  RSS trend: not judged, the run is shorter than {MIN_JUDGED_SECS} s \
+                 (LOAD_SOAK_SECONDS)"
+            );
+            true
+        }
         Some(t) => {
             println!(
                 "  RSS trend: peak {} in the middle third, {} in the last third ({:+.1} MiB); \
