@@ -18,7 +18,7 @@
 //! - [`regenerate`]: asking the app to regenerate a missing label.
 //! - [`metrics`]: counters rendered at `/metrics`.
 //! - [`telemetry`]: log set-up.
-//! - [`cli`]: operator commands (`presign`, `migrate`).
+//! - [`cli`]: operator commands (`presign`, `migrate`, `backup`).
 
 pub mod auth;
 pub mod body;

@@ -31,6 +31,16 @@ enum Command {
         #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
         expires: std::time::Duration,
     },
+    /// Copy every label of the configured store into a folder as {tracking}.pdf (the
+    /// layout `migrate --from` restores); re-running fetches only what is new.
+    Backup {
+        /// The folder to copy into (created when missing).
+        #[arg(long)]
+        to: PathBuf,
+        /// List what would be downloaded without writing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Copy old local labels ({tracking}.pdf files) into the configured store.
     Migrate {
         /// The app's old folder, e.g. ./media/shipping_labels
@@ -75,6 +85,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Backup { to, dry_run } => backup(config, to, dry_run),
         Command::Migrate {
             from,
             overwrite,
@@ -97,6 +108,27 @@ fn main() -> ExitCode {
             Ok(())
         }),
     }
+}
+
+fn backup(config: label_gateway::config::Config, to: PathBuf, dry_run: bool) -> ExitCode {
+    use label_gateway::cli::backup::{backup, PAGE_SIZE};
+    run_async(async move {
+        let report = backup(&config, &to, dry_run, PAGE_SIZE).await?;
+        for (tracking, err) in &report.failed {
+            eprintln!("failed: {tracking}: {err}");
+        }
+        for key in &report.not_labels {
+            eprintln!("not a label, skipped: {key}");
+        }
+        let verb = if dry_run {
+            "would download"
+        } else {
+            "downloaded"
+        };
+        println!("{}", report.summary().replacen("downloaded", verb, 1));
+        anyhow::ensure!(report.failed.is_empty(), "some labels failed to download");
+        Ok(())
+    })
 }
 
 /// Runs an operator command on a small runtime; errors print and exit 1.

@@ -14,7 +14,7 @@ use http_body_util::{BodyExt, StreamBody};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
 
-use super::{Fetch, GetRequest, ObjectHead, PutOutcome, StorageError};
+use super::{Fetch, GetRequest, Listed, ObjectHead, PutOutcome, StorageError};
 use crate::config::StorageConfig;
 use crate::http::{empty, Body, BoxError};
 
@@ -170,6 +170,47 @@ impl LocalStore {
             }
             false => Ok(PutOutcome::AlreadyExists),
         }
+    }
+
+    /// One page of the folder's files in name order: at most `max` after the name `after`.
+    pub async fn list(
+        &self,
+        after: Option<&str>,
+        max: u32,
+    ) -> Result<(Vec<Listed>, Option<String>), StorageError> {
+        let mut dir = tokio::fs::read_dir(&self.root).await?;
+        let mut files = Vec::new();
+        while let Some(entry) = dir.next_entry().await? {
+            let meta = entry.metadata().await?;
+            // Names that are not UTF-8 cannot be labels; temp files of writes in flight
+            // start with a dot.
+            match entry.file_name().into_string() {
+                Ok(name)
+                    if meta.is_file()
+                        && !name.starts_with('.')
+                        && after.is_none_or(|a| name.as_str() > a) =>
+                {
+                    files.push((name, meta.len()));
+                }
+                _ => {}
+            }
+        }
+        files.sort_unstable();
+        let more = files.len() > max as usize;
+        files.truncate(max as usize);
+        let next = more.then(|| files.last().map(|(n, _)| n.clone())).flatten();
+        let listed = files
+            .into_iter()
+            .map(|(key, size)| Listed {
+                tracking: key
+                    .strip_suffix(".pdf")
+                    .filter(|t| crate::gateway::valid_tracking(t))
+                    .map(str::to_string),
+                key,
+                size,
+            })
+            .collect();
+        Ok((listed, next))
     }
 
     pub async fn probe(&self) -> Result<(), StorageError> {

@@ -68,6 +68,17 @@ pub enum PutOutcome {
     AlreadyExists,
 }
 
+/// One object of a store listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// The object key (the file name in the local backend).
+    pub key: String,
+    /// The label's tracking number when the key is `{location}/{tracking}.pdf` with a
+    /// valid one; anything else in the bucket is not a label.
+    pub tracking: Option<String>,
+    pub size: u64,
+}
+
 /// A storage fault. Messages name the S3 error code and the likely fix, never a secret.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -130,6 +141,19 @@ impl Storage {
         match self {
             Storage::Local(s) => s.put(tracking, body, len, overwrite).await,
             Storage::S3(s) => s.put(tracking, body, len, overwrite).await,
+        }
+    }
+
+    /// One page of the store's objects (at most `page_size`), and the token of the next
+    /// page, if any. Pass `None` for the first page.
+    pub async fn list(
+        &self,
+        after: Option<&str>,
+        page_size: u32,
+    ) -> Result<(Vec<Listed>, Option<String>), StorageError> {
+        match self {
+            Storage::Local(s) => s.list(after, page_size).await,
+            Storage::S3(s) => s.list(after, page_size).await,
         }
     }
 

@@ -20,7 +20,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::sigv4::{Payload, Signer};
-use super::{Fetch, GetRequest, ObjectHead, PutOutcome, StorageError};
+use super::{Fetch, GetRequest, Listed, ObjectHead, PutOutcome, StorageError};
 use crate::body::IdleTimeout;
 use crate::config::{Addressing, StorageConfig};
 use crate::http::{empty, Body};
@@ -37,6 +37,8 @@ pub struct S3Store {
     base: String,
     /// URL of the bucket itself, for the readiness probe.
     bucket_url: String,
+    /// The bucket as a path to list: `/bucket` path-style, `/` on a virtual host.
+    list_url: String,
     host: HeaderValue,
     location: String,
     identity: String,
@@ -63,15 +65,16 @@ impl S3Store {
             .authority()
             .map(|a| a.as_str().to_string())
             .ok_or_else(|| StorageError::Protocol("storage.endpoint has no host".into()))?;
-        let (host, bucket_url) = match cfg.addressing {
-            Addressing::Path => (
-                authority.clone(),
-                format!("{scheme}://{authority}/{}", cfg.bucket),
-            ),
+        let (host, bucket_url, list_url) = match cfg.addressing {
+            Addressing::Path => {
+                let url = format!("{scheme}://{authority}/{}", cfg.bucket);
+                (authority.clone(), url.clone(), url)
+            }
             Addressing::Virtual => {
                 let host = format!("{}.{authority}", cfg.bucket);
                 let url = format!("{scheme}://{host}");
-                (host, url)
+                let list = format!("{url}/");
+                (host, url, list)
             }
         };
         let base = if cfg.location.is_empty() {
@@ -86,6 +89,7 @@ impl S3Store {
             signer: Signer::new(ak, sk, &cfg.region),
             base,
             bucket_url,
+            list_url,
             host,
             location: cfg.location.clone(),
             identity: format!("s3:{authority}/{}/{}", cfg.bucket, cfg.location),
@@ -229,6 +233,50 @@ impl S3Store {
         }
     }
 
+    /// One page of `ListObjectsV2` under `{location}/`, at most `max_keys` objects;
+    /// `after` is the previous page's continuation token.
+    pub async fn list(
+        &self,
+        after: Option<&str>,
+        max_keys: u32,
+    ) -> Result<(Vec<Listed>, Option<String>), StorageError> {
+        let prefix = if self.location.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.location)
+        };
+        let enc =
+            |v: &str| percent_encoding::utf8_percent_encode(v, super::sigv4::QUERY).to_string();
+        let mut url = format!(
+            "{}?list-type=2&max-keys={max_keys}&prefix={}",
+            self.list_url,
+            enc(&prefix)
+        );
+        if let Some(token) = after {
+            url.push_str("&continuation-token=");
+            url.push_str(&enc(token));
+        }
+        let resp = self
+            .send_with_retries(|| {
+                Request::builder()
+                    .method(Method::GET)
+                    .uri(&url)
+                    .header(header::HOST, self.host.clone())
+                    .body(empty())
+            })
+            .await?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            return Err(unexpected(status, error_code(resp).await));
+        }
+        let xml = http_body_util::Limited::new(resp.into_body(), LIST_BODY_LIMIT)
+            .collect()
+            .await
+            .map_err(|e| StorageError::Protocol(format!("bucket listing: {e}")))?
+            .to_bytes();
+        parse_listing(&xml, &prefix)
+    }
+
     pub async fn probe(&self) -> Result<(), StorageError> {
         let resp = self
             .send_with_retries(|| {
@@ -297,6 +345,52 @@ impl S3Store {
             Ok(Ok(resp)) => Ok(resp),
         }
     }
+}
+
+/// The largest bucket listing page read (1,000 keys take about 300 KB).
+const LIST_BODY_LIMIT: usize = 16 * 1024 * 1024;
+
+/// The parts of a `ListObjectsV2` answer the listing needs; the rest is ignored.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListBucketResult {
+    #[serde(default)]
+    is_truncated: bool,
+    #[serde(default)]
+    contents: Vec<ListContents>,
+    next_continuation_token: Option<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListContents {
+    key: String,
+    size: u64,
+}
+
+/// The objects of one `ListObjectsV2` page, and the next page's token when it says it
+/// is truncated. A key is a label when it is `{prefix}{tracking}.pdf`.
+fn parse_listing(xml: &[u8], prefix: &str) -> Result<(Vec<Listed>, Option<String>), StorageError> {
+    let page: ListBucketResult = quick_xml::de::from_reader(xml)
+        .map_err(|e| StorageError::Protocol(format!("bucket listing is not valid: {e}")))?;
+    let objects = page
+        .contents
+        .into_iter()
+        .map(|c| Listed {
+            tracking: c
+                .key
+                .strip_prefix(prefix)
+                .and_then(|name| name.strip_suffix(".pdf"))
+                .filter(|t| crate::gateway::valid_tracking(t))
+                .map(str::to_string),
+            key: c.key,
+            size: c.size,
+        })
+        .collect();
+    let next = page
+        .next_continuation_token
+        .filter(|t| page.is_truncated && !t.is_empty());
+    Ok((objects, next))
 }
 
 fn build_client(connect_timeout: Duration) -> HttpClient {
@@ -450,6 +544,48 @@ fn unexpected(status: StatusCode, code: String) -> StorageError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listing_keeps_labels_names_the_rest_and_follows_truncation() {
+        let xml = br#"<?xml version="1.0" encoding="UTF-8"?>
+<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+  <Name>shipping-labels</Name><Prefix>labels/</Prefix><KeyCount>3</KeyCount>
+  <MaxKeys>3</MaxKeys><IsTruncated>true</IsTruncated>
+  <Contents><Key>labels/1Z999AA10123456784.pdf</Key><LastModified>2026-11-01T10:00:00.000Z</LastModified>
+    <ETag>&quot;9b2cf535f27731c974343645a3985328&quot;</ETag><Size>51200</Size><StorageClass>STANDARD</StorageClass></Contents>
+  <Contents><Key>labels/a&amp;b.pdf</Key><Size>10</Size></Contents>
+  <Contents><Key>labels/nested/X1.pdf</Key><Size>11</Size></Contents>
+  <NextContinuationToken>1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM=</NextContinuationToken>
+</ListBucketResult>"#;
+        let (objects, next) = parse_listing(xml, "labels/").unwrap();
+        assert_eq!(
+            objects,
+            vec![
+                Listed {
+                    key: "labels/1Z999AA10123456784.pdf".into(),
+                    tracking: Some("1Z999AA10123456784".into()),
+                    size: 51200,
+                },
+                Listed {
+                    key: "labels/a&b.pdf".into(),
+                    tracking: None,
+                    size: 10,
+                },
+                Listed {
+                    key: "labels/nested/X1.pdf".into(),
+                    tracking: None,
+                    size: 11,
+                },
+            ]
+        );
+        assert_eq!(
+            next.as_deref(),
+            Some("1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM=")
+        );
+        let last = br#"<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>"#;
+        assert_eq!(parse_listing(last, "labels/").unwrap(), (Vec::new(), None));
+        assert!(parse_listing(b"<html>oops", "labels/").is_err());
+    }
 
     #[test]
     fn content_range_parses() {

@@ -172,7 +172,7 @@ impl Signer {
 }
 
 /// RFC 3986 unreserved characters stay, everything else is escaped (SigV4 query encoding).
-const QUERY: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+pub(crate) const QUERY: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
     .remove(b'_')

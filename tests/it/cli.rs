@@ -1,9 +1,9 @@
 //! Operator commands against the real S3 server: presigned links that the server accepts,
-//! and the migration of an old local label folder.
+//! the migration of an old local label folder, and backups (restored by migrating them).
 
 use std::time::Duration;
 
-use label_gateway::cli::{migrate::migrate, presign::presign};
+use label_gateway::cli::{backup::backup, migrate::migrate, presign::presign};
 
 use crate::support::{self, pdf_bytes, Responder, S3Server};
 
@@ -65,4 +65,106 @@ async fn migrate_copies_old_local_labels_once_and_reports_the_rest() {
     let again = migrate(&config, old.path(), false, false).await.unwrap();
     assert!(again.uploaded.is_empty());
     assert_eq!(again.already_there, vec!["OLD1", "OLD2"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backup_copies_every_label_across_pages_then_only_what_is_new_or_cut() {
+    let s3 = S3Server::start().await;
+    let check = Responder::allow_all().await;
+    let labels: Vec<(String, Vec<u8>)> = (0..5u8)
+        .map(|i| {
+            (
+                format!("BAK{i}"),
+                pdf_bytes(2000 + usize::from(i) * 700, 70 + i),
+            )
+        })
+        .collect();
+    for (t, data) in &labels {
+        s3.put_label(t, data).await;
+    }
+    s3.put_object("labels/notes.txt", b"not a label", &[]).await;
+    s3.put_object("elsewhere/OTHER.pdf", &labels[0].1, &[])
+        .await;
+    let config = support::s3_config(&s3, &check.url(), &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let to = dir.path().join("backup");
+
+    let dry = backup(&config, &to, true, 2).await.unwrap();
+    assert_eq!(dry.downloaded.len(), 5);
+    assert!(!to.exists(), "a dry run writes nothing");
+
+    // Two keys per listing page: the five labels and the stray key span three pages.
+    let report = backup(&config, &to, false, 2).await.unwrap();
+    let names: Vec<&str> = labels.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(report.downloaded, names);
+    assert_eq!(report.not_labels, vec!["labels/notes.txt"]);
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    for (t, data) in &labels {
+        assert_eq!(&std::fs::read(to.join(format!("{t}.pdf"))).unwrap(), data);
+    }
+    let files = std::fs::read_dir(&to).unwrap().count();
+    assert_eq!(
+        files, 5,
+        "only the labels, no temporary files, nothing from elsewhere/"
+    );
+
+    // Re-run: a new label and a file cut short are fetched; the rest is left alone.
+    s3.put_label("BAK9", &pdf_bytes(1500, 79)).await;
+    std::fs::write(to.join("BAK2.pdf"), &labels[2].1[..100]).unwrap();
+    let again = backup(&config, &to, false, 2).await.unwrap();
+    assert_eq!(again.downloaded, vec!["BAK2", "BAK9"]);
+    assert_eq!(again.up_to_date.len(), 4);
+    assert_eq!(std::fs::read(to.join("BAK2.pdf")).unwrap(), labels[2].1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_restores_into_an_empty_store_with_migrate() {
+    let s3 = S3Server::start().await;
+    let check = Responder::allow_all().await;
+    let a = pdf_bytes(3300, 81);
+    let b = pdf_bytes(64 * 1024 + 5, 82);
+    s3.put_label("RST1", &a).await;
+    s3.put_label("RST2", &b).await;
+    let dir = tempfile::tempdir().unwrap();
+    let original = support::s3_config(&s3, &check.url(), &[]);
+    let report = backup(&original, dir.path(), false, 1000).await.unwrap();
+    assert_eq!(report.downloaded, vec!["RST1", "RST2"]);
+
+    // The same bucket under another location stands in for a new, empty bucket.
+    let restored = support::s3_config(
+        &s3,
+        &check.url(),
+        &[("LABEL_GATEWAY_STORAGE__LOCATION", "restored")],
+    );
+    let migrated = migrate(&restored, dir.path(), false, false).await.unwrap();
+    assert_eq!(migrated.uploaded, vec!["RST1", "RST2"]);
+    assert_eq!(s3.stored("restored/RST1.pdf").unwrap(), a);
+    assert_eq!(s3.stored("restored/RST2.pdf").unwrap(), b);
+}
+
+#[tokio::test]
+async fn backup_of_the_local_store_pages_through_its_folder() {
+    let store = tempfile::tempdir().unwrap();
+    let labels: Vec<(String, Vec<u8>)> = (0..3u8)
+        .map(|i| (format!("LOC{i}"), pdf_bytes(1000 + usize::from(i), 90 + i)))
+        .collect();
+    for (t, data) in &labels {
+        std::fs::write(store.path().join(format!("{t}.pdf")), data).unwrap();
+    }
+    std::fs::write(store.path().join("README"), b"x").unwrap();
+    let root = store.path().display().to_string();
+    let config = support::config(
+        "[regenerate]\nurl = \"\"\n",
+        &[("LABEL_GATEWAY_STORAGE__LOCAL_ROOT", root.as_str())],
+    );
+    let to = tempfile::tempdir().unwrap();
+    let report = backup(&config, to.path(), false, 1).await.unwrap();
+    assert_eq!(report.downloaded, vec!["LOC0", "LOC1", "LOC2"]);
+    assert_eq!(report.not_labels, vec!["README"]);
+    for (t, data) in &labels {
+        assert_eq!(
+            &std::fs::read(to.path().join(format!("{t}.pdf"))).unwrap(),
+            data
+        );
+    }
 }

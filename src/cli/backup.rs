@@ -1,0 +1,170 @@
+//! `label-gateway backup --to DIR`: copies every label of the configured store into a
+//! local folder as `{tracking}.pdf`, the layout `migrate --from DIR` reads, so a backup is
+//! restored with one command. Each label streams to a temporary file that is renamed into
+//! place only once complete, so a cut download never looks like a label. Labels are never
+//! rewritten by the app, so a file already there with the label's size is kept: re-running
+//! fetches only what is new or was cut short.
+
+use std::path::{Path, PathBuf};
+
+use futures_util::StreamExt;
+use http_body_util::BodyExt;
+use tokio::io::AsyncWriteExt;
+
+use crate::config::Config;
+use crate::http::Conditions;
+use crate::storage::{Fetch, GetRequest, Listed, Storage};
+
+/// Objects asked for per listing page (S3's own maximum).
+pub const PAGE_SIZE: u32 = 1000;
+/// Labels downloaded at once.
+const PARALLEL: usize = 8;
+
+/// What happened to the objects of one run.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BackupReport {
+    /// Tracking numbers copied by this run (or, on a dry run, that would be).
+    pub downloaded: Vec<String>,
+    /// Tracking numbers whose file was already there with the label's size.
+    pub up_to_date: Vec<String>,
+    /// Keys in the store that are not `{location}/{tracking}.pdf`.
+    pub not_labels: Vec<String>,
+    pub failed: Vec<(String, String)>,
+}
+
+impl BackupReport {
+    pub fn summary(&self) -> String {
+        format!(
+            "downloaded {}, up to date {}, not labels {}, failed {}",
+            self.downloaded.len(),
+            self.up_to_date.len(),
+            self.not_labels.len(),
+            self.failed.len()
+        )
+    }
+}
+
+/// Copies the store's labels into `to` (created when missing), `page_size` keys per
+/// listing request.
+pub async fn backup(
+    config: &Config,
+    to: &Path,
+    dry_run: bool,
+    page_size: u32,
+) -> anyhow::Result<BackupReport> {
+    let storage = Storage::from_config(config)?;
+    if !dry_run {
+        tokio::fs::create_dir_all(to)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", to.display()))?;
+    }
+    let mut report = BackupReport::default();
+    let mut token: Option<String> = None;
+    loop {
+        let (objects, next) = storage
+            .list(token.as_deref(), page_size.max(1))
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot list the store: {e}"))?;
+        let mut wanted = Vec::new();
+        for Listed {
+            key,
+            tracking,
+            size,
+        } in objects
+        {
+            let Some(tracking) = tracking else {
+                report.not_labels.push(key);
+                continue;
+            };
+            let dest = to.join(format!("{tracking}.pdf"));
+            match tokio::fs::metadata(&dest).await {
+                Ok(meta) if meta.is_file() && meta.len() == size => {
+                    report.up_to_date.push(tracking)
+                }
+                _ if dry_run => report.downloaded.push(tracking),
+                _ => wanted.push((tracking, dest)),
+            }
+        }
+        let storage = &storage;
+        let mut copies = futures_util::stream::iter(wanted)
+            .map(|(tracking, dest)| async move {
+                let outcome = copy_label(storage, &tracking, &dest).await;
+                (tracking, outcome)
+            })
+            .buffer_unordered(PARALLEL);
+        while let Some((tracking, outcome)) = copies.next().await {
+            match outcome {
+                Ok(()) => report.downloaded.push(tracking),
+                Err(why) => report.failed.push((tracking, why)),
+            }
+        }
+        match next {
+            Some(t) => token = Some(t),
+            None => break,
+        }
+    }
+    report.downloaded.sort();
+    report.failed.sort();
+    Ok(report)
+}
+
+/// Streams one label into `dest` through a temporary file beside it.
+async fn copy_label(storage: &Storage, tracking: &str, dest: &Path) -> Result<(), String> {
+    let conditions = Conditions::default();
+    let fetch = storage
+        .get(GetRequest {
+            tracking,
+            range: None,
+            conditions: &conditions,
+            head_only: false,
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let (head, mut body) = match fetch {
+        Fetch::Found { head, body } => (head, body),
+        Fetch::NotFound => return Err("deleted from the store during the backup".into()),
+        _ => return Err("the store did not return the label".into()),
+    };
+    let temp = temp_path(dest);
+    let written = async {
+        let mut file = tokio::fs::File::create(&temp)
+            .await
+            .map_err(|e| format!("cannot create {}: {e}", temp.display()))?;
+        let mut len = 0u64;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| format!("download cut short: {e}"))?;
+            if let Some(data) = frame.data_ref() {
+                len += data.len() as u64;
+                file.write_all(data)
+                    .await
+                    .map_err(|e| format!("cannot write {}: {e}", temp.display()))?;
+            }
+        }
+        if len != head.content_length {
+            return Err(format!(
+                "download cut short: {len} of {} bytes",
+                head.content_length
+            ));
+        }
+        file.sync_all()
+            .await
+            .map_err(|e| format!("cannot write {}: {e}", temp.display()))?;
+        tokio::fs::rename(&temp, dest)
+            .await
+            .map_err(|e| format!("cannot move the label into {}: {e}", dest.display()))
+    }
+    .await;
+    if written.is_err() {
+        let _ = tokio::fs::remove_file(&temp).await;
+    }
+    written
+}
+
+/// `.{name}.partial` beside `dest`: hidden, and never mistaken for a label by `migrate`.
+fn temp_path(dest: &Path) -> PathBuf {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    dest.with_file_name(format!(".{name}.partial"))
+}
