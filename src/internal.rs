@@ -140,15 +140,22 @@ impl Gateway {
                     .ok_or_else(|| GatewayError::BadRequest("invalid Content-Length".into()))?,
             ),
         };
+        let mut body: Body = body.map_err(BoxError::from).boxed();
+        let linger = !expects_continue(parts);
         if declared.is_some_and(|n| n > max) {
+            if linger && declared.is_some_and(|n| n <= DRAIN_LIMIT) {
+                drain(&mut body).await;
+            }
             return Err(too_large(max));
         }
         if declared == Some(0) {
             return Err(not_pdf());
         }
-        let mut body: Body = body.map_err(BoxError::from).boxed();
         let prefix = read_prefix(&mut body, PDF_MAGIC.len()).await?;
         if !prefix.starts_with(PDF_MAGIC) {
+            if linger {
+                drain(&mut body).await;
+            }
             return Err(not_pdf());
         }
         let (upload, len) = match declared {
@@ -168,6 +175,9 @@ impl Gateway {
                         frame.map_err(|e| GatewayError::BadRequest(format!("body: {e}")))?;
                     if let Ok(data) = frame.into_data() {
                         if (buf.len() + data.len()) as u64 > max {
+                            if linger {
+                                drain(&mut body).await;
+                            }
                             return Err(too_large(max));
                         }
                         buf.extend_from_slice(&data);
@@ -335,6 +345,38 @@ fn not_pdf() -> GatewayError {
 }
 
 /// Reads frames until at least `n` bytes arrived (or the body ended); returns them.
+/// The most of a refused upload read and dropped before answering.
+const DRAIN_LIMIT: u64 = 64 * 1024 * 1024;
+/// How long a refused upload may take to be read and dropped.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads and drops the rest of a refused upload (bounded by [`DRAIN_LIMIT`] and
+/// [`DRAIN_TIME`]) before the refusal is sent. Answering while the client is still sending
+/// and then closing makes the kernel reset the connection, and the client (Python
+/// `requests` as much as reqwest) reports a broken pipe instead of our 413 or 415: the
+/// same problem nginx's lingering close solves.
+async fn drain(body: &mut Body) {
+    let read = async {
+        let mut seen = 0u64;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+            if seen > DRAIN_LIMIT {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, read).await;
+}
+
+/// A client that sent `Expect: 100-continue` has not sent its body yet: the refusal alone
+/// tells it not to, so there is nothing to drain.
+fn expects_continue(parts: &Parts) -> bool {
+    parts
+        .headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
 async fn read_prefix(body: &mut Body, n: usize) -> Result<Bytes, GatewayError> {
     let mut buf = BytesMut::new();
     while buf.len() < n {

@@ -166,6 +166,9 @@ struct Conn {
     requests: AtomicU64,
     /// When `busy` last fell to zero, in ms since `epoch`: the eviction order.
     idle_since_ms: AtomicU64,
+    /// Set once hyper has read what the client had sent on connecting: a connection whose
+    /// first request is already waiting in its socket is not idle, whatever its counters say.
+    read_once: AtomicBool,
     /// Set by the newcomer that chose this connection to close.
     evicted: AtomicBool,
     evict: Notify,
@@ -188,6 +191,7 @@ impl Slots {
             busy: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             idle_since_ms: AtomicU64::new(self.epoch.elapsed().as_millis() as u64),
+            read_once: AtomicBool::new(false),
             evicted: AtomicBool::new(false),
             evict: Notify::new(),
         });
@@ -204,7 +208,11 @@ impl Slots {
         let open = self.lock();
         let victim = open
             .values()
-            .filter(|c| c.busy.load(Ordering::Acquire) == 0 && !c.evicted.load(Ordering::Relaxed))
+            .filter(|c| {
+                c.read_once.load(Ordering::Acquire)
+                    && c.busy.load(Ordering::Acquire) == 0
+                    && !c.evicted.load(Ordering::Relaxed)
+            })
             .min_by_key(|c| c.idle_since_ms.load(Ordering::Relaxed));
         match victim {
             Some(c) => {
@@ -351,35 +359,53 @@ async fn connection(
     tokio::pin!(first_head);
     let mut first_head_armed = true;
     let mut draining = false;
-    loop {
-        tokio::select! {
-            res = conn.as_mut() => {
-                log_conn_end(peer, res);
-                break;
-            }
-            _ = first_head.as_mut(), if first_head_armed => {
-                first_head_armed = false;
-                if conn_state.requests.load(Ordering::Relaxed) == 0 {
-                    tracing::info!(
-                        %peer,
-                        timeout = ?server.header_read_timeout,
-                        "closing a connection that sent no request head within server.header_read_timeout"
-                    );
+    // One poll first: a request already sent is parsed (and marks the connection busy)
+    // before the connection can be chosen as idle. Choosing it earlier would close it with
+    // the request unread, and the client would see a reset instead of an answer.
+    let first = std::future::poll_fn(|cx| {
+        use std::future::Future;
+        std::task::Poll::Ready(conn.as_mut().poll(cx))
+    })
+    .await;
+    let finished = match first {
+        std::task::Poll::Ready(res) => {
+            log_conn_end(peer, res);
+            true
+        }
+        std::task::Poll::Pending => false,
+    };
+    conn_state.read_once.store(true, Ordering::Release);
+    if !finished {
+        loop {
+            tokio::select! {
+                res = conn.as_mut() => {
+                    log_conn_end(peer, res);
                     break;
                 }
-            }
-            _ = conn_state.evict.notified(), if !draining => {
-                if conn_state.busy.load(Ordering::Acquire) == 0 {
-                    tracing::debug!(%peer, "connection limit reached: closing the longest-idle connection");
-                    break;
+                _ = first_head.as_mut(), if first_head_armed => {
+                    first_head_armed = false;
+                    if conn_state.requests.load(Ordering::Relaxed) == 0 {
+                        tracing::info!(
+                            %peer,
+                            timeout = ?server.header_read_timeout,
+                            "closing a connection that sent no request head within server.header_read_timeout"
+                        );
+                        break;
+                    }
                 }
-                // A request started since it was chosen: let it finish, then close.
-                conn.as_mut().graceful_shutdown();
-                draining = true;
-            }
-            _ = stopped(&mut stop), if !draining => {
-                conn.as_mut().graceful_shutdown();
-                draining = true;
+                _ = conn_state.evict.notified(), if !draining => {
+                    if conn_state.busy.load(Ordering::Acquire) == 0 {
+                        tracing::debug!(%peer, "connection limit reached: closing the longest-idle connection");
+                        break;
+                    }
+                    // A request started since it was chosen: let it finish, then close.
+                    conn.as_mut().graceful_shutdown();
+                    draining = true;
+                }
+                _ = stopped(&mut stop), if !draining => {
+                    conn.as_mut().graceful_shutdown();
+                    draining = true;
+                }
             }
         }
     }

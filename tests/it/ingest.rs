@@ -162,6 +162,54 @@ async fn put_without_content_length_is_buffered_and_stored() {
     assert_eq!(s3.stored("labels/ING7.pdf").unwrap(), data);
 }
 
+/// The refusal arrives while the client is still sending megabytes: it must read the
+/// status, not a connection reset, whatever the body's framing.
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_large_uploads_get_their_status_not_a_reset() {
+    let (s3, _check, gw) = setup(&[]).await;
+    let c = support::client();
+    let big = pdf_bytes(8 * 1024 * 1024, 50);
+    // Under the 1 MiB limit, so the content is what gets it refused.
+    let mut not_pdf = pdf_bytes(1000 * 1024, 51);
+    not_pdf[..5].copy_from_slice(b"<html");
+    for round in 0..3 {
+        let r = c
+            .put(put_url(&gw, "BIG1"))
+            .bearer_auth(TOKEN)
+            .body(big.clone())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("declared too large, round {round}: {e}"));
+        assert_eq!(r.status(), 413);
+        let r = c
+            .put(put_url(&gw, "BIG2"))
+            .bearer_auth(TOKEN)
+            .body(not_pdf.clone())
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("not a PDF, round {round}: {e}"));
+        assert_eq!(r.status(), 415);
+        let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+            big.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
+        let r = c
+            .put(put_url(&gw, "BIG3"))
+            .bearer_auth(TOKEN)
+            .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+                chunks,
+            )))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("chunked too large, round {round}: {e}"));
+        assert_eq!(r.status(), 413);
+    }
+    for key in ["labels/BIG1.pdf", "labels/BIG2.pdf", "labels/BIG3.pdf"] {
+        assert!(
+            s3.stored(key).is_none(),
+            "{key} was refused, nothing stored"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn fetch_downloads_a_carrier_label_and_stores_it() {
     let (s3, _check, gw) = setup(&[("LABEL_GATEWAY_INTERNAL__FETCH_ALLOW_HTTP", "true")]).await;

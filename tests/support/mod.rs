@@ -43,7 +43,9 @@ retry_backoff = "5ms"
 url = ""
 [auth]
 check_url = "{check_url}"
-timeout = "2s"
+# Generous: a Django app answering its first checks while other tests start theirs on the
+# same two cores can take seconds. The test of a slow app sets its own.
+timeout = "10s"
 [log]
 access_log = false
 "#,
