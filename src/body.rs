@@ -105,6 +105,18 @@ where
     }
 }
 
+/// What a served body tells its connection: hyper asks a body for more only once it could
+/// write what it had, so a long silence while the body is not itself waiting means the
+/// client stopped reading (see `server.send_timeout`).
+pub trait Progress {
+    /// hyper asked for a frame; `waiting` when the body had none ready yet.
+    fn progress(&self, waiting: bool);
+}
+
+impl Progress for () {
+    fn progress(&self, _waiting: bool) {}
+}
+
 /// The body hyper serves on a connection. It carries `guard` until hyper drops it (the
 /// last frame is sent, or the response is abandoned), and when the inner body fails it
 /// first lets hyper flush what it already has: the client always gets the head and the
@@ -114,15 +126,17 @@ pub struct Served<B: HttpBody, G> {
     inner: B,
     /// An error held back for one poll, so hyper flushes before it aborts.
     failed: Option<B::Error>,
-    _guard: G,
+    guard: G,
 }
 
-impl<B: HttpBody, G> Served<B, G> {
+impl<B: HttpBody, G: Progress> Served<B, G> {
     pub fn new(inner: B, guard: G) -> Self {
+        // The response is ready: the client is expected to read from now on.
+        guard.progress(false);
         Served {
             inner,
             failed: None,
-            _guard: guard,
+            guard,
         }
     }
 }
@@ -131,7 +145,7 @@ impl<B, G> HttpBody for Served<B, G>
 where
     B: HttpBody + Unpin,
     B::Error: Unpin,
-    G: Unpin,
+    G: Progress + Unpin,
 {
     type Data = B::Data;
     type Error = B::Error;
@@ -144,7 +158,9 @@ where
         if let Some(e) = this.failed.take() {
             return Poll::Ready(Some(Err(e)));
         }
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        this.guard.progress(polled.is_pending());
+        match polled {
             Poll::Ready(Some(Err(e))) => {
                 // hyper flushes its buffer when the body is pending; the error follows on
                 // the next poll, which this wake asks for at once.
@@ -242,8 +258,12 @@ mod tests {
 
     #[tokio::test]
     async fn guard_lives_until_the_body_is_dropped() {
+        struct Flag(#[allow(dead_code)] std::sync::Arc<()>);
+        impl Progress for Flag {
+            fn progress(&self, _waiting: bool) {}
+        }
         let flag = std::sync::Arc::new(());
-        let body = Served::new(crate::http::full("x"), flag.clone());
+        let body = Served::new(crate::http::full("x"), Flag(flag.clone()));
         assert_eq!(std::sync::Arc::strong_count(&flag), 2);
         assert_eq!(body.size_hint().exact(), Some(1));
         let collected = body.collect().await.unwrap().to_bytes();

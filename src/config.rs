@@ -123,6 +123,10 @@ pub struct ServerConfig {
     /// Time from the request's arrival to the response head.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// A response whose client has read nothing for this long is cut (nginx's
+    /// `send_timeout`): a client that stops reading does not hold its slot forever.
+    #[serde(with = "humantime_serde")]
+    pub send_timeout: Duration,
     /// Open connections at most; more wait `accept_wait` for a slot, then get 503.
     pub max_connections: usize,
     /// How long a connection over `max_connections` waits for a free slot.
@@ -152,6 +156,7 @@ impl Default for ServerConfig {
             internal_listen: None,
             header_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
             max_connections: 10_000,
             accept_wait: Duration::from_millis(100),
             max_header_bytes: ByteSize::kib(32),
@@ -495,6 +500,7 @@ impl Config {
         for (key, d) in [
             ("server.header_read_timeout", s.header_read_timeout),
             ("server.request_timeout", s.request_timeout),
+            ("server.send_timeout", s.send_timeout),
             ("storage.connect_timeout", self.storage.connect_timeout),
             (
                 "storage.first_byte_timeout",

@@ -14,6 +14,11 @@
 //! lock a real client out. Only when every slot is busy does the newcomer wait
 //! `accept_wait`, then get a short 503.
 //!
+//! A busy connection whose client reads nothing for `send_timeout` while its response has
+//! bytes to give is closed too (nginx's `send_timeout`), so a client that stops reading
+//! mid-download frees its slot; a response waiting on storage is the idle-body timer's
+//! business, not this one's.
+//!
 //! Idle connections are also closed on their own: a connection must send its first request
 //! head within `header_read_timeout` (this covers the HTTP/1-or-2 detection read, which
 //! hyper does not time), and hyper closes an HTTP/1 keep-alive connection that starts no
@@ -34,7 +39,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio_util::task::TaskTracker;
 
-use crate::body::Served;
+use crate::body::{Progress, Served};
 use crate::config::Config;
 use crate::gateway::{Gateway, Listener};
 
@@ -166,6 +171,10 @@ struct Conn {
     requests: AtomicU64,
     /// When `busy` last fell to zero, in ms since `epoch`: the eviction order.
     idle_since_ms: AtomicU64,
+    /// When hyper last asked a response body for more, in ms since `epoch`, and whether
+    /// that body was then waiting on its own source: the `send_timeout` watch.
+    progress_ms: AtomicU64,
+    body_waiting: AtomicBool,
     /// Set once hyper has read what the client had sent on connecting: a connection whose
     /// first request is already waiting in its socket is not idle, whatever its counters say.
     read_once: AtomicBool,
@@ -191,6 +200,8 @@ impl Slots {
             busy: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             idle_since_ms: AtomicU64::new(self.epoch.elapsed().as_millis() as u64),
+            progress_ms: AtomicU64::new(0),
+            body_waiting: AtomicBool::new(false),
             read_once: AtomicBool::new(false),
             evicted: AtomicBool::new(false),
             evict: Notify::new(),
@@ -248,12 +259,37 @@ impl Conn {
     /// happens when hyper has finished (or abandoned) the response body.
     fn begin_request(self: &Arc<Self>) -> BusyGuard {
         self.requests.fetch_add(1, Ordering::Relaxed);
+        // Until the response is ready the gateway is the one working, not the client.
+        self.body_waiting.store(true, Ordering::Relaxed);
         self.busy.fetch_add(1, Ordering::AcqRel);
         BusyGuard(self.clone())
     }
 }
 
 struct BusyGuard(Arc<Conn>);
+
+impl Progress for BusyGuard {
+    fn progress(&self, waiting: bool) {
+        let c = &self.0;
+        c.progress_ms
+            .store(c.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        c.body_waiting.store(waiting, Ordering::Relaxed);
+    }
+}
+
+impl Conn {
+    /// How long a busy connection's client has read nothing while its response had bytes
+    /// to give; `None` when idle or when the response itself is waiting (on storage).
+    fn stalled_for(&self) -> Option<Duration> {
+        if self.busy.load(Ordering::Acquire) == 0 || self.body_waiting.load(Ordering::Relaxed) {
+            return None;
+        }
+        let now = self.epoch.elapsed().as_millis() as u64;
+        Some(Duration::from_millis(
+            now.saturating_sub(self.progress_ms.load(Ordering::Relaxed)),
+        ))
+    }
+}
 
 impl Drop for BusyGuard {
     fn drop(&mut self) {
@@ -359,6 +395,9 @@ async fn connection(
     tokio::pin!(first_head);
     let mut first_head_armed = true;
     let mut draining = false;
+    // Wakes once per `send_timeout` to see whether the client stopped reading.
+    let stalled = tokio::time::sleep(server.send_timeout);
+    tokio::pin!(stalled);
     // One poll first: a request already sent is parsed (and marks the connection busy)
     // before the connection can be chosen as idle. Choosing it earlier would close it with
     // the request unread, and the client would see a reset instead of an answer.
@@ -401,6 +440,20 @@ async fn connection(
                     // A request started since it was chosen: let it finish, then close.
                     conn.as_mut().graceful_shutdown();
                     draining = true;
+                }
+                _ = stalled.as_mut() => {
+                    let quiet = conn_state.stalled_for().unwrap_or_default();
+                    if quiet >= server.send_timeout {
+                        tracing::warn!(
+                            %peer,
+                            timeout = ?server.send_timeout,
+                            "client read nothing within server.send_timeout: closing the connection"
+                        );
+                        break;
+                    }
+                    stalled
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + (server.send_timeout - quiet));
                 }
                 _ = stopped(&mut stop), if !draining => {
                     conn.as_mut().graceful_shutdown();

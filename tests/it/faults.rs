@@ -654,3 +654,88 @@ async fn when_every_slot_is_busy_a_newcomer_gets_503_then_is_served_later() {
     let (status, _) = support::raw_get(gw.addr(), "/healthz").await;
     assert_eq!(status, 200);
 }
+
+/// A client that asks for a large label and then reads nothing is cut after
+/// `send_timeout`, which frees its slot; a client that reads slowly but steadily is not.
+#[tokio::test(flavor = "multi_thread")]
+async fn client_that_stops_reading_is_cut_after_the_send_timeout_a_slow_reader_is_not() {
+    let s3 = S3Server::start().await;
+    // Far more than the loopback socket buffers hold, so the gateway must wait on the client.
+    let data = pdf_bytes(8 * 1024 * 1024, 71);
+    s3.put_label("STALL1", &data).await;
+    let check = Responder::allow_all().await;
+    let gw = support::start_gateway(support::s3_config(
+        &s3,
+        &check.url(),
+        &[("LABEL_GATEWAY_SERVER__SEND_TIMEOUT", "1s")],
+    ))
+    .await;
+    let open = || {
+        gw.gateway
+            .metrics
+            .connections_open
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let request =
+        format!("GET /shipping-label/STALL1/ HTTP/1.1\r\nHost: x\r\nCookie: {COOKIE}\r\nConnection: close\r\n\r\n");
+    let addr = gw.addr();
+    let connect = |small_window: bool| {
+        let request = request.clone();
+        async move {
+            let sock = tokio::net::TcpSocket::new_v4().unwrap();
+            if small_window {
+                sock.set_recv_buffer_size(4096).unwrap();
+            }
+            let mut s = sock.connect(addr).await.unwrap();
+            s.write_all(request.as_bytes()).await.unwrap();
+            s
+        }
+    };
+
+    // Reads 2 MiB, then pauses 700 ms with the gateway blocked on full socket buffers,
+    // four times: the whole label arrives, never cut.
+    let mut slow = connect(false).await;
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    let head_and_body = loop {
+        let mut chunk = 0;
+        while chunk < 2 * 1024 * 1024 {
+            match slow.read(&mut buf).await.unwrap() {
+                0 => break,
+                n => chunk += n,
+            }
+        }
+        got += chunk;
+        if chunk == 0 || got >= data.len() {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    };
+    assert!(
+        head_and_body > data.len(),
+        "the slow reader got all {} bytes and the head ({head_and_body})",
+        data.len()
+    );
+    drop(slow);
+
+    // Reads nothing: the gateway closes the connection after about a second.
+    let mut stalled = connect(true).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    while open() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "a client reading nothing still holds its connection"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // What reached the client is a cut response, not the whole label.
+    let mut total = 0usize;
+    while let Ok(n) = stalled.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        total += n;
+    }
+    assert!(total < data.len(), "{total} bytes: the response was cut");
+}
