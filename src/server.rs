@@ -11,8 +11,12 @@
 //! client is still sending a head. When the limit is reached, a newcomer closes the
 //! connection that has been idle the longest and takes its slot, as nginx reuses idle
 //! connections when it runs out: sockets that hold a slot without asking for anything never
-//! lock a real client out. Only when every slot is busy does the newcomer wait
-//! `accept_wait`, then get a short 503.
+//! lock a real client out. A connection idle for less than [`EVICT_MIN_IDLE`] is spared (it
+//! may have just been accepted with its request still in flight, or just finished a response
+//! not yet flushed): a newcomer that finds none old enough looks again until `accept_wait`
+//! ends. In a burst over the limit, newcomers so wait and get a 503 instead of closing each
+//! other mid-request. Only when nothing idle can be reclaimed within `accept_wait` does the
+//! newcomer get a short 503.
 //!
 //! A busy connection whose client reads nothing for `send_timeout` while its response has
 //! bytes to give is closed too (nginx's `send_timeout`), so a client that stops reading
@@ -36,12 +40,16 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
 use crate::body::{Progress, Served};
 use crate::config::Config;
 use crate::gateway::{Gateway, Listener};
+
+/// How long a connection must have been idle before a newcomer at the limit may close it
+/// (capped at half of `accept_wait`, so a newcomer can outwait it).
+pub const EVICT_MIN_IDLE: Duration = Duration::from_millis(50);
 
 /// A started gateway.
 pub struct Running {
@@ -214,8 +222,11 @@ impl Slots {
         }
     }
 
-    /// Asks the longest-idle connection to close; `false` when every connection is busy.
-    fn evict_idle(&self) -> bool {
+    /// Asks the longest-idle connection to close, among those idle for at least
+    /// `min_idle`; `false` when there is none.
+    fn evict_idle(&self, min_idle: Duration) -> bool {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        let min_idle = min_idle.as_millis() as u64;
         let open = self.lock();
         let victim = open
             .values()
@@ -223,6 +234,7 @@ impl Slots {
                 c.read_once.load(Ordering::Acquire)
                     && c.busy.load(Ordering::Acquire) == 0
                     && !c.evicted.load(Ordering::Relaxed)
+                    && now.saturating_sub(c.idle_since_ms.load(Ordering::Relaxed)) >= min_idle
             })
             .min_by_key(|c| c.idle_since_ms.load(Ordering::Relaxed));
         match victim {
@@ -350,23 +362,18 @@ async fn connection(
     let server = &gateway.config.server;
     let permit = match slots.limit.clone().try_acquire_owned() {
         Ok(p) => p,
-        Err(_) => {
-            let evicted = slots.evict_idle();
-            match tokio::time::timeout(server.accept_wait, slots.limit.clone().acquire_owned())
-                .await
-            {
-                Ok(Ok(p)) => p,
-                _ => {
-                    tracing::debug!(%peer, evicted, "connection limit reached: refusing");
-                    gateway
-                        .metrics
-                        .connections_refused
-                        .fetch_add(1, Ordering::Relaxed);
-                    refuse(stream).await;
-                    return;
-                }
+        Err(_) => match make_room(&slots, server.accept_wait).await {
+            Some(p) => p,
+            None => {
+                tracing::debug!(%peer, "connection limit reached: refusing");
+                gateway
+                    .metrics
+                    .connections_refused
+                    .fetch_add(1, Ordering::Relaxed);
+                refuse(stream).await;
+                return;
             }
-        }
+        },
     };
     let registered = slots.register();
     let conn_state = registered.conn.clone();
@@ -468,6 +475,35 @@ async fn connection(
         .fetch_sub(1, Ordering::Relaxed);
     drop(registered);
     drop(permit);
+}
+
+/// At the limit: closes the longest-idle connection old enough to spare and waits for a
+/// slot, looking again every few milliseconds while none is old enough, for at most `wait`.
+async fn make_room(slots: &Arc<Slots>, wait: Duration) -> Option<OwnedSemaphorePermit> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let min_idle = EVICT_MIN_IDLE.min(wait / 2);
+    let tick = (min_idle / 4).max(Duration::from_millis(1));
+    let acquire = slots.limit.clone().acquire_owned();
+    tokio::pin!(acquire);
+    let mut evicted = false;
+    loop {
+        if !evicted {
+            evicted = slots.evict_idle(min_idle);
+        }
+        let next = if evicted {
+            deadline
+        } else {
+            (tokio::time::Instant::now() + tick).min(deadline)
+        };
+        tokio::select! {
+            permit = acquire.as_mut() => return permit.ok(),
+            _ = tokio::time::sleep_until(next) => {
+                if next >= deadline {
+                    return None;
+                }
+            }
+        }
+    }
 }
 
 /// Resolves once shutdown starts.

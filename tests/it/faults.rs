@@ -528,6 +528,7 @@ fn raise_fd_limit() -> u64 {
 /// 10,000 idle sockets (fewer only if the open-file limit cannot allow them) against a
 /// limit of 50: a real client arriving after them is served at once, because a newcomer at
 /// the limit closes the longest-idle connection instead of waiting behind it.
+/// The 50 ms protection of young connections is `a_just_accepted_connection_is_not_closed_to_make_room`.
 #[tokio::test(flavor = "multi_thread")]
 async fn ten_thousand_idle_connections_over_the_limit_do_not_lock_out_a_real_client() {
     let fds = raise_fd_limit();
@@ -573,6 +574,26 @@ async fn ten_thousand_idle_connections_over_the_limit_do_not_lock_out_a_real_cli
         next += batch;
     }
     assert!(idle.len() >= idle_count * 9 / 10, "opened {}", idle.len());
+    // Let the flood settle into idle sockets: the gateway accepts them behind the client's
+    // connects, and a newcomer never closes a connection younger than EVICT_MIN_IDLE, so
+    // while the burst is still arriving newcomers are refused rather than cutting each
+    // other. Settled = no refusal for a quarter second.
+    let metrics = &gw.gateway.metrics;
+    let refused = || {
+        metrics
+            .connections_refused
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = refused();
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = refused();
+        if now == last || Instant::now() > deadline {
+            break;
+        }
+        last = now;
+    }
 
     let started = Instant::now();
     let r = client()
@@ -653,6 +674,54 @@ async fn when_every_slot_is_busy_a_newcomer_gets_503_then_is_served_later() {
     }
     let (status, _) = support::raw_get(gw.addr(), "/healthz").await;
     assert_eq!(status, 200);
+}
+
+/// A connection that has just been accepted is not closed to make room, even though it
+/// has sent nothing yet: its request may be on the wire. The newcomer waits until the
+/// first connection has been idle long enough, and both are answered.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_just_accepted_connection_is_not_closed_to_make_room() {
+    let check = Responder::allow_all().await;
+    let gw = gateway_on(
+        "http://127.0.0.1:9",
+        &check,
+        &[
+            ("LABEL_GATEWAY_SERVER__MAX_CONNECTIONS", "1"),
+            ("LABEL_GATEWAY_SERVER__ACCEPT_WAIT", "2s"),
+        ],
+    )
+    .await;
+    let addr = gw.addr();
+    // The first client connects and takes a few milliseconds to send its request.
+    let mut first = TcpStream::connect(addr).await.unwrap();
+    // The second arrives meanwhile, over the limit, and asks at once.
+    let mut second = TcpStream::connect(addr).await.unwrap();
+    second
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let second = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(SLACK, second.read_to_end(&mut buf)).await;
+        String::from_utf8_lossy(&buf).into_owned()
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    first
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(SLACK, first.read_to_end(&mut buf)).await;
+    let text = String::from_utf8_lossy(&buf);
+    assert!(
+        matches!(read, Ok(Ok(_))) && text.starts_with("HTTP/1.1 200"),
+        "the first client was answered, not cut: {read:?} {text:?}"
+    );
+    let text = second.await.unwrap();
+    assert!(
+        text.starts_with("HTTP/1.1 200"),
+        "the newcomer is served once a slot frees: {text:?}"
+    );
 }
 
 /// A client that asks for a large label and then reads nothing is cut after
