@@ -140,6 +140,18 @@ impl Authenticator {
         if let Some(v) = self.cache.get(&key).await {
             return Ok((v, Source::Cache));
         }
+        // Boxed: the app call's state is large, and every request's future would carry it.
+        Box::pin(self.check_app(key, cookie, tracking, client)).await
+    }
+
+    /// The verdict cache missed: ask the app (one call per key however many wait).
+    async fn check_app(
+        &self,
+        key: Key,
+        cookie: &str,
+        tracking: &str,
+        client: ClientInfo<'_>,
+    ) -> Result<(Verdict, Source), AuthUnavailable> {
         let entry = self
             .cache
             .entry(key)

@@ -3,9 +3,11 @@
 //! [`Gateway::handle`] is the whole request path, read top to bottom. Each phase returns a
 //! value or a [`GatewayError`]; the error becomes a response in `error.rs` only.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderMap, HeaderValue};
@@ -179,12 +181,24 @@ impl Gateway {
         let mut trace = Trace::default();
         let path = parts.uri.path();
         let is_internal = path.starts_with("/internal/");
-        let outcome = tokio::time::timeout(
-            self.config.server.request_timeout,
-            self.dispatch(&parts, body, peer, listener, &request_id, &mut trace),
-        )
-        .await
-        .unwrap_or(Err(GatewayError::UpstreamTimeout { what: "request" }));
+        let outcome = {
+            let mut work = std::pin::pin!(self.dispatch(
+                &parts,
+                body,
+                peer,
+                listener,
+                &request_id,
+                &mut trace
+            ));
+            // A cache hit finishes on its first poll: only a request that has to wait gets
+            // a `request_timeout` timer (creating one costs more than the hit itself).
+            match std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await {
+                Poll::Ready(outcome) => outcome,
+                Poll::Pending => tokio::time::timeout(self.config.server.request_timeout, work)
+                    .await
+                    .unwrap_or(Err(GatewayError::UpstreamTimeout { what: "request" })),
+            }
+        };
         let mut resp = match outcome {
             Ok(resp) => resp,
             Err(e) => {
@@ -249,9 +263,13 @@ impl Gateway {
                     .await
             }
             Route::Healthz => Ok(text(StatusCode::OK, "ok\n")),
-            Route::Readyz => self.readyz().await,
-            Route::Metrics if internal_ok => Ok(self.metrics_response().await),
-            Route::Internal(rest) if internal_ok => self.internal(parts, body, rest).await,
+            // Operator routes are boxed so that their state does not size every request's
+            // future (moved several times per request).
+            Route::Readyz => Box::pin(self.readyz()).await,
+            Route::Metrics if internal_ok => Ok(Box::pin(self.metrics_response()).await),
+            Route::Internal(rest) if internal_ok => {
+                Box::pin(self.internal(parts, body, rest)).await
+            }
             _ => Err(GatewayError::RouteNotFound),
         }
     }
@@ -338,12 +356,14 @@ impl Gateway {
             head_only,
         };
         self.metrics.storage_fetches.fetch_add(1, Ordering::Relaxed);
-        let mut fetch = self.storage.get(get).await?;
+        // The storage and regenerate calls are boxed: a hit should not carry (and move)
+        // their state.
+        let mut fetch = Box::pin(self.storage.get(get)).await?;
         if let Fetch::Found { head, .. } = &fetch {
             if head.range.is_some() && !conditions.range_applies(&validators(head)) {
                 // If-Range no longer matches: the whole label, per RFC 9110 §13.1.5.
                 get.range = None;
-                fetch = self.storage.get(get).await?;
+                fetch = Box::pin(self.storage.get(get)).await?;
             }
         }
         if let (Some(guard), Some(cache), Fetch::Found { head, body }) =
@@ -383,8 +403,7 @@ impl Gateway {
             Fetch::PreconditionFailed => Err(GatewayError::PreconditionFailed),
             Fetch::RangeNotSatisfiable { size } => Err(GatewayError::RangeNotSatisfiable { size }),
             Fetch::NotFound => {
-                self.missing(tracking, request_id, &conditions, range, head_only)
-                    .await
+                Box::pin(self.missing(tracking, request_id, &conditions, range, head_only)).await
             }
         }
     }

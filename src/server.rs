@@ -421,14 +421,24 @@ async fn connection(
         std::task::Poll::Pending => false,
     };
     conn_state.read_once.store(true, Ordering::Release);
+    // Registered once, not on every wake of the loop: each of these takes a lock to
+    // register and another to deregister, and the loop wakes several times per request.
+    let evict = conn_state.evict.notified();
+    tokio::pin!(evict);
+    let stop_signal = stopped(&mut stop);
+    tokio::pin!(stop_signal);
     if !finished {
         loop {
             tokio::select! {
+                // The connection first: it is what wakes the loop on every request.
+                biased;
                 res = conn.as_mut() => {
                     log_conn_end(peer, res);
                     break;
                 }
-                _ = first_head.as_mut(), if first_head_armed => {
+                // Not polled once a request has started: nothing left for it to watch.
+                _ = first_head.as_mut(), if first_head_armed
+                    && conn_state.requests.load(Ordering::Relaxed) == 0 => {
                     first_head_armed = false;
                     if conn_state.requests.load(Ordering::Relaxed) == 0 {
                         tracing::info!(
@@ -439,7 +449,7 @@ async fn connection(
                         break;
                     }
                 }
-                _ = conn_state.evict.notified(), if !draining => {
+                _ = evict.as_mut(), if !draining => {
                     if conn_state.busy.load(Ordering::Acquire) == 0 {
                         tracing::debug!(%peer, "connection limit reached: closing the longest-idle connection");
                         break;
@@ -462,7 +472,7 @@ async fn connection(
                         .as_mut()
                         .reset(tokio::time::Instant::now() + (server.send_timeout - quiet));
                 }
-                _ = stopped(&mut stop), if !draining => {
+                _ = stop_signal.as_mut(), if !draining => {
                     conn.as_mut().graceful_shutdown();
                     draining = true;
                 }
