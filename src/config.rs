@@ -117,7 +117,8 @@ pub struct ServerConfig {
     /// Optional second listener for `/internal/...` and `/metrics`; when set, the main
     /// listener no longer answers those routes.
     pub internal_listen: Option<SocketAddr>,
-    /// A client must send its request headers within this time (slowloris guard).
+    /// A client must complete each request head within this time of connecting or of its
+    /// previous response ending (slowloris guard, keep-alive idle limit).
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
     /// Time from the request's arrival to the response head.

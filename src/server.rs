@@ -23,10 +23,12 @@
 //! mid-download frees its slot; a response waiting on storage is the idle-body timer's
 //! business, not this one's.
 //!
-//! Idle connections are also closed on their own: a connection must send its first request
-//! head within `header_read_timeout` (this covers the HTTP/1-or-2 detection read, which
-//! hyper does not time), and hyper closes an HTTP/1 keep-alive connection that starts no
-//! new request within the same time.
+//! Idle connections are also closed on their own: a connection must complete a request head
+//! within `header_read_timeout` of connecting or of its previous response ending (a slowloris
+//! client, an idle keep-alive connection, the HTTP/1-or-2 detection read, an HTTP/2
+//! connection with no stream). This is one timer per connection, re-armed only when it
+//! fires, rather than hyper's own header timer, which allocates and registers a timer for
+//! every request.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -149,7 +151,8 @@ fn builder(gateway: &Gateway) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(s.header_read_timeout)
+        // Timed by the connection's own watchdog instead (see the module docs).
+        .header_read_timeout(None)
         .max_buf_size((s.max_header_bytes.as_u64() as usize).max(8192))
         .keep_alive(true);
     b.http2()
@@ -290,6 +293,17 @@ impl Progress for BusyGuard {
 }
 
 impl Conn {
+    /// How long the connection has had no request in progress; `None` while busy.
+    fn idle_for(&self) -> Option<Duration> {
+        if self.busy.load(Ordering::Acquire) != 0 {
+            return None;
+        }
+        let now = self.epoch.elapsed().as_millis() as u64;
+        Some(Duration::from_millis(
+            now.saturating_sub(self.idle_since_ms.load(Ordering::Relaxed)),
+        ))
+    }
+
     /// How long a busy connection's client has read nothing while its response had bytes
     /// to give; `None` when idle or when the response itself is waiting (on storage).
     fn stalled_for(&self) -> Option<Duration> {
@@ -396,11 +410,10 @@ async fn connection(
     };
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
-    // hyper times HTTP/1 heads itself, but not the read that tells HTTP/1 from HTTP/2,
-    // nor an HTTP/2 connection that never opens a stream: the first head is timed here.
-    let first_head = tokio::time::sleep(server.header_read_timeout);
-    tokio::pin!(first_head);
-    let mut first_head_armed = true;
+    // The head watchdog: wakes at the earliest moment the connection could have been idle
+    // for `header_read_timeout`, and either closes it or moves on to the next such moment.
+    let head_watch = tokio::time::sleep(server.header_read_timeout);
+    tokio::pin!(head_watch);
     let mut draining = false;
     // Wakes once per `send_timeout` to see whether the client stopped reading.
     let stalled = tokio::time::sleep(server.send_timeout);
@@ -436,17 +449,29 @@ async fn connection(
                     log_conn_end(peer, res);
                     break;
                 }
-                // Not polled once a request has started: nothing left for it to watch.
-                _ = first_head.as_mut(), if first_head_armed
-                    && conn_state.requests.load(Ordering::Relaxed) == 0 => {
-                    first_head_armed = false;
-                    if conn_state.requests.load(Ordering::Relaxed) == 0 {
-                        tracing::info!(
-                            %peer,
-                            timeout = ?server.header_read_timeout,
-                            "closing a connection that sent no request head within server.header_read_timeout"
-                        );
-                        break;
+                _ = head_watch.as_mut() => {
+                    let timeout = server.header_read_timeout;
+                    match conn_state.idle_for() {
+                        Some(idle) if idle >= timeout => {
+                            if conn_state.requests.load(Ordering::Relaxed) == 0 {
+                                tracing::info!(
+                                    %peer,
+                                    ?timeout,
+                                    "closing a connection that sent no request head within server.header_read_timeout"
+                                );
+                            } else {
+                                tracing::debug!(
+                                    %peer,
+                                    ?timeout,
+                                    "closing a connection idle (or sending a head) for server.header_read_timeout"
+                                );
+                            }
+                            break;
+                        }
+                        idle => {
+                            let next = timeout - idle.unwrap_or_default();
+                            head_watch.as_mut().reset(tokio::time::Instant::now() + next);
+                        }
                     }
                 }
                 _ = evict.as_mut(), if !draining => {
@@ -526,8 +551,7 @@ fn log_conn_end(peer: SocketAddr, res: Result<(), Box<dyn std::error::Error + Se
     match e.downcast_ref::<hyper::Error>() {
         Some(h) if h.is_timeout() => tracing::info!(
             %peer,
-            "closed a timed-out connection: no complete request head within \
-             server.header_read_timeout (or an HTTP/2 keep-alive ping went unanswered)"
+            "closed a connection whose HTTP/2 keep-alive ping went unanswered"
         ),
         // The response body failed (a storage stream cut mid-way, already logged where it
         // broke): hyper closed the connection so the client sees an error, not a short body.

@@ -501,6 +501,90 @@ async fn idle_keep_alive_connection_is_closed_at_the_header_timeout() {
     );
 }
 
+/// After a first request is answered, a second head dribbled a byte at a time is cut at
+/// the header timeout too: the timer restarts when a response ends.
+#[tokio::test(flavor = "multi_thread")]
+async fn second_head_dribbled_on_a_keep_alive_connection_is_cut_at_the_header_timeout() {
+    let (_s3, _check, gw) =
+        health_gateway(&[("LABEL_GATEWAY_SERVER__HEADER_READ_TIMEOUT", "1s")]).await;
+    let mut s = TcpStream::connect(gw.addr()).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    let (mut rd, mut wr) = s.into_split();
+    let head =
+        b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    let writer = tokio::spawn(async move {
+        for b in head {
+            if wr.write_all(&[*b]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    });
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(1) + SLACK, async {
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    writer.abort();
+    assert!(
+        closed.is_ok(),
+        "still open after {:?}: the header timeout did not fire",
+        started.elapsed()
+    );
+    assert!(
+        got.is_empty(),
+        "the dribbled request was never answered: {got:?}"
+    );
+}
+
+/// A request that takes longer than the header timeout to answer (here the origin holds
+/// it for 2 s against a 1 s header timeout) is not cut: only idle connections are.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_slower_than_the_header_timeout_is_not_cut() {
+    let good = pdf_bytes(5_000, 71);
+    let (open, opened) = tokio::sync::watch::channel(false);
+    let held = Act::Held {
+        open: opened,
+        status: 200,
+        body: good.clone(),
+    };
+    let origin = ScriptedOrigin::start(vec![held], Act::ok(&good)).await;
+    let check = Responder::allow_all().await;
+    let gw = gateway_on(
+        &origin.endpoint(),
+        &check,
+        &[
+            ("LABEL_GATEWAY_SERVER__HEADER_READ_TIMEOUT", "1s"),
+            ("LABEL_GATEWAY_CACHE__ENABLED", "false"),
+        ],
+    )
+    .await;
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let _ = open.send(true);
+    });
+    let r = client()
+        .get(label_url(&gw, "SLOW1"))
+        .header("cookie", COOKIE)
+        .send()
+        .await
+        .expect("answered, not cut");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap(), good);
+    release.await.unwrap();
+}
+
 /// Raises the soft open-file limit to the hard one, returning the soft limit now in force.
 fn raise_fd_limit() -> u64 {
     // SAFETY: plain getrlimit/setrlimit on this process with a valid struct.
