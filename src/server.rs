@@ -228,16 +228,14 @@ impl Slots {
     /// Asks the longest-idle connection to close, among those idle for at least
     /// `min_idle`; `false` when there is none.
     fn evict_idle(&self, min_idle: Duration) -> bool {
-        let now = self.epoch.elapsed().as_millis() as u64;
-        let min_idle = min_idle.as_millis() as u64;
+        let now = self.epoch.elapsed();
         let open = self.lock();
         let victim = open
             .values()
             .filter(|c| {
                 c.read_once.load(Ordering::Acquire)
-                    && c.busy.load(Ordering::Acquire) == 0
                     && !c.evicted.load(Ordering::Relaxed)
-                    && now.saturating_sub(c.idle_since_ms.load(Ordering::Relaxed)) >= min_idle
+                    && c.idle_at(now).is_some_and(|idle| idle >= min_idle)
             })
             .min_by_key(|c| c.idle_since_ms.load(Ordering::Relaxed));
         match victim {
@@ -293,15 +291,14 @@ impl Progress for BusyGuard {
 }
 
 impl Conn {
-    /// How long the connection has had no request in progress; `None` while busy.
-    fn idle_for(&self) -> Option<Duration> {
+    /// How long the connection has had no request in progress at `now` (time since
+    /// `epoch`); `None` while busy. One clock read serves a whole scan of the slot table.
+    fn idle_at(&self, now: Duration) -> Option<Duration> {
         if self.busy.load(Ordering::Acquire) != 0 {
             return None;
         }
-        let now = self.epoch.elapsed().as_millis() as u64;
-        Some(Duration::from_millis(
-            now.saturating_sub(self.idle_since_ms.load(Ordering::Relaxed)),
-        ))
+        let since = Duration::from_millis(self.idle_since_ms.load(Ordering::Relaxed));
+        Some(now.saturating_sub(since))
     }
 
     /// How long a busy connection's client has read nothing while its response had bytes
@@ -451,7 +448,7 @@ async fn connection(
                 }
                 _ = head_watch.as_mut() => {
                     let timeout = server.header_read_timeout;
-                    match conn_state.idle_for() {
+                    match conn_state.idle_at(conn_state.epoch.elapsed()) {
                         Some(idle) if idle >= timeout => {
                             if conn_state.requests.load(Ordering::Relaxed) == 0 {
                                 tracing::info!(

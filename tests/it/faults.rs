@@ -524,34 +524,56 @@ async fn second_head_dribbled_on_a_keep_alive_connection_is_cut_at_the_header_ti
     dribbled_head_is_cut(s, padded_head()).await;
 }
 
+/// An origin stand-in that holds its first `holds` GETs until `open` is sent (then answers
+/// `good`), behind a gateway with the cache off, so every request reaches it, and `setting`.
+struct HeldOrigin {
+    open: tokio::sync::watch::Sender<bool>,
+    good: Vec<u8>,
+    origin: ScriptedOrigin,
+    _check: Responder,
+    gw: label_gateway::server::Running,
+}
+
+impl HeldOrigin {
+    async fn start(holds: usize, seed: u8, setting: (&str, &str)) -> HeldOrigin {
+        let good = pdf_bytes(5_000, seed);
+        let (open, opened) = tokio::sync::watch::channel(false);
+        let held = Act::Held {
+            open: opened,
+            status: 200,
+            body: good.clone(),
+        };
+        let origin = ScriptedOrigin::start(vec![held; holds], Act::ok(&good)).await;
+        let check = Responder::allow_all().await;
+        let gw = gateway_on(
+            &origin.endpoint(),
+            &check,
+            &[setting, ("LABEL_GATEWAY_CACHE__ENABLED", "false")],
+        )
+        .await;
+        HeldOrigin {
+            open,
+            good,
+            origin,
+            _check: check,
+            gw,
+        }
+    }
+}
+
 /// A request that takes longer than the header timeout to answer (here the origin holds
 /// it for 2 s against a 1 s header timeout) is not cut: only idle connections are.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_request_slower_than_the_header_timeout_is_not_cut() {
-    let good = pdf_bytes(5_000, 71);
-    let (open, opened) = tokio::sync::watch::channel(false);
-    let held = Act::Held {
-        open: opened,
-        status: 200,
-        body: good.clone(),
-    };
-    let origin = ScriptedOrigin::start(vec![held], Act::ok(&good)).await;
-    let check = Responder::allow_all().await;
-    let gw = gateway_on(
-        &origin.endpoint(),
-        &check,
-        &[
-            ("LABEL_GATEWAY_SERVER__HEADER_READ_TIMEOUT", "1s"),
-            ("LABEL_GATEWAY_CACHE__ENABLED", "false"),
-        ],
-    )
-    .await;
+    // Bound whole: fields left out of a destructuring would be dropped (and stopped) here.
+    let held = HeldOrigin::start(1, 71, ("LABEL_GATEWAY_SERVER__HEADER_READ_TIMEOUT", "1s")).await;
+    let (open, good, gw) = (held.open.clone(), &held.good, &held.gw);
     let release = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let _ = open.send(true);
     });
     let r = client()
-        .get(label_url(&gw, "SLOW1"))
+        .get(label_url(gw, "SLOW1"))
         .header("cookie", COOKIE)
         .send()
         .await
@@ -682,27 +704,11 @@ async fn ten_thousand_idle_connections_over_the_limit_do_not_lock_out_a_real_cli
 /// then gets a short 503 with `Retry-After`, and is served again once a slot frees up.
 #[tokio::test(flavor = "multi_thread")]
 async fn when_every_slot_is_busy_a_newcomer_gets_503_then_is_served_later() {
-    let good = pdf_bytes(5_000, 70);
-    let (open, opened) = tokio::sync::watch::channel(false);
-    let held = Act::Held {
-        open: opened,
-        status: 200,
-        body: good.clone(),
-    };
-    let origin = ScriptedOrigin::start(vec![held.clone(), held], Act::ok(&good)).await;
-    let check = Responder::allow_all().await;
-    let gw = gateway_on(
-        &origin.endpoint(),
-        &check,
-        &[
-            ("LABEL_GATEWAY_SERVER__MAX_CONNECTIONS", "2"),
-            ("LABEL_GATEWAY_CACHE__ENABLED", "false"),
-        ],
-    )
-    .await;
+    let held = HeldOrigin::start(2, 70, ("LABEL_GATEWAY_SERVER__MAX_CONNECTIONS", "2")).await;
+    let (open, good, origin, gw) = (&held.open, &held.good, &held.origin, &held.gw);
     let busy: Vec<_> = (0..2)
         .map(|i| {
-            let url = label_url(&gw, &format!("BUSY{i}"));
+            let url = label_url(gw, &format!("BUSY{i}"));
             tokio::spawn(async move {
                 let r = client()
                     .get(url)
