@@ -28,6 +28,10 @@ use tokio::time::Instant;
 use crate::config::CacheConfig;
 use crate::http::{Body, BoxError};
 
+/// What one cached label weighs besides its bytes: the key, the headers kept with it and
+/// moka's own bookkeeping, rounded up. `label_gateway_cache_bytes` counts it too.
+pub const ENTRY_OVERHEAD_BYTES: u64 = 256;
+
 /// Which label, in which store: two configurations never share entries.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey {
@@ -121,8 +125,8 @@ impl LabelCache {
         let mut b = Cache::builder()
             .max_capacity(cfg.max_bytes.as_u64())
             .weigher(|_k: &CacheKey, v: &Arc<CachedLabel>| {
-                // Bytes plus a rough per-entry overhead, saturating at u32::MAX.
-                u32::try_from(v.len + 256).unwrap_or(u32::MAX)
+                // Bytes plus the per-entry overhead, saturating at u32::MAX.
+                u32::try_from(v.len + ENTRY_OVERHEAD_BYTES).unwrap_or(u32::MAX)
             })
             .time_to_live(cfg.ttl)
             .eviction_listener(move |_k, _v, cause| {

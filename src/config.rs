@@ -7,7 +7,6 @@
 //! which never prints. The environment is read through [`Env`] so tests pass a map.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -70,30 +69,7 @@ impl Env for BTreeMap<String, String> {
     }
 }
 
-/// A secret string: redacted in `Debug` and `Display`, compared in constant time.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-    /// The secret itself, for the few places that must send it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-    /// Constant-time comparison with a presented value (a bearer token).
-    pub fn matches(&self, presented: &[u8]) -> bool {
-        use subtle::ConstantTimeEq;
-        !self.0.is_empty() && self.0.as_bytes().ct_eq(presented).into()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
+pub use crate::secret::Secret;
 
 /// The whole configuration. Every section and key has a default.
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -31,6 +31,8 @@ pub mod http;
 pub mod internal;
 pub mod metrics;
 pub mod regenerate;
+pub mod secret;
 pub mod server;
 pub mod storage;
 pub mod telemetry;
+pub mod tracking;

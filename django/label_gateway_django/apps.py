@@ -5,3 +5,10 @@ class LabelGatewayConfig(AppConfig):
     name = "label_gateway_django"
     label = "label_gateway_django"
     verbose_name = "Label gateway"
+
+    def ready(self):
+        from django.contrib.auth.signals import user_logged_out
+
+        from .signals import revoke_on_logout
+
+        user_logged_out.connect(revoke_on_logout, dispatch_uid="label_gateway_django.revoke")

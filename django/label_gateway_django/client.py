@@ -1,17 +1,31 @@
-"""Client for the label gateway's internal ingest API (standard library only).
+"""Client for the label gateway's internal API (standard library only).
 
-Configuration comes from keyword arguments or, when those are omitted, from
-the Django settings ``LABEL_GATEWAY_URL`` (e.g. ``http://127.0.0.1:8080``)
-and ``LABEL_GATEWAY_INTERNAL_TOKEN``. Django settings need not be configured
-when both are passed explicitly::
+The internal routes (``/internal/...``) answer only on the gateway's internal
+listener (``[server] internal_listen``, default ``http://127.0.0.1:9090``),
+never on the public port 8080. Configuration comes from keyword arguments or,
+when those are omitted, from the Django settings:
+
+``LABEL_GATEWAY_URL``
+    Base URL of the internal listener, e.g. ``http://127.0.0.1:9090``; behind
+    a fleet, the internal nginx upstream that hashes by tracking number.
+``LABEL_GATEWAY_INTERNAL_URLS``
+    Base URLs of *every* gateway copy's internal listener, for calls that each
+    copy must see (:func:`revoke_session`). Default ``[LABEL_GATEWAY_URL]``.
+``LABEL_GATEWAY_INTERNAL_TOKEN``
+    The bearer token (the gateway's ``LABEL_GATEWAY_INTERNAL__TOKEN``).
+
+Django settings need not be configured when the values are passed
+explicitly::
 
     from label_gateway_django.client import upload_label
 
     upload_label("1Z999", pdf_bytes, overwrite=True)
-    upload_label("1Z999", pdf_bytes, base_url="http://127.0.0.1:8080", token="...")
+    upload_label("1Z999", pdf_bytes, base_url="http://127.0.0.1:9090", token="...")
 
-Failures raise :class:`LabelGatewayError`. The token is only ever sent in the
-``Authorization`` header; it never appears in an exception or a log line.
+Single-label calls raise :class:`LabelGatewayError` on failure;
+:func:`warm_labels` and :func:`revoke_session` report per label / per gateway
+instead. The token is only ever sent in the ``Authorization`` header; it never
+appears in an exception or a log line.
 """
 
 from __future__ import annotations
@@ -21,16 +35,29 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Iterable
 
 from django.core.exceptions import ImproperlyConfigured
 
 from . import is_valid_tracking
 
 DEFAULT_TIMEOUT = 30.0
+#: Logout waits at most this long for each gateway (they are asked in parallel).
+REVOKE_TIMEOUT = 2.0
 _MAX_ERROR_BODY = 64 * 1024
+_BATCH_KINDS = ("pdf", "zip")
 
-__all__ = ["LabelGatewayError", "upload_label", "fetch_label", "purge_label"]
+__all__ = [
+    "LabelGatewayError",
+    "upload_label",
+    "fetch_label",
+    "purge_label",
+    "warm_labels",
+    "revoke_session",
+    "internal_urls",
+    "batch_url",
+]
 
 
 class LabelGatewayError(Exception):
@@ -115,6 +142,185 @@ def purge_label(
     )
 
 
+def warm_labels(
+    tracking_numbers: Iterable[str],
+    concurrency: int = 8,
+    *,
+    base_url: str | None = None,
+    token: str | None = None,
+    timeout: float | None = None,
+) -> dict[str, list]:
+    """Load labels into the gateway's hot cache ahead of the users who will print them.
+
+    One ``PUT /internal/cache/{tracking}`` per label, at most ``concurrency``
+    at a time, so that behind a fleet that hashes by tracking number each
+    label warms the copy that will serve it. Returns the tracking numbers,
+    each list in the order given (duplicates asked once)::
+
+        {"cached":  [...],   # 204: in the hot cache now
+         "missing": [...],   # 404: storage has no such label
+         "refused": [...],   # 409: cannot be cached (too large, or the cache is off)
+         "failed":  [...]}   # anything else, the gateway unreachable, or an
+                             # invalid tracking number (never sent)
+
+    Never raises for a label's outcome; raises ``ImproperlyConfigured`` when
+    no base URL or token is configured, ``ValueError`` for ``concurrency < 1``.
+    Every label coming back ``missing`` usually means ``LABEL_GATEWAY_URL``
+    points at the public port instead of the internal listener.
+    """
+    if isinstance(tracking_numbers, str):
+        raise ValueError("tracking_numbers must be a list of tracking numbers, not one string")
+    if concurrency < 1:
+        raise ValueError("concurrency must be at least 1")
+    base_url, token = _config(base_url, token)
+
+    # Keyed so that duplicates are asked once and a non-string (say None)
+    # never collides with a string (say "None").
+    def key(tracking: Any) -> tuple[bool, str]:
+        return (True, tracking) if isinstance(tracking, str) else (False, repr(tracking))
+
+    outcome: dict[tuple[bool, str], str] = {}
+    ordered: list = []
+    todo: list[str] = []
+    for tracking in tracking_numbers:
+        if key(tracking) in outcome:
+            continue
+        ordered.append(tracking)
+        if is_valid_tracking(tracking):
+            outcome[key(tracking)] = "pending"
+            todo.append(tracking)
+        else:
+            outcome[key(tracking)] = "failed"
+
+    def warm(tracking: str) -> str:
+        try:
+            _send(
+                "PUT",
+                _join(base_url, f"/internal/cache/{tracking}"),
+                token=token,
+                body=b"",
+                timeout=timeout,
+            )
+        except LabelGatewayError as exc:
+            return {404: "missing", 409: "refused"}.get(exc.status, "failed")
+        return "cached"
+
+    if todo:
+        with ThreadPoolExecutor(max_workers=min(concurrency, len(todo))) as pool:
+            for tracking, result in zip(todo, pool.map(warm, todo)):
+                outcome[key(tracking)] = result
+
+    results: dict[str, list] = {"cached": [], "missing": [], "refused": [], "failed": []}
+    for tracking in ordered:
+        results[outcome[key(tracking)]].append(tracking)
+    return results
+
+
+def internal_urls() -> list[str]:
+    """Base URLs of every gateway copy's internal listener, from the settings.
+
+    ``LABEL_GATEWAY_INTERNAL_URLS`` (a list, or one comma-separated string)
+    when set, even to an empty list; otherwise ``[LABEL_GATEWAY_URL]`` when
+    that is set; otherwise ``[]``.
+    """
+    urls = _setting("LABEL_GATEWAY_INTERNAL_URLS")
+    if urls is None:
+        single = _setting("LABEL_GATEWAY_URL")
+        return [single] if single else []
+    if isinstance(urls, str):
+        urls = urls.split(",")
+    return [url.strip() for url in urls if url and url.strip()]
+
+
+def revoke_session(
+    session_key: str,
+    *,
+    base_urls: Iterable[str] | None = None,
+    token: str | None = None,
+    timeout: float | None = None,
+) -> dict[str, LabelGatewayError | None]:
+    """Make every gateway copy forget its cached session-check verdicts for a session.
+
+    Sends ``POST /internal/sessions/revoke`` with ``{"session_key": ...}`` to
+    each base URL (default :func:`internal_urls`), in parallel, each bounded
+    by ``timeout`` (default :data:`REVOKE_TIMEOUT`, 2 s). Returns
+    ``{base_url: None}`` for each gateway that answered 2xx and
+    ``{base_url: LabelGatewayError}`` for each that did not; it never raises
+    for a gateway's answer. Raises ``ValueError`` for an empty session key and
+    ``ImproperlyConfigured`` when no base URL or no token is configured.
+    The session key is sent only in the request body.
+    """
+    if not isinstance(session_key, str) or not session_key:
+        raise ValueError("session_key must be a non-empty string")
+    urls = list(dict.fromkeys(internal_urls() if base_urls is None else base_urls))
+    if not urls:
+        raise ImproperlyConfigured(
+            "neither LABEL_GATEWAY_INTERNAL_URLS nor LABEL_GATEWAY_URL is set and no base_urls given"
+        )
+    token = _token(token)
+    body = json.dumps({"session_key": session_key}).encode()
+    timeout = timeout or REVOKE_TIMEOUT
+
+    def revoke(base_url: str) -> LabelGatewayError | None:
+        try:
+            _send(
+                "POST",
+                _join(base_url, "/internal/sessions/revoke"),
+                token=token,
+                body=body,
+                content_type="application/json",
+                timeout=timeout,
+            )
+        except LabelGatewayError as exc:
+            return exc
+        return None
+
+    if len(urls) == 1:
+        return {urls[0]: revoke(urls[0])}
+    with ThreadPoolExecutor(max_workers=len(urls)) as pool:
+        return dict(zip(urls, pool.map(revoke, urls)))
+
+
+def batch_url(tracking_numbers: Iterable[str], kind: str = "pdf", *, partial: bool = False) -> str:
+    """The public URL path that prints many labels at once, e.g.
+
+    ``/shipping-label/batch.pdf?t=A&t=B`` (one merged PDF, pages in the given
+    order) or, with ``kind="zip"``, ``/shipping-label/batch.zip?...`` (one ZIP).
+    ``partial=True`` adds ``partial=1``: missing labels are left out (and named
+    in ``X-Labels-Missing``) instead of failing the batch. Relative: the
+    browser asks the site's own host, and nginx sends it to the gateway.
+
+    Raises ``ValueError`` for an empty list, an invalid tracking number or an
+    unknown kind. Past about 50 labels a URL grows long enough for proxies to
+    refuse it: POST the same ``t`` fields instead (see
+    :func:`label_gateway_django.printing.print_selected_response`).
+    """
+    path = batch_path(kind)
+    labels = _tracking_list(tracking_numbers)
+    query = [("t", tracking) for tracking in labels]
+    if partial:
+        query.append(("partial", "1"))
+    return f"{path}?{urllib.parse.urlencode(query)}"
+
+
+def batch_path(kind: str = "pdf") -> str:
+    """``/shipping-label/batch.pdf`` or ``/shipping-label/batch.zip``."""
+    if kind not in _BATCH_KINDS:
+        raise ValueError(f"kind must be one of {_BATCH_KINDS}, not {kind!r}")
+    return f"/shipping-label/batch.{kind}"
+
+
+def _tracking_list(tracking_numbers: Iterable[str]) -> list[str]:
+    if isinstance(tracking_numbers, str):
+        raise ValueError("tracking_numbers must be a list of tracking numbers, not one string")
+    labels = list(tracking_numbers)
+    if not labels:
+        raise ValueError("no tracking numbers given")
+    for tracking in labels:
+        _path_segment(tracking)
+    return labels
+
+
 def _path_segment(tracking: str) -> str:
     if not is_valid_tracking(tracking):
         raise ValueError(f"invalid tracking number: {tracking!r}")
@@ -128,6 +334,24 @@ def _setting(name: str) -> Any:
         return getattr(settings, name, None)
     except ImproperlyConfigured:  # used outside a configured Django project
         return None
+
+
+def _token(token: str | None) -> str:
+    token = token or _setting("LABEL_GATEWAY_INTERNAL_TOKEN")
+    if not token:
+        raise ImproperlyConfigured("LABEL_GATEWAY_INTERNAL_TOKEN is not set and no token was given")
+    return token
+
+
+def _config(base_url: str | None, token: str | None) -> tuple[str, str]:
+    base_url = base_url or _setting("LABEL_GATEWAY_URL")
+    if not base_url:
+        raise ImproperlyConfigured("LABEL_GATEWAY_URL is not set and no base_url was given")
+    return base_url, _token(token)
+
+
+def _join(base_url: str, path: str) -> str:
+    return base_url.rstrip("/") + path
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
@@ -150,37 +374,44 @@ def _call(
     token: str | None,
     timeout: float | None,
 ) -> Any:
-    base_url = base_url or _setting("LABEL_GATEWAY_URL")
-    token = token or _setting("LABEL_GATEWAY_INTERNAL_TOKEN")
-    if not base_url:
-        raise ImproperlyConfigured("LABEL_GATEWAY_URL is not set and no base_url was given")
-    if not token:
-        raise ImproperlyConfigured("LABEL_GATEWAY_INTERNAL_TOKEN is not set and no token was given")
-
-    url = base_url.rstrip("/") + path
+    base_url, token = _config(base_url, token)
+    url = _join(base_url, path)
     if query:
         url += "?" + urllib.parse.urlencode(query)
-    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-    if content_type:
-        headers["Content-Type"] = content_type
-    request = urllib.request.Request(url, data=body, headers=headers, method=method)
-
-    try:
-        with _opener.open(request, timeout=timeout or DEFAULT_TIMEOUT) as response:
-            payload = response.read()
-    except urllib.error.HTTPError as exc:
-        message = _error_message(exc)
-        exc.close()
-        raise LabelGatewayError(exc.code, message) from None
-    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
-        raise LabelGatewayError(None, str(getattr(exc, "reason", exc))) from None
-
+    status, payload = _send(
+        method, url, token=token, body=body, content_type=content_type, timeout=timeout
+    )
     if not payload:
         return None
     try:
         return json.loads(payload)
     except ValueError:
-        raise LabelGatewayError(response.status, "response is not valid JSON") from None
+        raise LabelGatewayError(status, "response is not valid JSON") from None
+
+
+def _send(
+    method: str,
+    url: str,
+    *,
+    token: str,
+    body: bytes | None = None,
+    content_type: str | None = None,
+    timeout: float | None = None,
+) -> tuple[int, bytes]:
+    """One request; returns (status, body) for 2xx, raises LabelGatewayError otherwise."""
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+    if content_type:
+        headers["Content-Type"] = content_type
+    request = urllib.request.Request(url, data=body, headers=headers, method=method)
+    try:
+        with _opener.open(request, timeout=timeout or DEFAULT_TIMEOUT) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        message = _error_message(exc)
+        exc.close()
+        raise LabelGatewayError(exc.code, message) from None
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+        raise LabelGatewayError(None, str(getattr(exc, "reason", exc))) from None
 
 
 def _error_message(exc: urllib.error.HTTPError) -> str:

@@ -1,25 +1,55 @@
-"""Tests for the views and the client.
+"""Tests for the views, the client, the logout signal and the printing helpers.
 
 The views are tested through Django's test client with this module as the
 URLconf; the client talks to a small ``http.server`` on the loopback address,
-which also plays the carrier for label URLs.
+which also plays the carrier for label URLs and the gateway's internal listener.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import logging
+import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from unittest import mock
+from urllib.parse import parse_qsl, urlsplit
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth import logout as auth_logout
+from django.contrib.sessions.models import Session
+from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpResponse
 from django.test import SimpleTestCase, TestCase, override_settings
 from django.urls import Resolver404, include, path, resolve, reverse
+from django.views.decorators.csrf import csrf_exempt
 
-from . import is_valid_tracking
-from .client import LabelGatewayError, fetch_label, purge_label, upload_label
+from . import is_valid_tracking, signals
+from .client import (
+    LabelGatewayError,
+    batch_url,
+    fetch_label,
+    internal_urls,
+    purge_label,
+    revoke_session,
+    upload_label,
+    warm_labels,
+)
+from .printing import print_selected_response
 
-urlpatterns = [path("", include("label_gateway_django.urls"))]
+
+@csrf_exempt
+def logout_view(request):
+    auth_logout(request)
+    return HttpResponse(status=204)
+
+
+urlpatterns = [
+    path("", include("label_gateway_django.urls")),
+    path("test-logout/", logout_view),
+]
 
 TOKEN = "regen-secret"
 PDF = b"%PDF-1.4\n% test label\n%%EOF\n"
@@ -31,28 +61,42 @@ class FakeServer:
     def __init__(self):
         self.routes: dict[tuple[str, str], tuple[int, dict[str, str], bytes]] = {}
         self.requests: list[dict] = []
+        self.delay = 0.0  # seconds to wait before answering
+        self.in_flight = 0
+        self.max_in_flight = 0
+        lock = threading.Lock()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def _handle(self):
                 length = int(self.headers.get("Content-Length") or 0)
-                server.requests.append(
-                    {
-                        "method": self.command,
-                        "path": self.path,
-                        "headers": dict(self.headers),
-                        "body": self.rfile.read(length),
-                    }
-                )
+                body = self.rfile.read(length)
+                with lock:
+                    server.requests.append(
+                        {
+                            "method": self.command,
+                            "path": self.path,
+                            "headers": dict(self.headers),
+                            "body": body,
+                        }
+                    )
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                time.sleep(server.delay)
+                with lock:
+                    server.in_flight -= 1
                 status, headers, body = server.routes.get(
                     (self.command, self.path), (404, {}, b'{"error": "no route"}')
                 )
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (a timeout test)
 
             do_GET = do_PUT = do_POST = do_DELETE = _handle
 
@@ -61,7 +105,10 @@ class FakeServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        # A short poll interval: stop() returns within 50 ms instead of 500.
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
 
     def stop(self):
@@ -412,3 +459,356 @@ class TrackingPatternTests(SimpleTestCase):
             self.assertTrue(is_valid_tracking(good), good)
         for bad in ("", "x" * 65, "a b", "a/b", "a.b", "abc\n", "\u00e9", None, 12):
             self.assertFalse(is_valid_tracking(bad), bad)
+
+
+# --- logout revokes the session on every gateway ---------------------------
+
+INTERNAL_TOKEN = "internal-secret-token"
+REVOKE = ("POST", "/internal/sessions/revoke")
+
+
+class RevokeSessionTests(SimpleTestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.gateways = [FakeServer(), FakeServer()]
+
+    @classmethod
+    def tearDownClass(cls):
+        for gateway in cls.gateways:
+            gateway.stop()
+        super().tearDownClass()
+
+    def setUp(self):
+        for gateway in self.gateways:
+            gateway.routes.clear()
+            gateway.requests.clear()
+            gateway.delay = 0.0
+            gateway.routes[REVOKE] = (204, {}, b"")
+        self.urls = [gateway.url for gateway in self.gateways]
+
+    def test_posts_the_key_to_every_gateway(self):
+        outcome = revoke_session("k" * 32, base_urls=self.urls, token=INTERNAL_TOKEN)
+        self.assertEqual(outcome, {self.urls[0]: None, self.urls[1]: None})
+        for gateway in self.gateways:
+            (req,) = gateway.requests
+            self.assertEqual((req["method"], req["path"]), REVOKE)
+            self.assertEqual(req["headers"]["Authorization"], f"Bearer {INTERNAL_TOKEN}")
+            self.assertEqual(req["headers"]["Content-Type"], "application/json")
+            self.assertEqual(json.loads(req["body"]), {"session_key": "k" * 32})
+
+    def test_each_gateway_has_its_own_outcome(self):
+        self.gateways[1].routes[REVOKE] = (401, {}, b'{"error": "bad token"}')
+        stopped = FakeServer()
+        stopped.stop()
+        outcome = revoke_session(
+            "key", base_urls=self.urls + [stopped.url + "/"], token=INTERNAL_TOKEN
+        )
+        self.assertIsNone(outcome[self.urls[0]])
+        self.assertEqual(outcome[self.urls[1]].status, 401)
+        self.assertEqual(outcome[self.urls[1]].message, "bad token")
+        self.assertIsNone(outcome[stopped.url + "/"].status)
+
+    def test_gateways_are_asked_in_parallel_within_the_timeout(self):
+        for gateway in self.gateways:
+            gateway.delay = 0.5
+        start = time.monotonic()
+        outcome = revoke_session("key", base_urls=self.urls, token=INTERNAL_TOKEN, timeout=0.2)
+        self.assertLess(time.monotonic() - start, 0.45)
+        self.assertTrue(all(error.status is None for error in outcome.values()))
+
+    def test_default_timeout_is_short(self):
+        from . import client
+
+        self.assertEqual(client.REVOKE_TIMEOUT, 2.0)
+        with mock.patch.object(client, "_send") as send:
+            revoke_session("key", base_urls=self.urls[:1], token=INTERNAL_TOKEN)
+        self.assertEqual(send.call_args.kwargs["timeout"], 2.0)
+
+    def test_settings(self):
+        with self.settings(
+            LABEL_GATEWAY_INTERNAL_URLS=self.urls, LABEL_GATEWAY_INTERNAL_TOKEN=INTERNAL_TOKEN
+        ):
+            self.assertEqual(set(revoke_session("key")), set(self.urls))
+        self.assertEqual(len(self.gateways[1].requests), 1)
+
+    def test_bad_arguments(self):
+        for bad in ("", None):
+            with self.subTest(bad=bad), self.assertRaises(ValueError):
+                revoke_session(bad, base_urls=self.urls, token=INTERNAL_TOKEN)
+        with self.assertRaises(ImproperlyConfigured):
+            revoke_session("key", base_urls=[], token=INTERNAL_TOKEN)
+        with self.settings(LABEL_GATEWAY_INTERNAL_TOKEN=None), self.assertRaises(
+            ImproperlyConfigured
+        ):
+            revoke_session("key", base_urls=self.urls)
+        self.assertEqual(self.gateways[0].requests, [])
+
+
+class InternalUrlsTests(SimpleTestCase):
+    def test_resolution(self):
+        cases = [
+            ({"LABEL_GATEWAY_URL": None, "LABEL_GATEWAY_INTERNAL_URLS": None}, []),
+            ({"LABEL_GATEWAY_URL": "http://g:9090", "LABEL_GATEWAY_INTERNAL_URLS": None},
+             ["http://g:9090"]),
+            ({"LABEL_GATEWAY_URL": "http://g:9090", "LABEL_GATEWAY_INTERNAL_URLS": ["http://a", "http://b"]},
+             ["http://a", "http://b"]),
+            ({"LABEL_GATEWAY_URL": "http://g:9090", "LABEL_GATEWAY_INTERNAL_URLS": []}, []),
+            ({"LABEL_GATEWAY_URL": None, "LABEL_GATEWAY_INTERNAL_URLS": " http://a , ,http://b"},
+             ["http://a", "http://b"]),
+        ]  # fmt: skip
+        for values, expected in cases:
+            with self.subTest(values=values), self.settings(**values):
+                self.assertEqual(internal_urls(), expected)
+
+
+@override_settings(ROOT_URLCONF=__name__, LABEL_GATEWAY_INTERNAL_TOKEN=INTERNAL_TOKEN)
+class LogoutSignalTests(TestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.gateways = [FakeServer(), FakeServer()]
+
+    @classmethod
+    def tearDownClass(cls):
+        for gateway in cls.gateways:
+            gateway.stop()
+        super().tearDownClass()
+
+    @classmethod
+    def setUpTestData(cls):
+        cls.user = get_user_model().objects.create_user("erin", password="pw")
+
+    def setUp(self):
+        for gateway in self.gateways:
+            gateway.routes.clear()
+            gateway.requests.clear()
+            gateway.delay = 0.0
+            gateway.routes[REVOKE] = (204, {}, b"")
+        self.urls = [gateway.url for gateway in self.gateways]
+        self.client.force_login(self.user)
+        self.key = self.client.session.session_key
+
+    def logout(self):
+        response = self.client.post("/test-logout/")
+        self.assertEqual(response.status_code, 204)
+        self.assertFalse(Session.objects.filter(session_key=self.key).exists())
+
+    def revoked(self, gateway):
+        return [json.loads(req["body"])["session_key"] for req in gateway.requests]
+
+    def test_logout_revokes_on_every_gateway(self):
+        with self.settings(LABEL_GATEWAY_INTERNAL_URLS=self.urls, LABEL_GATEWAY_URL=None):
+            with self.assertNoLogs("label_gateway_django", "WARNING"):
+                self.logout()
+        for gateway in self.gateways:
+            self.assertEqual(self.revoked(gateway), [self.key])
+            self.assertEqual(
+                gateway.requests[0]["headers"]["Authorization"], f"Bearer {INTERNAL_TOKEN}"
+            )
+
+    def test_label_gateway_url_alone_is_the_default(self):
+        with self.settings(LABEL_GATEWAY_INTERNAL_URLS=None, LABEL_GATEWAY_URL=self.urls[1]):
+            self.logout()
+        self.assertEqual(self.gateways[0].requests, [])
+        self.assertEqual(self.revoked(self.gateways[1]), [self.key])
+
+    def test_nothing_configured_does_nothing_silently(self):
+        with self.settings(LABEL_GATEWAY_INTERNAL_URLS=None, LABEL_GATEWAY_URL=None):
+            with mock.patch.object(signals, "revoke_session") as revoke:
+                with self.assertNoLogs("label_gateway_django", "DEBUG"):
+                    self.logout()
+        revoke.assert_not_called()
+
+    def test_anonymous_logout_without_session_sends_nothing(self):
+        self.client.logout()
+        self.client.cookies.clear()
+        with self.settings(LABEL_GATEWAY_INTERNAL_URLS=self.urls):
+            self.assertEqual(self.client.post("/test-logout/").status_code, 204)
+        self.assertEqual(self.gateways[0].requests, [])
+
+    def test_failures_are_logged_without_secrets_and_logout_completes(self):
+        # The first gateway's error text quotes the key: it must be redacted.
+        echo = json.dumps({"error": f"no session {self.key} ({INTERNAL_TOKEN})"}).encode()
+        self.gateways[0].routes[REVOKE] = (400, {}, echo)
+        stopped = FakeServer()
+        stopped.stop()
+        with self.settings(LABEL_GATEWAY_INTERNAL_URLS=[self.urls[0], stopped.url, self.urls[1]]):
+            with self.assertLogs("label_gateway_django.signals", "WARNING") as logs:
+                self.logout()
+        self.assertEqual(len(logs.records), 2)
+        text = "\n".join(logs.output)
+        self.assertIn(self.urls[0], text)
+        self.assertIn(stopped.url, text)
+        self.assertNotIn(self.key, text)
+        self.assertNotIn(INTERNAL_TOKEN, text)
+        self.assertEqual(self.revoked(self.gateways[1]), [self.key])
+
+    def test_a_slow_gateway_delays_logout_by_the_timeout_only(self):
+        from . import client
+
+        self.gateways[0].delay = 1.0
+        with self.settings(LABEL_GATEWAY_INTERNAL_URLS=self.urls), mock.patch.object(
+            client, "REVOKE_TIMEOUT", 0.2
+        ):
+            start = time.monotonic()
+            with self.assertLogs("label_gateway_django.signals", "WARNING"):
+                self.logout()
+        self.assertLess(time.monotonic() - start, 0.9)
+        self.assertEqual(self.revoked(self.gateways[1]), [self.key])
+
+    def test_missing_token_warns(self):
+        with self.settings(LABEL_GATEWAY_INTERNAL_URLS=self.urls, LABEL_GATEWAY_INTERNAL_TOKEN=""):
+            with self.assertLogs("label_gateway_django.signals", "WARNING") as logs:
+                self.logout()
+        self.assertIn("LABEL_GATEWAY_INTERNAL_TOKEN", logs.output[0])
+        self.assertEqual(self.gateways[0].requests, [])
+
+    def test_unexpected_error_never_breaks_logout(self):
+        with self.settings(LABEL_GATEWAY_INTERNAL_URLS=self.urls), mock.patch.object(
+            signals, "revoke_session", side_effect=RuntimeError(f"boom {self.key}")
+        ):
+            with self.assertLogs("label_gateway_django.signals", "WARNING") as logs:
+                self.logout()
+        self.assertNotIn(self.key, "\n".join(logs.output))
+
+    @override_settings(SESSION_ENGINE="django.contrib.sessions.backends.signed_cookies")
+    def test_signed_cookie_sessions_revoke_the_cookie_value(self):
+        self.client.force_login(self.user)
+        cookie = self.client.cookies["sessionid"].value
+        with self.settings(LABEL_GATEWAY_INTERNAL_URLS=self.urls[:1]):
+            self.assertEqual(self.client.post("/test-logout/").status_code, 204)
+        self.assertIn(cookie, self.revoked(self.gateways[0]))
+
+
+# --- warm-up ---------------------------------------------------------------
+
+
+class WarmLabelsTests(SimpleTestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.gateway = FakeServer()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.gateway.stop()
+        super().tearDownClass()
+
+    def setUp(self):
+        self.gateway.routes.clear()
+        self.gateway.requests.clear()
+        self.gateway.delay = 0.0
+        self.gateway.max_in_flight = 0
+        self.kwargs = {"base_url": self.gateway.url, "token": INTERNAL_TOKEN, "timeout": 5}
+
+    def route(self, tracking, status):
+        self.gateway.routes[("PUT", f"/internal/cache/{tracking}")] = (status, {}, b"")
+
+    def test_outcomes_in_given_order(self):
+        for tracking, status in [("C1", 204), ("C2", 204), ("R1", 409), ("E1", 500), ("E2", 401)]:
+            self.route(tracking, status)
+        # M1 has no route: the fake answers 404.
+        given = ["C2", "M1", "R1", "bad/one", "E1", "C1", "C2", None, "E2"]
+        result = warm_labels(given, **self.kwargs)
+        self.assertEqual(
+            result,
+            {
+                "cached": ["C2", "C1"],
+                "missing": ["M1"],
+                "refused": ["R1"],
+                "failed": ["bad/one", "E1", None, "E2"],
+            },
+        )
+        paths = sorted(req["path"] for req in self.gateway.requests)
+        self.assertEqual(paths, sorted(f"/internal/cache/{t}" for t in "C1 C2 M1 R1 E1 E2".split()))
+        for req in self.gateway.requests:
+            self.assertEqual(req["method"], "PUT")
+            self.assertEqual(req["headers"]["Authorization"], f"Bearer {INTERNAL_TOKEN}")
+            self.assertEqual(req["headers"]["Content-Length"], "0")
+
+    def test_concurrency_is_bounded(self):
+        self.gateway.delay = 0.05
+        labels = [f"L{i}" for i in range(12)]
+        for tracking in labels:
+            self.route(tracking, 204)
+        result = warm_labels(labels, 3, **self.kwargs)
+        self.assertEqual(result["cached"], labels)
+        self.assertLessEqual(self.gateway.max_in_flight, 3)
+        self.assertGreater(self.gateway.max_in_flight, 1)
+
+    def test_unreachable_gateway_fails_every_label(self):
+        stopped = FakeServer()
+        stopped.stop()
+        result = warm_labels(["A", "B"], base_url=stopped.url, token=INTERNAL_TOKEN, timeout=5)
+        self.assertEqual(result, {"cached": [], "missing": [], "refused": [], "failed": ["A", "B"]})
+
+    def test_empty_and_bad_arguments(self):
+        self.assertEqual(
+            warm_labels([], **self.kwargs), {"cached": [], "missing": [], "refused": [], "failed": []}
+        )
+        with self.assertRaises(ValueError):
+            warm_labels("ABC", **self.kwargs)
+        with self.assertRaises(ValueError):
+            warm_labels(["A"], 0, **self.kwargs)
+        with self.settings(LABEL_GATEWAY_URL=None), self.assertRaises(ImproperlyConfigured):
+            warm_labels(["A"], token=INTERNAL_TOKEN)
+        self.assertEqual(self.gateway.requests, [])
+
+    def test_settings_and_generators(self):
+        self.route("G1", 204)
+        with self.settings(
+            LABEL_GATEWAY_URL=self.gateway.url, LABEL_GATEWAY_INTERNAL_TOKEN=INTERNAL_TOKEN
+        ):
+            self.assertEqual(warm_labels(t for t in ["G1"])["cached"], ["G1"])
+
+
+# --- batch printing --------------------------------------------------------
+
+
+class BatchPrintingTests(SimpleTestCase):
+    def test_batch_url(self):
+        self.assertEqual(batch_url(["A", "B-2", "c_3"]), "/shipping-label/batch.pdf?t=A&t=B-2&t=c_3")
+        self.assertEqual(batch_url(("A",), "zip"), "/shipping-label/batch.zip?t=A")
+        self.assertEqual(batch_url(["A"], partial=True), "/shipping-label/batch.pdf?t=A&partial=1")
+
+    def test_batch_url_rejects_bad_input(self):
+        for bad in ([], ["A", "a&t=b"], ["A", None], "ABC"):
+            with self.subTest(bad=bad), self.assertRaises(ValueError):
+                batch_url(bad)
+        with self.assertRaises(ValueError):
+            batch_url(["A"], "tar")
+
+    def test_short_list_redirects(self):
+        labels = [f"1Z{i:016d}" for i in range(50)]
+        response = print_selected_response(labels)
+        self.assertEqual(response.status_code, 302)
+        self.assertEqual(response["Location"], batch_url(labels))
+        self.assertIn("no-store", response["Cache-Control"])
+        query = parse_qsl(urlsplit(response["Location"]).query)
+        self.assertEqual([value for _, value in query], labels)
+
+    def test_long_list_posts_a_self_submitting_form(self):
+        labels = [f"1Z{i:016d}" for i in range(51)]
+        response = print_selected_response(labels, "zip", partial=True)
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(response["Content-Type"], "text/html; charset=utf-8")
+        self.assertIn("no-store", response["Cache-Control"])
+        page = response.content.decode()
+        form = re.search(r'<form id="label-gateway-batch" method="post" action="([^"]+)">', page)
+        self.assertEqual(html.unescape(form.group(1)), "/shipping-label/batch.zip?partial=1")
+        self.assertEqual(re.findall(r'<input type="hidden" name="t" value="([^"]+)">', page), labels)
+        self.assertNotIn("csrfmiddlewaretoken", page)
+        self.assertIn('document.getElementById("label-gateway-batch").submit()', page)
+        self.assertIn('<button type="submit"', page)
+
+    def test_long_tracking_numbers_post_before_fifty(self):
+        labels = [f"{i:02d}" + "X" * 62 for i in range(40)]  # 40 URLs of 64 characters
+        self.assertEqual(print_selected_response(labels).status_code, 200)
+        self.assertEqual(print_selected_response(labels[:5]).status_code, 302)
+        self.assertEqual(print_selected_response(labels[:5], max_redirect=4).status_code, 200)
+
+    def test_invalid_input_raises(self):
+        for bad in ([], ["ok", "<script>"]):
+            with self.subTest(bad=bad), self.assertRaises(ValueError):
+                print_selected_response(bad)

@@ -596,18 +596,40 @@ mod tests {
     }
 
     #[test]
-    fn every_credential_fault_has_a_fix() {
-        for code in [
-            "SignatureDoesNotMatch",
-            "InvalidAccessKeyId",
-            "RequestTimeTooSkewed",
-            "AccessDenied",
+    fn every_credential_fault_names_its_own_fix() {
+        for (code, fix) in [
+            (
+                "SignatureDoesNotMatch",
+                "check SPACES_SECRET_ACCESS_KEY and SPACES_REGION",
+            ),
+            ("InvalidAccessKeyId", "check SPACES_ACCESS_KEY_ID"),
+            (
+                "RequestTimeTooSkewed",
+                "the gateway's clock is off: sync it with NTP",
+            ),
+            (
+                "AccessDenied",
+                "the key may not read this bucket: check its permissions",
+            ),
+            (
+                "AuthorizationHeaderMalformed",
+                "check SPACES_REGION (Spaces wants its slug, e.g. lon1)",
+            ),
+            (
+                "NoSuchBucket",
+                "check SPACES_BUCKET_NAME and SPACES_ENDPOINT_URL",
+            ),
         ] {
-            let e = refused(403, code.into()).to_string();
+            let e = refused(403, code.into());
             assert!(
-                e.contains(code) && e.contains("check") || e.contains("clock"),
-                "{e}"
+                matches!(&e, StorageError::Refused { hint, .. } if *hint == fix),
+                "{code}: {e}"
             );
+            assert!(e.to_string().contains(code), "{e}");
         }
+        assert_eq!(
+            hint("SomethingElse"),
+            "check SPACES_* credentials, the region and the clock"
+        );
     }
 }

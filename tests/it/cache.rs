@@ -351,5 +351,10 @@ async fn metrics_expose_cache_counters() {
         text.contains("label_gateway_cache_inserts_total 1"),
         "{text}"
     );
-    assert!(text.contains("label_gateway_cache_bytes 3256"), "{text}");
+    // One 3,000-byte label plus the per-entry overhead the cache weighs it with.
+    let held = 3000 + label_gateway::cache::ENTRY_OVERHEAD_BYTES;
+    assert!(
+        text.contains(&format!("label_gateway_cache_bytes {held}\n")),
+        "{text}"
+    );
 }

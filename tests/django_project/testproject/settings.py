@@ -62,7 +62,11 @@ SESSION_COOKIE_NAME = os.environ.get("DJANGO_SESSION_COOKIE_NAME", "sessionid")
 # Fast hashing keeps make_session quick. Test-only: never use in production.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
-LOGIN_REDIRECT_URL = "/test/health/"
+# A real browser session: log in, land on a page with a demo label and a logout button.
+LOGIN_REDIRECT_URL = "/test/home/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+# The label the landing page links to (README "Try it by hand" stores DEMO123.pdf).
+TEST_DEMO_TRACKING = os.environ.get("LABEL_GATEWAY_TEST_DEMO_TRACKING", "DEMO123")
 
 USE_TZ = True
 TIME_ZONE = "UTC"
@@ -71,6 +75,25 @@ LABEL_GATEWAY_REGENERATE = "testproject.labels.regenerate"
 LABEL_GATEWAY_TRACKING_URL = "testproject.labels.tracking_url"
 LABEL_GATEWAY_REGENERATE_TOKEN = os.environ.get(
     "LABEL_GATEWAY_REGENERATE__TOKEN", "test-regenerate-token"
+)
+
+
+def _env_list(name):
+    """A comma-separated environment variable as a list; None when unset or empty."""
+    items = [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+    return items or None
+
+
+# Logout revokes the session on these gateways' internal listeners at once
+# (label_gateway_django's user_logged_out handler). Unset: logout calls no gateway.
+_internal_urls = _env_list("LABEL_GATEWAY_TEST_INTERNAL_URLS")
+if _internal_urls:
+    LABEL_GATEWAY_INTERNAL_URLS = _internal_urls
+# The gateway's own variable name works too, so one environment can serve both.
+LABEL_GATEWAY_INTERNAL_TOKEN = (
+    os.environ.get("LABEL_GATEWAY_TEST_INTERNAL_TOKEN")
+    or os.environ.get("LABEL_GATEWAY_INTERNAL__TOKEN")
+    or None
 )
 
 # Warnings and worse only. Django reports every 4xx answer as a warning on
