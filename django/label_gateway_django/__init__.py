@@ -2,8 +2,11 @@
 
 The gateway serves shipping-label PDFs to logged-in Django users. This app
 gives it two internal endpoints (a session check and a label-regeneration
-hook, see :mod:`label_gateway_django.views`) and a small client for the
-gateway's own ingest API (:mod:`label_gateway_django.client`).
+hook, see :mod:`label_gateway_django.views`), a small client for the
+gateway's internal API (:mod:`label_gateway_django.client`: ingest, purge,
+warm-up, session revoke), a logout handler that revokes the session on the
+gateway (:mod:`label_gateway_django.signals`) and batch-printing helpers
+(:mod:`label_gateway_django.printing`).
 """
 
 import re

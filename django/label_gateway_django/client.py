@@ -255,7 +255,8 @@ def revoke_session(
     urls = list(dict.fromkeys(internal_urls() if base_urls is None else base_urls))
     if not urls:
         raise ImproperlyConfigured(
-            "neither LABEL_GATEWAY_INTERNAL_URLS nor LABEL_GATEWAY_URL is set and no base_urls given"
+            "neither LABEL_GATEWAY_INTERNAL_URLS nor LABEL_GATEWAY_URL is set "
+            "and no base_urls were given"
         )
     token = _token(token)
     body = json.dumps({"session_key": session_key}).encode()

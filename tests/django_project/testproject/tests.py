@@ -1,13 +1,18 @@
 import io
+import json
 import logging
 import os
 import re
+import runpy
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from unittest import mock
 
 from django.conf import settings
 from django.contrib.sessions.models import Session
 from django.core.management import CommandError, call_command
-from django.test import SimpleTestCase, TestCase
+from django.test import SimpleTestCase, TestCase, override_settings
 
 from . import labels, stats
 
@@ -138,7 +143,153 @@ class GatewayFlowTests(TestCase):
         self.assertEqual((response.status_code, response.content), (200, b"ok"))
 
 
+def csrf_token(page):
+    return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.content.decode()).group(1)
+
+
+class RevokeRecorder:
+    """A stand-in for a gateway's internal listener: records each session revoke."""
+
+    def __init__(self):
+        self.revoked = []
+        self.authorizations = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path == "/internal/sessions/revoke":
+                    recorder.revoked.append(json.loads(body)["session_key"])
+                    recorder.authorizations.append(self.headers.get("Authorization"))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class SettingsTests(SimpleTestCase):
+    SETTINGS = str(Path(__file__).with_name("settings.py"))
+
+    def load(self, **env):
+        base = {"LABEL_GATEWAY_TEST_DB": "/tmp/unused.sqlite3"}
+        with mock.patch.dict(os.environ, {**base, **env}, clear=True):
+            return runpy.run_path(self.SETTINGS)
+
+    def test_internal_gateways_from_the_environment(self):
+        loaded = self.load(
+            LABEL_GATEWAY_TEST_INTERNAL_URLS=" http://127.0.0.1:9090, http://127.0.0.1:9091 ,",
+            LABEL_GATEWAY_TEST_INTERNAL_TOKEN="tok",
+        )
+        self.assertEqual(
+            loaded["LABEL_GATEWAY_INTERNAL_URLS"],
+            ["http://127.0.0.1:9090", "http://127.0.0.1:9091"],
+        )
+        self.assertEqual(loaded["LABEL_GATEWAY_INTERNAL_TOKEN"], "tok")
+
+    def test_unset_means_no_gateway_and_no_token(self):
+        loaded = self.load()
+        self.assertNotIn("LABEL_GATEWAY_INTERNAL_URLS", loaded)
+        self.assertNotIn("LABEL_GATEWAY_URL", loaded)
+        self.assertIsNone(loaded["LABEL_GATEWAY_INTERNAL_TOKEN"])
+        self.assertEqual(loaded["TEST_DEMO_TRACKING"], "DEMO123")
+        self.assertEqual(loaded["LOGIN_REDIRECT_URL"], "/test/home/")
+        self.assertEqual(loaded["LOGOUT_REDIRECT_URL"], "/accounts/login/")
+        self.assertIn("label_gateway_django", loaded["INSTALLED_APPS"])
+
+    def test_gateway_token_name_is_a_fallback(self):
+        self.assertEqual(
+            self.load(LABEL_GATEWAY_INTERNAL__TOKEN="g")["LABEL_GATEWAY_INTERNAL_TOKEN"], "g"
+        )
+        both = self.load(LABEL_GATEWAY_INTERNAL__TOKEN="g", LABEL_GATEWAY_TEST_INTERNAL_TOKEN="t")
+        self.assertEqual(both["LABEL_GATEWAY_INTERNAL_TOKEN"], "t")
+        self.assertEqual(
+            self.load(LABEL_GATEWAY_TEST_DEMO_TRACKING="X9")["TEST_DEMO_TRACKING"], "X9"
+        )
+
+
+class LandingPageTests(TestCase):
+    def test_anonymous_is_sent_to_the_login_page(self):
+        response = self.client.get("/test/home/")
+        self.assertEqual(response.status_code, 302)
+        self.assertEqual(response["Location"], "/accounts/login/?next=/test/home/")
+
+    @override_settings(TEST_DEMO_TRACKING="DEMO777")
+    def test_page_shows_user_demo_link_and_logout_button(self):
+        make_session("frank", "pw")
+        self.client.login(username="frank", password="pw")
+        response = self.client.get("/test/home/")
+        self.assertEqual(response.status_code, 200)
+        self.assertIn("no-store", response["Cache-Control"])
+        page = response.content.decode()
+        self.assertIn('<strong id="username">frank</strong>', page)
+        self.assertIn('<a id="demo-label" href="/shipping-label/DEMO777/">', page)
+        self.assertRegex(page, r'<form method="post" action="/accounts/logout/">\s*<input')
+        self.assertIn('name="csrfmiddlewaretoken"', page)
+        self.assertIn('<button type="submit" id="logout-submit">', page)
+
+
 class LoginPageTests(TestCase):
+    def test_login_page_has_the_fields_a_browser_fills_in(self):
+        page = self.client.get("/accounts/login/").content.decode()
+        self.assertIn('id="id_username"', page)
+        self.assertIn('id="id_password"', page)
+        self.assertIn('name="csrfmiddlewaretoken"', page)
+        self.assertIn('<button type="submit" id="login-submit">', page)
+
+    def test_browser_session_login_home_logout_revokes_on_every_gateway(self):
+        gateways = [RevokeRecorder(), RevokeRecorder()]
+        for gateway in gateways:
+            self.addCleanup(gateway.stop)
+        make_session("gina", "pw")
+        client = self.client_class(enforce_csrf_checks=True)
+
+        page = client.get("/accounts/login/")
+        response = client.post(
+            "/accounts/login/",
+            {"username": "gina", "password": "pw", "csrfmiddlewaretoken": csrf_token(page)},
+        )
+        self.assertEqual((response.status_code, response["Location"]), (302, "/test/home/"))
+        key = client.cookies[settings.SESSION_COOKIE_NAME].value
+        self.assertEqual(client.get(ACCESS.format("DEMO123")).status_code, 204)
+
+        home = client.get("/test/home/")
+        with self.settings(
+            LABEL_GATEWAY_INTERNAL_URLS=[g.url for g in gateways],
+            LABEL_GATEWAY_INTERNAL_TOKEN="internal-tok",
+        ):
+            response = client.post(
+                "/accounts/logout/", {"csrfmiddlewaretoken": csrf_token(home)}
+            )
+        self.assertEqual((response.status_code, response["Location"]), (302, "/accounts/login/"))
+        for gateway in gateways:
+            self.assertEqual(gateway.revoked, [key])
+            self.assertEqual(gateway.authorizations, ["Bearer internal-tok"])
+        self.assertFalse(Session.objects.filter(session_key=key).exists())
+        client.cookies[settings.SESSION_COOKIE_NAME] = key
+        self.assertEqual(client.get(ACCESS.format("DEMO123")).status_code, 403)
+
+    def test_test_logout_endpoint_revokes_too(self):
+        gateway = RevokeRecorder()
+        self.addCleanup(gateway.stop)
+        key = make_session("hank").strip()
+        self.client.cookies[settings.SESSION_COOKIE_NAME] = key
+        with self.settings(
+            LABEL_GATEWAY_INTERNAL_URLS=[gateway.url], LABEL_GATEWAY_INTERNAL_TOKEN="t"
+        ):
+            self.assertEqual(self.client.post("/test/logout/").status_code, 204)
+        self.assertEqual(gateway.revoked, [key])
+
     def test_login_form_creates_a_session_the_gateway_accepts(self):
         make_session("dave", "pw")
         client = self.client_class(enforce_csrf_checks=True)
