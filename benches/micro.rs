@@ -28,6 +28,7 @@ use label_gateway::config::{AuthConfig, Secret};
 use label_gateway::gateway::{route, Route};
 use label_gateway::http::{cache_control, parse_range, Conditions, LabelHeaders, Validators};
 use label_gateway::storage::sigv4::{Payload, Signer};
+use label_gateway::tracking::Tracking;
 
 /// A tracking number of the usual carrier shape.
 const TRACKING: &str = "1Z999AA10123456784";
@@ -111,9 +112,10 @@ fn auth_verdict_hit(c: &mut Criterion) {
         headers: &headers,
         request_id: &request_id,
     };
+    let tracking = Tracking::parse(TRACKING).expect("valid tracking number");
     let check = || async {
         let cookie = auth.session_cookie(&headers);
-        auth.check(cookie.as_deref(), black_box(TRACKING), client)
+        auth.check(cookie.as_deref(), black_box(tracking), client)
             .await
             .expect("check endpoint answers")
     };

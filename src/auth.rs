@@ -1,6 +1,6 @@
 //! The session check against the Django app, and the verdict cache in front of it.
 //!
-//! Contract (DESIGN §4): only the session cookie goes to `check_url`, with the forwarding
+//! Contract: only the session cookie goes to `check_url`, with the forwarding
 //! headers and the request id. 2xx allows; 401, 403, 404 and any 3xx deny; anything else,
 //! a timeout or a refused connection is "unavailable" and is never cached, so the gateway
 //! fails closed. Verdicts are cached under a SHA-256 of the cookie (plus the tracking
@@ -18,6 +18,7 @@ use moka::Expiry;
 use sha2::{Digest, Sha256};
 
 use crate::config::AuthConfig;
+use crate::tracking::Tracking;
 
 /// The app's answer about one session (and label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,7 +131,7 @@ impl Authenticator {
     pub async fn check(
         &self,
         cookie: Option<&str>,
-        tracking: &str,
+        tracking: Tracking,
         client: ClientInfo<'_>,
     ) -> Result<(Verdict, Source), AuthUnavailable> {
         let Some(cookie) = cookie else {
@@ -149,7 +150,7 @@ impl Authenticator {
         &self,
         key: Key,
         cookie: &str,
-        tracking: &str,
+        tracking: Tracking,
         client: ClientInfo<'_>,
     ) -> Result<(Verdict, Source), AuthUnavailable> {
         let entry = self
@@ -181,7 +182,7 @@ impl Authenticator {
         self.cache.invalidate_all();
     }
 
-    fn key(&self, cookie: &str, tracking: &str) -> Key {
+    fn key(&self, cookie: &str, tracking: Tracking) -> Key {
         let mut h = Sha256::new();
         h.update(cookie.as_bytes());
         if self.per_tracking {
@@ -194,12 +195,12 @@ impl Authenticator {
     async fn ask_app(
         &self,
         cookie: &str,
-        tracking: &str,
+        tracking: Tracking,
         client: ClientInfo<'_>,
     ) -> Result<Verdict, AuthUnavailable> {
         self.stats.app_calls.fetch_add(1, Ordering::Relaxed);
         let url = if self.per_tracking {
-            self.check_url.replace("{tracking}", tracking)
+            self.check_url.replace("{tracking}", tracking.as_str())
         } else {
             self.check_url.clone()
         };

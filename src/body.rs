@@ -1,18 +1,23 @@
-//! Body wrappers on the streaming path: an idle timeout for storage bodies, so a stalled
-//! origin ends the client's response as an error instead of hanging it, and the body the
-//! server hands to hyper, which lives exactly as long as the response (so the server knows
-//! when a connection is idle) and makes a cut body reach the client the same way every time.
+//! Every body wrapper on the streaming path, each a thin `poll_frame` around an inner body:
+//! - [`IdleTimeout`]: a stalled origin ends the client's response as an error instead of
+//!   hanging it;
+//! - [`Served`]: the body the server hands to hyper, which lives exactly as long as the
+//!   response (so the server knows when a connection is idle) and makes a cut body reach
+//!   the client the same way every time;
+//! - [`Tee`]: passes frames through and keeps a copy, handed to a [`TeeSink`] (the hot
+//!   cache) only when the body was complete;
+//! - [`Prefixed`]: bytes already read (a sniffed `%PDF-`), then the rest of the body.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-use crate::http::BoxError;
+use crate::http::{Body, BoxError};
 
 /// The error a stalled body ends with.
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +183,135 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// Receives the copy a [`Tee`] kept, once the body it watched ended complete.
+pub trait TeeSink {
+    fn complete(self, data: Bytes);
+}
+
+/// Passes the inner body's frames through unchanged and copies them into one buffer of
+/// exactly `expected` bytes; once exactly that many have passed, the copy goes to the sink.
+/// A body that is cut, fails, or runs long delivers nothing.
+pub struct Tee<S: TeeSink> {
+    inner: Body,
+    copy: BytesMut,
+    seen: u64,
+    expected: u64,
+    sink: Option<S>,
+}
+
+impl<S: TeeSink> Tee<S> {
+    /// `expected` must be admitted by the caller (it is allocated at once).
+    pub fn new(inner: Body, expected: u64, sink: S) -> Tee<S> {
+        let mut tee = Tee {
+            inner,
+            copy: BytesMut::with_capacity(expected as usize),
+            seen: 0,
+            expected,
+            sink: Some(sink),
+        };
+        if expected == 0 {
+            tee.complete();
+        }
+        tee
+    }
+
+    fn complete(&mut self) {
+        if let Some(sink) = self.sink.take() {
+            sink.complete(std::mem::take(&mut self.copy).freeze());
+        }
+    }
+
+    fn abandon(&mut self) {
+        self.sink = None;
+        self.copy = BytesMut::new();
+    }
+}
+
+impl<S: TeeSink + Unpin> HttpBody for Tee<S> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), true) = (frame.data_ref(), this.sink.is_some()) {
+                    this.seen += data.len() as u64;
+                    if this.seen > this.expected {
+                        this.abandon();
+                    } else {
+                        this.copy.extend_from_slice(data);
+                        if this.seen == this.expected {
+                            this.complete();
+                        }
+                    }
+                }
+            }
+            // Cut short or failed: nothing is kept; the error reaches the client.
+            Poll::Ready(Some(Err(_))) | Poll::Ready(None) => this.abandon(),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Bytes already read, then the rest of the body.
+pub struct Prefixed {
+    prefix: Option<Bytes>,
+    rest: Body,
+}
+
+impl Prefixed {
+    pub fn new(prefix: Bytes, rest: Body) -> Prefixed {
+        Prefixed {
+            prefix: Some(prefix),
+            rest,
+        }
+    }
+}
+
+impl HttpBody for Prefixed {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(p) = self.prefix.take() {
+            return Poll::Ready(Some(Ok(Frame::data(p))));
+        }
+        Pin::new(&mut self.rest).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.prefix.is_none() && self.rest.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let p = self.prefix.as_ref().map_or(0, |p| p.len() as u64);
+        let r = self.rest.size_hint();
+        let mut h = SizeHint::new();
+        h.set_lower(r.lower() + p);
+        if let Some(u) = r.upper() {
+            h.set_upper(u + p);
+        }
+        h
     }
 }
 

@@ -11,22 +11,21 @@
 //! would not be the bytes held; one buffer also lets a hit go out as a single write.
 
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::HeaderValue;
-use http_body::{Body as HttpBody, Frame, SizeHint};
 use moka::future::Cache;
 use moka::notification::RemovalCause;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::body::TeeSink;
 use crate::config::CacheConfig;
-use crate::http::{Body, BoxError};
+use crate::http::Body;
+use crate::tracking::Tracking;
 
 /// What one cached label weighs besides its bytes: the key, the headers kept with it and
 /// moka's own bookkeeping, rounded up. `label_gateway_cache_bytes` counts it too.
@@ -37,7 +36,7 @@ pub const ENTRY_OVERHEAD_BYTES: u64 = 256;
 pub struct CacheKey {
     /// The store's identity (`s3:host/bucket/location` or `local:/root`).
     pub store: Arc<str>,
-    pub tracking: Box<str>,
+    pub tracking: Tracking,
 }
 
 /// A whole label held in memory.
@@ -67,6 +66,17 @@ impl CachedLabel {
             last_modified,
             inserted: Instant::now(),
         }
+    }
+
+    /// A label just produced by the gateway itself (regenerated): `application/pdf`,
+    /// modified now.
+    pub fn fresh_pdf(data: Bytes, etag: Option<HeaderValue>) -> Self {
+        CachedLabel::new(
+            data,
+            Some(HeaderValue::from_static("application/pdf")),
+            etag,
+            HeaderValue::try_from(httpdate::fmt_http_date(std::time::SystemTime::now())).ok(),
+        )
     }
 
     /// A body over `start..=end` of the label (the whole label without a range): one
@@ -101,7 +111,7 @@ type Waiters = watch::Receiver<()>;
 
 /// What a miss should do.
 pub enum Fill {
-    /// Fetch from the origin; hand the guard to [`TeeBody`] so it can insert the label.
+    /// Fetch from the origin; hand the guard to a [`Filler`] so it can insert the label.
     Leader(FillGuard),
     /// Another request is fetching this label: wait for it, then look again.
     Wait(Waiters),
@@ -148,10 +158,10 @@ impl LabelCache {
         }
     }
 
-    pub fn key(&self, tracking: &str) -> CacheKey {
+    pub fn key(&self, tracking: Tracking) -> CacheKey {
         CacheKey {
             store: self.store.clone(),
-            tracking: tracking.into(),
+            tracking,
         }
     }
 
@@ -332,104 +342,54 @@ impl Drop for FillGuard {
     }
 }
 
-/// Passes the origin's frames through unchanged and keeps them; once exactly
-/// `expected` bytes have passed, the label goes into the cache.
-pub struct TeeBody {
-    inner: Body,
-    /// The copy for the cache, allocated at its final size.
-    copy: BytesMut,
-    seen: u64,
-    expected: u64,
-    meta: Option<(
-        Option<HeaderValue>,
-        Option<HeaderValue>,
-        Option<HeaderValue>,
-    )>,
-    guard: Option<FillGuard>,
+/// What a leader's [`Tee`](crate::body::Tee) hands the complete label to: the fill lock
+/// and the headers to keep with the bytes.
+pub struct Filler {
+    guard: FillGuard,
+    content_type: Option<HeaderValue>,
+    etag: Option<HeaderValue>,
+    last_modified: Option<HeaderValue>,
 }
 
-impl TeeBody {
+impl Filler {
     pub fn new(
-        inner: Body,
-        expected: u64,
+        guard: FillGuard,
         content_type: Option<HeaderValue>,
         etag: Option<HeaderValue>,
         last_modified: Option<HeaderValue>,
-        guard: FillGuard,
-    ) -> TeeBody {
-        let mut tee = TeeBody {
-            inner,
-            // `expected` was admitted (at most `max_object_bytes`) before the fill began.
-            copy: BytesMut::with_capacity(expected as usize),
-            seen: 0,
-            expected,
-            meta: Some((content_type, etag, last_modified)),
-            guard: Some(guard),
-        };
-        if expected == 0 {
-            tee.complete();
+    ) -> Filler {
+        Filler {
+            guard,
+            content_type,
+            etag,
+            last_modified,
         }
-        tee
-    }
-
-    fn complete(&mut self) {
-        if let (Some(guard), Some((ct, etag, lm))) = (self.guard.take(), self.meta.take()) {
-            let data = std::mem::take(&mut self.copy).freeze();
-            guard.finish(CachedLabel::new(data, ct, etag, lm));
-        }
-    }
-
-    fn abandon(&mut self) {
-        self.guard = None;
-        self.copy = BytesMut::new();
     }
 }
 
-impl HttpBody for TeeBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(data), true) = (frame.data_ref(), this.guard.is_some()) {
-                    this.seen += data.len() as u64;
-                    if this.seen > this.expected {
-                        this.abandon();
-                    } else {
-                        this.copy.extend_from_slice(data);
-                        if this.seen == this.expected {
-                            this.complete();
-                        }
-                    }
-                }
-            }
-            // Cut short or failed: nothing is cached; the error reaches the client.
-            Poll::Ready(Some(Err(_))) | Poll::Ready(None) => this.abandon(),
-            Poll::Pending => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+impl TeeSink for Filler {
+    fn complete(self, data: Bytes) {
+        self.guard.finish(CachedLabel::new(
+            data,
+            self.content_type,
+            self.etag,
+            self.last_modified,
+        ));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::body::Tee;
+    use crate::http::BoxError;
     use bytesize::ByteSize;
+    use http_body::{Body as _, Frame};
     use http_body_util::BodyExt;
+
+    fn t(s: &str) -> Tracking {
+        Tracking::parse(s).unwrap()
+    }
 
     fn label(data: &'static [u8]) -> Arc<CachedLabel> {
         Arc::new(CachedLabel::new(Bytes::from_static(data), None, None, None))
@@ -466,7 +426,7 @@ mod tests {
             "test",
             Duration::from_secs(1),
         );
-        let key = c.key("T1");
+        let key = c.key(t("T1"));
         c.insert(
             key.clone(),
             CachedLabel::new(Bytes::from_static(b"pdf"), None, None, None),
@@ -486,7 +446,7 @@ mod tests {
             "test",
             Duration::from_secs(5),
         );
-        let key = c.key("T2");
+        let key = c.key(t("T2"));
         let Fill::Leader(guard) = c.begin_fill(&key) else {
             panic!("first miss leads")
         };
@@ -515,7 +475,7 @@ mod tests {
             "test",
             Duration::from_secs(5),
         );
-        let key = c.key("T3");
+        let key = c.key(t("T3"));
         let Fill::Leader(guard) = c.begin_fill(&key) else {
             panic!()
         };
@@ -529,7 +489,7 @@ mod tests {
         let body = http_body_util::StreamBody::new(futures_util::stream::iter(
             frames.map(|f| Ok::<_, BoxError>(Frame::data(f))),
         ));
-        let tee = TeeBody::new(body.boxed(), 14, None, None, None, guard);
+        let tee = Tee::new(body.boxed(), 14, Filler::new(guard, None, None, None));
         assert_eq!(collect(tee.boxed()).await, b"%PDF-1.4 hello");
         // The insert runs on a spawned task; the fill lock is released after it.
         for _ in 0..100 {
@@ -552,12 +512,12 @@ mod tests {
             "test",
             Duration::from_secs(5),
         );
-        let key = c.key("T4");
+        let key = c.key(t("T4"));
         let Fill::Leader(guard) = c.begin_fill(&key) else {
             panic!()
         };
         let body = crate::http::full(Bytes::from_static(b"short"));
-        let tee = TeeBody::new(body, 100, None, None, None, guard);
+        let tee = Tee::new(body, 100, Filler::new(guard, None, None, None));
         assert_eq!(collect(tee.boxed()).await, b"short");
         tokio::task::yield_now().await;
         assert!(c.get(&key).await.is_none());

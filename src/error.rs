@@ -1,14 +1,102 @@
-//! The request-path error and its single mapping to an HTTP status and a short body.
+//! Every answer that is not a label, and the one place where its status is chosen.
 //!
-//! Variants are grouped by where the fault came from: the client, the auth backend, the
-//! storage backend, or the gateway itself. Nothing else in the code picks an error status.
+//! - [`Refusal`]: normal outcomes of a label request that are not the label (the session is
+//!   denied, the label is missing, a precondition or a range does not hold). They travel as
+//!   values, not errors.
+//! - [`GatewayError`]: faults, grouped by where they came from: the client's request, the
+//!   session check, storage and the other upstreams, or the gateway itself.
+//! - [`StartupError`]: what stops the gateway from starting, naming the setting to fix.
+//!
+//! [`Refusal::status`] and [`GatewayError::status`] are the only status mappings in the code;
+//! `into_response` builds the matching short body. Nothing upstream (an S3 error code, a
+//! URL, a header) reaches the client: details stay in the log.
 
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
 
 use crate::http::{empty, full, Body};
 use crate::storage::StorageError;
+use crate::tracking::Tracking;
 
+/// How the client wants a refusal or a fault told.
+#[derive(Debug, Clone, Copy)]
+pub struct Audience {
+    /// `/internal/` callers (the app's client) read JSON.
+    pub json: bool,
+    /// `Retry-After` on every 503, in seconds (`[server] retry_after`).
+    pub retry_after_secs: u64,
+}
+
+/// A normal outcome of a label request that is not the label.
+#[derive(Debug)]
+pub enum Refusal {
+    /// Denied session, answered as the Django view did: a 404 that does not reveal whether
+    /// the label exists.
+    Denied,
+    /// Denied session with `on_deny = "redirect"`.
+    LoginRedirect { location: HeaderValue },
+    /// Storage has no such label and regeneration did not produce one.
+    LabelMissing {
+        tracking: Tracking,
+        tracking_url: Option<String>,
+    },
+    /// `If-Match` / `If-Unmodified-Since` did not hold.
+    PreconditionFailed,
+    /// The range starts past the end; `size` when known.
+    RangeNotSatisfiable { size: Option<u64> },
+}
+
+impl Refusal {
+    /// The status of each normal refusal.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Refusal::Denied | Refusal::LabelMissing { .. } => StatusCode::NOT_FOUND,
+            Refusal::LoginRedirect { .. } => StatusCode::FOUND,
+            Refusal::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            Refusal::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+        }
+    }
+
+    pub fn into_response(self, to: Audience) -> Response<Body> {
+        let status = self.status();
+        let mut resp = match &self {
+            Refusal::LabelMissing {
+                tracking,
+                tracking_url,
+            } if !to.json => missing_page(tracking, tracking_url.as_deref()),
+            Refusal::Denied | Refusal::LabelMissing { .. } => {
+                let reason = match &self {
+                    Refusal::Denied => "not found".to_string(),
+                    Refusal::LabelMissing { tracking, .. } => {
+                        format!("no label for tracking number {tracking}")
+                    }
+                    _ => unreachable!("matched above"),
+                };
+                reason_body(status, &reason, to.json)
+            }
+            Refusal::LoginRedirect { .. }
+            | Refusal::PreconditionFailed
+            | Refusal::RangeNotSatisfiable { .. } => Response::new(empty()),
+        };
+        *resp.status_mut() = status;
+        common_headers(resp.headers_mut());
+        let h = resp.headers_mut();
+        match self {
+            Refusal::LoginRedirect { location } => {
+                h.insert(header::LOCATION, location);
+            }
+            Refusal::RangeNotSatisfiable { size: Some(size) } => {
+                if let Ok(v) = HeaderValue::try_from(format!("bytes */{size}")) {
+                    h.insert(header::CONTENT_RANGE, v);
+                }
+            }
+            _ => {}
+        }
+        resp
+    }
+}
+
+/// A fault on the request path.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     // --- the client's request
@@ -34,28 +122,12 @@ pub enum GatewayError {
     Conflict(String),
 
     // --- the session check
-    /// Denied session, answered as the Django view did: a plain 404 that does not reveal
-    /// whether the label exists.
-    #[error("not found")]
-    Denied,
-    /// Denied session with `on_deny = "redirect"`.
-    #[error("login required")]
-    LoginRedirect { location: HeaderValue },
     #[error("session check unavailable: {0}")]
     AuthUnavailable(String),
 
-    // --- storage
-    #[error("no label for tracking number {tracking}")]
-    LabelMissing {
-        tracking: String,
-        tracking_url: Option<String>,
-    },
+    // --- storage and the other upstreams (the app's regeneration, carriers)
     #[error("label cannot be regenerated right now: {0}")]
     RegenerateUnavailable(String),
-    #[error("precondition failed")]
-    PreconditionFailed,
-    #[error("range not satisfiable")]
-    RangeNotSatisfiable { size: Option<u64> },
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error("upstream {what} timed out")]
@@ -66,34 +138,30 @@ pub enum GatewayError {
     // --- the gateway itself
     #[error("not ready")]
     NotReady,
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error("too many connections")]
+    Overloaded,
 }
 
 impl GatewayError {
-    /// The one place where a fault becomes a status.
+    /// The status of each fault.
     pub fn status(&self) -> StatusCode {
         use GatewayError::*;
         match self {
             BadTracking | BadRequest(_) => StatusCode::BAD_REQUEST,
             MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            RouteNotFound | Denied | LabelMissing { .. } => StatusCode::NOT_FOUND,
+            RouteNotFound => StatusCode::NOT_FOUND,
             HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Unauthorized => StatusCode::UNAUTHORIZED,
             PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             LengthRequired => StatusCode::LENGTH_REQUIRED,
             Conflict(_) => StatusCode::CONFLICT,
-            LoginRedirect { .. } => StatusCode::FOUND,
-            AuthUnavailable(_) | RegenerateUnavailable(_) | NotReady => {
+            AuthUnavailable(_) | RegenerateUnavailable(_) | NotReady | Overloaded => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
-            PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Storage(e) if e.is_timeout() => StatusCode::GATEWAY_TIMEOUT,
             UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Storage(_) | BadGateway(_) => StatusCode::BAD_GATEWAY,
-            Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -104,72 +172,31 @@ impl GatewayError {
             Storage(_) => "storage is not answering correctly".into(),
             AuthUnavailable(_) => "session check unavailable, retry shortly".into(),
             RegenerateUnavailable(_) => "label is being fetched, retry shortly".into(),
-            Internal(_) => "internal error".into(),
             other => other.to_string(),
         }
     }
 
+    /// Whether the client is told when to come back.
+    fn retry_later(&self) -> bool {
+        self.status() == StatusCode::SERVICE_UNAVAILABLE
+    }
+
     /// Builds the response: a short text reason, or JSON for `/internal/` callers.
-    pub fn into_response(self, retry_after_secs: u64, json: bool) -> Response<Body> {
+    pub fn into_response(self, to: Audience) -> Response<Body> {
         let status = self.status();
-        let mut resp = match &self {
-            GatewayError::LabelMissing {
-                tracking,
-                tracking_url,
-            } if !json => missing_page(tracking, tracking_url.as_deref()),
-            GatewayError::LoginRedirect { .. }
-            | GatewayError::RangeNotSatisfiable { .. }
-            | GatewayError::PreconditionFailed => Response::new(empty()),
-            _ if json => {
-                let body = serde_json::json!({ "error": self.public_reason() }).to_string();
-                let mut r = Response::new(full(body));
-                r.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                );
-                r
-            }
-            _ => {
-                let text = format!(
-                    "{} {}: {}\n",
-                    status.as_u16(),
-                    status.canonical_reason().unwrap_or(""),
-                    self.public_reason()
-                );
-                let mut r = Response::new(full(text));
-                r.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain; charset=utf-8"),
-                );
-                r
-            }
-        };
+        let mut resp = reason_body(status, &self.public_reason(), to.json);
         *resp.status_mut() = status;
+        common_headers(resp.headers_mut());
         let h = resp.headers_mut();
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        h.insert(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        );
+        if self.retry_later() {
+            h.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(to.retry_after_secs.max(1)),
+            );
+        }
         match self {
             GatewayError::MethodNotAllowed { allow } => {
                 h.insert(header::ALLOW, HeaderValue::from_static(allow));
-            }
-            GatewayError::LoginRedirect { location } => {
-                h.insert(header::LOCATION, location);
-            }
-            GatewayError::RangeNotSatisfiable { size: Some(size) } => {
-                if let Ok(v) = HeaderValue::try_from(format!("bytes */{size}")) {
-                    h.insert(header::CONTENT_RANGE, v);
-                }
-            }
-            GatewayError::AuthUnavailable(_)
-            | GatewayError::RegenerateUnavailable(_)
-            | GatewayError::NotReady => {
-                h.insert(
-                    header::RETRY_AFTER,
-                    HeaderValue::from(retry_after_secs.max(1)),
-                );
             }
             GatewayError::Unauthorized => {
                 h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -178,11 +205,83 @@ impl GatewayError {
         }
         resp
     }
+
+    /// The same answer as raw HTTP/1.1 bytes with `Connection: close`, for the accept loop,
+    /// which refuses a connection before any HTTP machinery runs on it.
+    pub fn to_http1_bytes(self, to: Audience) -> Vec<u8> {
+        let status = self.status();
+        let text = reason_text(status, &self.public_reason());
+        let mut out = format!(
+            "HTTP/1.1 {} {}\r\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("")
+        );
+        if self.retry_later() {
+            out.push_str(&format!("Retry-After: {}\r\n", to.retry_after_secs.max(1)));
+        }
+        out.push_str(&format!(
+            "Content-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\n\
+             X-Content-Type-Options: nosniff\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            text.len()
+        ));
+        out.push_str(&text);
+        out.into_bytes()
+    }
+}
+
+/// What stops the gateway from starting; each names the setting to look at.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("{setting}: cannot bind {addr}: {reason}")]
+    Bind {
+        setting: &'static str,
+        addr: std::net::SocketAddr,
+        reason: std::io::Error,
+    },
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    #[error("{setting}: cannot build its HTTP client: {reason}")]
+    HttpClient {
+        setting: &'static str,
+        reason: reqwest::Error,
+    },
+}
+
+fn reason_text(status: StatusCode, reason: &str) -> String {
+    format!(
+        "{} {}: {reason}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    )
+}
+
+fn reason_body(status: StatusCode, reason: &str, json: bool) -> Response<Body> {
+    let (body, content_type) = if json {
+        (
+            serde_json::json!({ "error": reason }).to_string(),
+            "application/json",
+        )
+    } else {
+        (reason_text(status, reason), "text/plain; charset=utf-8")
+    };
+    let mut r = Response::new(full(body));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+/// Never stored, never sniffed.
+fn common_headers(h: &mut HeaderMap) {
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
 }
 
 /// The "label missing" page, as the Django view showed it: the tracking number and, when
 /// known, a link to the carrier's tracking page.
-fn missing_page(tracking: &str, tracking_url: Option<&str>) -> Response<Body> {
+fn missing_page(tracking: &Tracking, tracking_url: Option<&str>) -> Response<Body> {
     let mut r = Response::new(full(missing_html(tracking, tracking_url)));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -191,7 +290,7 @@ fn missing_page(tracking: &str, tracking_url: Option<&str>) -> Response<Body> {
     r
 }
 
-fn missing_html(tracking: &str, tracking_url: Option<&str>) -> String {
+fn missing_html(tracking: &Tracking, tracking_url: Option<&str>) -> String {
     let link = match tracking_url {
         Some(url) if url.starts_with("https://") || url.starts_with("http://") => {
             let url = html_escape(url);
@@ -199,7 +298,7 @@ fn missing_html(tracking: &str, tracking_url: Option<&str>) -> String {
         }
         _ => String::new(),
     };
-    // `tracking` is validated to [A-Za-z0-9_-]: nothing to escape.
+    // A `Tracking` is [A-Za-z0-9_-]: nothing to escape.
     format!(
         "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Label not available</title></head>\n\
          <body><h1>Label not available</h1>\n<p>No shipping label is available for tracking number \
@@ -226,6 +325,15 @@ fn html_escape(s: &str) -> String {
 mod tests {
     use super::*;
 
+    const TEXT: Audience = Audience {
+        json: false,
+        retry_after_secs: 3,
+    };
+
+    fn t(s: &str) -> Tracking {
+        Tracking::parse(s).unwrap()
+    }
+
     #[test]
     fn storage_refusal_is_bad_gateway_never_not_found() {
         let e = GatewayError::Storage(StorageError::Refused {
@@ -234,7 +342,7 @@ mod tests {
             hint: "check",
         });
         assert_eq!(e.status(), StatusCode::BAD_GATEWAY);
-        let resp = e.into_response(2, false);
+        let resp = e.into_response(TEXT);
         assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
     }
 
@@ -245,27 +353,68 @@ mod tests {
     }
 
     #[test]
-    fn auth_unavailable_carries_retry_after() {
-        let r = GatewayError::AuthUnavailable("refused".into()).into_response(3, false);
-        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(r.headers()["retry-after"], "3");
+    fn every_503_carries_the_configured_retry_after() {
+        for e in [
+            GatewayError::AuthUnavailable("refused".into()),
+            GatewayError::RegenerateUnavailable("down".into()),
+            GatewayError::NotReady,
+            GatewayError::Overloaded,
+        ] {
+            let r = e.into_response(TEXT);
+            assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(r.headers()["retry-after"], "3");
+        }
+    }
+
+    #[test]
+    fn the_raw_over_limit_answer_is_the_mapped_one() {
+        let raw = String::from_utf8(GatewayError::Overloaded.to_http1_bytes(TEXT)).unwrap();
+        assert!(
+            raw.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+            "{raw}"
+        );
+        assert!(raw.contains("\r\nRetry-After: 3\r\n"), "{raw}");
+        assert!(raw.contains("\r\nConnection: close\r\n"), "{raw}");
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("Content-Length: {}", body.len())));
+        assert_eq!(body, "503 Service Unavailable: too many connections\n");
     }
 
     #[test]
     fn method_not_allowed_names_allowed_methods() {
-        let r = GatewayError::MethodNotAllowed { allow: "GET, HEAD" }.into_response(1, false);
+        let r = GatewayError::MethodNotAllowed { allow: "GET, HEAD" }.into_response(TEXT);
         assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(r.headers()["allow"], "GET, HEAD");
     }
 
     #[test]
+    fn refusals_map_to_their_statuses() {
+        assert_eq!(Refusal::Denied.status(), StatusCode::NOT_FOUND);
+        let missing = Refusal::LabelMissing {
+            tracking: t("1Z"),
+            tracking_url: None,
+        };
+        assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+        let r = Refusal::RangeNotSatisfiable { size: Some(10) }.into_response(TEXT);
+        assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+        assert_eq!(r.headers()["content-range"], "bytes */10");
+        let r = Refusal::LoginRedirect {
+            location: HeaderValue::from_static("/accounts/login/?next=/x"),
+        }
+        .into_response(TEXT);
+        assert_eq!(r.status(), StatusCode::FOUND);
+        assert_eq!(r.headers()["location"], "/accounts/login/?next=/x");
+        assert_eq!(r.headers()["cache-control"], "no-store");
+    }
+
+    #[test]
     fn missing_page_escapes_the_tracking_link() {
-        let html = missing_html("1Z", Some("https://x.test/?a=1&b=\"<script>"));
+        let html = missing_html(&t("1Z"), Some("https://x.test/?a=1&b=\"<script>"));
         assert!(html.contains("1Z"));
         assert!(
             html.contains("https://x.test/?a=1&amp;b=&quot;&lt;script&gt;"),
             "{html}"
         );
-        assert!(!missing_html("1Z", Some("javascript:alert(1)")).contains("javascript"));
+        assert!(!missing_html(&t("1Z"), Some("javascript:alert(1)")).contains("javascript"));
     }
 }

@@ -3,22 +3,22 @@
 //! streams bodies through without holding them, and keeps hot labels in memory.
 //!
 //! # Layout
-//! - [`config`]: the configuration tree, file + environment loading, `validate()`.
+//! From the top down; a module only uses the ones below it.
 //! - [`server`]: listeners, connection limit, hyper builder, graceful drain.
-//! - [`gateway`]: routing and the ordered request phases (route → auth → cache →
-//!   storage → respond).
+//! - [`gateway`]: one request from route to access log: the route table, the label path
+//!   as named phases (session → cache → storage → respond), label responses, `/internal/`
+//!   calls, readiness and metrics.
+//! - [`error`]: every refusal and fault, and the one mapping to a status; start-up errors.
+//! - [`regenerate`]: asking the app for a missing label and storing it back.
 //! - [`auth`]: the Django session check and its verdict cache.
-//! - [`storage`]: the label store: `s3` (SigV4, pooled client) and `local` backends.
 //! - [`cache`]: the hot-label cache (moka, weighed in bytes) and its fill lock.
-//! - [`internal`]: `/internal/...` calls from the app (bearer token): label ingest,
-//!   carrier fetch, cache purge.
+//! - [`storage`]: the label store: `s3` (SigV4, pooled client) and `local` backends.
+//! - [`outbound`]: the carrier client and helpers shared by calls to other services.
+//! - [`body`]: every body wrapper on the streaming path.
 //! - [`http`]: body type, `Range` and conditional logic, label response headers.
-//! - [`body`]: body wrappers on the streaming path (idle timeout).
-//! - [`error`]: the request-path error and its single status mapping.
-//! - [`regenerate`]: asking the app to regenerate a missing label.
-//! - [`metrics`]: counters rendered at `/metrics`.
-//! - [`telemetry`]: log set-up.
 //! - [`cli`]: operator commands (`presign`, `migrate`, `backup`).
+//! - Leaves: [`tracking`] (the validated tracking number), [`secret`], [`config`],
+//!   [`metrics`], [`telemetry`].
 
 pub mod auth;
 pub mod body;
@@ -28,8 +28,8 @@ pub mod config;
 pub mod error;
 pub mod gateway;
 pub mod http;
-pub mod internal;
 pub mod metrics;
+pub mod outbound;
 pub mod regenerate;
 pub mod secret;
 pub mod server;

@@ -6,18 +6,27 @@
 //! timeouts) are never remembered. The regenerated PDF is read whole, bounded by
 //! `[internal] max_upload_bytes`: it must be checked (`%PDF-`, length) before it is stored,
 //! and labels are small.
+//!
+//! The request that asked the app also stores the new label back (never overwriting) and
+//! primes the hot cache, in the background: the printer gets its bytes without waiting
+//! for storage.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::HeaderValue;
 use moka::future::Cache;
 use moka::Expiry;
 
+use crate::cache::{CachedLabel, LabelCache};
 use crate::config::Config;
-use crate::config::Secret;
+use crate::http::full;
+use crate::outbound::{describe, read_limited, Limited, USER_AGENT};
+use crate::secret::Secret;
+use crate::storage::{PutOutcome, Storage};
+use crate::tracking::Tracking;
 
 /// What the app said.
 #[derive(Debug, Clone)]
@@ -35,10 +44,10 @@ struct OutcomeExpiry {
     negative: Duration,
 }
 
-impl Expiry<Box<str>, Arc<Regenerated>> for OutcomeExpiry {
+impl Expiry<Tracking, Arc<Regenerated>> for OutcomeExpiry {
     fn expire_after_create(
         &self,
-        _key: &Box<str>,
+        _key: &Tracking,
         value: &Arc<Regenerated>,
         _now: Instant,
     ) -> Option<Duration> {
@@ -54,13 +63,20 @@ pub struct Regenerator {
     url: String,
     token: Option<Secret>,
     max_bytes: u64,
-    outcomes: Cache<Box<str>, Arc<Regenerated>>,
+    outcomes: Cache<Tracking, Arc<Regenerated>>,
+    /// Where a regenerated label is stored back, and the cache it primes.
+    storage: Arc<Storage>,
+    cache: Option<Arc<LabelCache>>,
     pub calls: AtomicU64,
 }
 
 impl Regenerator {
     /// `None` when `[regenerate] url` is empty (regeneration off).
-    pub fn new(config: &Config) -> Result<Option<Regenerator>, reqwest::Error> {
+    pub fn new(
+        config: &Config,
+        storage: Arc<Storage>,
+        cache: Option<Arc<LabelCache>>,
+    ) -> Result<Option<Regenerator>, reqwest::Error> {
         let r = &config.regenerate;
         if r.url.is_empty() {
             return Ok(None);
@@ -70,7 +86,7 @@ impl Regenerator {
             .no_proxy()
             .connect_timeout(r.timeout.min(Duration::from_secs(5)))
             .timeout(r.timeout)
-            .user_agent(concat!("label-gateway/", env!("CARGO_PKG_VERSION")))
+            .user_agent(USER_AGENT)
             .build()?;
         Ok(Some(Regenerator {
             client,
@@ -83,39 +99,73 @@ impl Regenerator {
                     negative: r.negative_ttl,
                 })
                 .build(),
+            storage,
+            cache,
             calls: AtomicU64::new(0),
         }))
     }
 
-    /// The outcome for `tracking`, and whether this call is the one that asked the app
-    /// (only that one stores the label).
+    /// The outcome for `tracking`. Concurrent calls share one call to the app; the one
+    /// that made it also stores the new label back.
     pub async fn regenerate(
         &self,
-        tracking: &str,
+        tracking: Tracking,
         request_id: &HeaderValue,
-    ) -> Result<(Arc<Regenerated>, bool), String> {
+    ) -> Result<Arc<Regenerated>, String> {
         let entry = self
             .outcomes
-            .entry(Box::from(tracking))
+            .entry(tracking)
             .or_try_insert_with(async { self.call_app(tracking, request_id).await.map(Arc::new) })
             .await
             .map_err(|e: Arc<String>| (*e).clone())?;
         let fresh = entry.is_fresh();
-        Ok((entry.into_value(), fresh))
+        let outcome = entry.into_value();
+        if let (true, Regenerated::Label(bytes)) = (fresh, &*outcome) {
+            self.store_back(tracking, bytes.clone());
+        }
+        Ok(outcome)
+    }
+
+    /// Uploads a regenerated label (never overwriting) and primes the cache, in the
+    /// background.
+    fn store_back(&self, tracking: Tracking, bytes: Bytes) {
+        let storage = self.storage.clone();
+        let cache = self.cache.clone();
+        tokio::spawn(async move {
+            let len = bytes.len() as u64;
+            match storage
+                .put(&tracking, full(bytes.clone()), len, false)
+                .await
+            {
+                Ok(outcome) => {
+                    tracing::info!(%tracking, ?outcome, "regenerated label stored");
+                    if let (Some(cache), PutOutcome::Created { etag }) = (cache, outcome) {
+                        let label = CachedLabel::fresh_pdf(
+                            bytes,
+                            etag.and_then(|e| HeaderValue::try_from(e).ok()),
+                        );
+                        cache.insert(cache.key(tracking), label).await;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(%tracking, error = %e, "regenerated label could not be stored")
+                }
+            }
+        });
     }
 
     /// Forgets a remembered outcome (a label was ingested meanwhile).
-    pub async fn forget(&self, tracking: &str) {
-        self.outcomes.invalidate(tracking).await;
+    pub async fn forget(&self, tracking: Tracking) {
+        self.outcomes.invalidate(&tracking).await;
     }
 
     async fn call_app(
         &self,
-        tracking: &str,
+        tracking: Tracking,
         request_id: &HeaderValue,
     ) -> Result<Regenerated, String> {
         self.calls.fetch_add(1, Ordering::Relaxed);
-        let url = self.url.replace("{tracking}", tracking);
+        let url = self.url.replace("{tracking}", tracking.as_str());
         let mut req = self
             .client
             .post(url)
@@ -127,16 +177,19 @@ impl Regenerator {
         let status = resp.status().as_u16();
         match status {
             200 => {
-                let body = read_limited(resp, self.max_bytes).await?.ok_or_else(|| {
-                    "regenerated label is larger than max_upload_bytes".to_string()
-                })?;
+                let Limited::Body(body) = read_limited(resp, self.max_bytes).await? else {
+                    return Err("regenerated label is larger than max_upload_bytes".into());
+                };
                 if !body.starts_with(b"%PDF-") {
                     return Err("the app's regenerated label is not a PDF".into());
                 }
                 Ok(Regenerated::Label(body))
             }
             404 | 410 => {
-                let body = read_limited(resp, 16 * 1024).await.ok().flatten();
+                let body = match read_limited(resp, 16 * 1024).await {
+                    Ok(Limited::Body(b)) => Some(b),
+                    _ => None,
+                };
                 let tracking_url = body
                     .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
                     .and_then(|v| v.get("tracking_url")?.as_str().map(str::to_string))
@@ -145,33 +198,5 @@ impl Regenerator {
             }
             s => Err(format!("regeneration endpoint answered {s}")),
         }
-    }
-}
-
-/// Reads a body of at most `max` bytes; `Ok(None)` when it is larger.
-pub async fn read_limited(mut resp: reqwest::Response, max: u64) -> Result<Option<Bytes>, String> {
-    if resp.content_length().is_some_and(|n| n > max) {
-        return Ok(None);
-    }
-    let mut buf = BytesMut::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| describe(&e))? {
-        if (buf.len() + chunk.len()) as u64 > max {
-            return Ok(None);
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(Some(buf.freeze()))
-}
-
-/// Names the failure without the URL's query or any header.
-pub fn describe(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "timed out".into()
-    } else if e.is_connect() {
-        "cannot connect".into()
-    } else if e.is_body() || e.is_decode() {
-        "connection broke while reading the body".into()
-    } else {
-        "request failed".into()
     }
 }

@@ -47,6 +47,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::body::{Progress, Served};
 use crate::config::Config;
+use crate::error::{GatewayError, StartupError};
 use crate::gateway::{Gateway, Listener};
 
 /// How long a connection must have been idle before a newcomer at the limit may close it
@@ -87,21 +88,22 @@ impl Running {
 }
 
 /// Builds the gateway from `config`, binds its listeners and starts serving.
-pub async fn start(config: Config) -> anyhow::Result<Running> {
-    let listen = config.server.listen;
-    let internal = config.server.internal_listen;
-    let public = TcpListener::bind(listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("server.listen: cannot bind {listen}: {e}"))?;
-    let internal = match internal {
-        Some(a) => Some(
-            TcpListener::bind(a)
-                .await
-                .map_err(|e| anyhow::anyhow!("server.internal_listen: cannot bind {a}: {e}"))?,
-        ),
+pub async fn start(config: Config) -> Result<Running, StartupError> {
+    let bind = |setting: &'static str, addr: SocketAddr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|reason| StartupError::Bind {
+                setting,
+                addr,
+                reason,
+            })
+    };
+    let public = bind("server.listen", config.server.listen).await?;
+    let internal = match config.server.internal_listen {
+        Some(a) => Some(bind("server.internal_listen", a).await?),
         None => None,
     };
-    let gateway = Arc::new(Gateway::new(config).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let gateway = Arc::new(Gateway::new(config)?);
     Ok(serve(gateway, public, internal))
 }
 
@@ -381,7 +383,8 @@ async fn connection(
                     .metrics
                     .connections_refused
                     .fetch_add(1, Ordering::Relaxed);
-                refuse(stream).await;
+                let answer = GatewayError::Overloaded.to_http1_bytes(gateway.audience("/"));
+                refuse(stream, answer).await;
                 return;
             }
         },
@@ -557,18 +560,13 @@ fn log_conn_end(peer: SocketAddr, res: Result<(), Box<dyn std::error::Error + Se
     }
 }
 
-/// Over the connection limit: a short 503 and close, rather than an accepted but starved
-/// connection. The client's request is read and dropped for a moment before closing (a
-/// "lingering close"), so the close does not turn into a reset that loses the 503.
-async fn refuse(mut stream: TcpStream) {
-    let body = "503 Service Unavailable: too many connections\n";
-    let msg = format!(
-        "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
+/// Over the connection limit: the mapped 503 (with the configured `Retry-After`) and
+/// close, rather than an accepted but starved connection. The client's request is read and
+/// dropped for a moment before closing (a "lingering close"), so the close does not turn
+/// into a reset that loses the 503.
+async fn refuse(mut stream: TcpStream, answer: Vec<u8>) {
     let _ = tokio::time::timeout(Duration::from_millis(500), async {
-        let _ = stream.write_all(msg.as_bytes()).await;
+        let _ = stream.write_all(&answer).await;
         let _ = stream.shutdown().await;
         let mut sink = [0u8; 4096];
         let mut drained = 0usize;

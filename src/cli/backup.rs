@@ -14,6 +14,7 @@ use tokio::io::AsyncWriteExt;
 use crate::config::Config;
 use crate::http::Conditions;
 use crate::storage::{Fetch, GetRequest, Listed, Storage};
+use crate::tracking::Tracking;
 
 /// Objects asked for per listing page (S3's own maximum).
 pub const PAGE_SIZE: u32 = 1000;
@@ -79,23 +80,23 @@ pub async fn backup(
             let dest = to.join(format!("{tracking}.pdf"));
             match tokio::fs::metadata(&dest).await {
                 Ok(meta) if meta.is_file() && meta.len() == size => {
-                    report.up_to_date.push(tracking)
+                    report.up_to_date.push(tracking.to_string())
                 }
-                _ if dry_run => report.downloaded.push(tracking),
+                _ if dry_run => report.downloaded.push(tracking.to_string()),
                 _ => wanted.push((tracking, dest)),
             }
         }
         let storage = &storage;
         let mut copies = futures_util::stream::iter(wanted)
             .map(|(tracking, dest)| async move {
-                let outcome = copy_label(storage, &tracking, &dest).await;
+                let outcome = copy_label(storage, tracking, &dest).await;
                 (tracking, outcome)
             })
             .buffer_unordered(PARALLEL);
         while let Some((tracking, outcome)) = copies.next().await {
             match outcome {
-                Ok(()) => report.downloaded.push(tracking),
-                Err(why) => report.failed.push((tracking, why)),
+                Ok(()) => report.downloaded.push(tracking.to_string()),
+                Err(why) => report.failed.push((tracking.to_string(), why)),
             }
         }
         match next {
@@ -109,7 +110,7 @@ pub async fn backup(
 }
 
 /// Streams one label into `dest` through a temporary file beside it.
-async fn copy_label(storage: &Storage, tracking: &str, dest: &Path) -> Result<(), String> {
+async fn copy_label(storage: &Storage, tracking: Tracking, dest: &Path) -> Result<(), String> {
     let conditions = Conditions::default();
     let fetch = storage
         .get(GetRequest {

@@ -3,10 +3,10 @@
 //! `{location}/{tracking}.pdf`. Never overwrites unless asked, skips what is not a label,
 //! and reports every file's fate; re-running it is safe.
 
+use crate::tracking::Tracking;
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
-use crate::gateway::valid_tracking;
 use crate::http::full;
 use crate::storage::{PutOutcome, Storage};
 
@@ -54,8 +54,7 @@ pub async fn migrate(
             .file_name()
             .and_then(|n| n.to_str())
             .and_then(|n| n.strip_suffix(".pdf"))
-            .filter(|t| valid_tracking(t))
-            .map(str::to_string);
+            .and_then(|t| Tracking::parse(t).ok());
         let Some(tracking) = tracking else {
             report.skipped_names.push(path);
             continue;
@@ -72,13 +71,13 @@ pub async fn migrate(
             continue;
         }
         if dry_run {
-            report.uploaded.push(tracking);
+            report.uploaded.push(tracking.to_string());
             continue;
         }
         let len = data.len() as u64;
         match storage.put(&tracking, full(data), len, overwrite).await {
-            Ok(PutOutcome::Created { .. }) => report.uploaded.push(tracking),
-            Ok(PutOutcome::AlreadyExists) => report.already_there.push(tracking),
+            Ok(PutOutcome::Created { .. }) => report.uploaded.push(tracking.to_string()),
+            Ok(PutOutcome::AlreadyExists) => report.already_there.push(tracking.to_string()),
             Err(e) => report.failed.push((path, e.to_string())),
         }
     }

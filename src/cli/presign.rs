@@ -5,17 +5,14 @@
 use std::time::{Duration, SystemTime};
 
 use crate::config::{Backend, Config};
-use crate::gateway::valid_tracking;
 use crate::storage::s3::S3Store;
+use crate::tracking::Tracking;
 
 /// Longest lifetime SigV4 allows for a presigned URL.
 pub const MAX_EXPIRY: Duration = Duration::from_secs(7 * 24 * 3600);
 
 pub fn presign(config: &Config, tracking: &str, expires: Duration) -> anyhow::Result<String> {
-    anyhow::ensure!(
-        valid_tracking(tracking),
-        "tracking number must be 1-64 characters of A-Z a-z 0-9 _ -"
-    );
+    let tracking = Tracking::parse(tracking)?;
     anyhow::ensure!(
         config.storage.backend == Backend::S3,
         "presigned links need storage.backend = \"s3\""
@@ -27,7 +24,7 @@ pub fn presign(config: &Config, tracking: &str, expires: Duration) -> anyhow::Re
     let store = S3Store::new(&config.storage)?;
     let url = store.signer().presign(
         &http::Method::GET,
-        &store.object_url(tracking),
+        &store.object_url(&tracking),
         expires,
         SystemTime::now(),
     )?;

@@ -17,6 +17,7 @@ use tokio_util::io::ReaderStream;
 use super::{Fetch, GetRequest, Listed, ObjectHead, PutOutcome, StorageError};
 use crate::config::StorageConfig;
 use crate::http::{empty, Body, BoxError};
+use crate::tracking::Tracking;
 
 const CHUNK: usize = 64 * 1024;
 
@@ -41,12 +42,12 @@ impl LocalStore {
         &self.root
     }
 
-    fn path(&self, tracking: &str) -> PathBuf {
+    fn path(&self, tracking: &Tracking) -> PathBuf {
         self.root.join(format!("{tracking}.pdf"))
     }
 
     pub async fn get(&self, req: GetRequest<'_>) -> Result<Fetch, StorageError> {
-        let path = self.path(req.tracking);
+        let path = self.path(&req.tracking);
         let mut file = match tokio::fs::File::open(&path).await {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Fetch::NotFound),
@@ -104,7 +105,7 @@ impl LocalStore {
 
     pub async fn put(
         &self,
-        tracking: &str,
+        tracking: &Tracking,
         mut body: Body,
         len: u64,
         overwrite: bool,
@@ -204,8 +205,7 @@ impl LocalStore {
             .map(|(key, size)| Listed {
                 tracking: key
                     .strip_suffix(".pdf")
-                    .filter(|t| crate::gateway::valid_tracking(t))
-                    .map(str::to_string),
+                    .and_then(|t| Tracking::parse(t).ok()),
                 key,
                 size,
             })

@@ -13,12 +13,12 @@ use http::HeaderValue;
 
 use crate::config::{Backend, Config};
 use crate::http::{Body, Conditions, RangeSpec};
+use crate::tracking::Tracking;
 
 /// What the gateway asks the store for.
 #[derive(Debug, Clone, Copy)]
 pub struct GetRequest<'a> {
-    /// A validated tracking number (`[A-Za-z0-9_-]{1,64}`).
-    pub tracking: &'a str,
+    pub tracking: Tracking,
     /// A single range to ask for, already parsed.
     pub range: Option<RangeSpec>,
     /// Conditional headers, forwarded as they came.
@@ -75,7 +75,7 @@ pub struct Listed {
     pub key: String,
     /// The label's tracking number when the key is `{location}/{tracking}.pdf` with a
     /// valid one; anything else in the bucket is not a label.
-    pub tracking: Option<String>,
+    pub tracking: Option<Tracking>,
     pub size: u64,
 }
 
@@ -133,7 +133,7 @@ impl Storage {
     /// Streams a label of `len` bytes into the store; never overwrites unless asked.
     pub async fn put(
         &self,
-        tracking: &str,
+        tracking: &Tracking,
         body: Body,
         len: u64,
         overwrite: bool,
@@ -174,7 +174,7 @@ impl Storage {
     }
 
     /// The object key of a label: `{location}/{tracking}.pdf` (or the file name locally).
-    pub fn key(&self, tracking: &str) -> String {
+    pub fn key(&self, tracking: &Tracking) -> String {
         match self {
             Storage::Local(_) => format!("{tracking}.pdf"),
             Storage::S3(s) => s.key(tracking),

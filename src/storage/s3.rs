@@ -24,6 +24,7 @@ use super::{Fetch, GetRequest, Listed, ObjectHead, PutOutcome, StorageError};
 use crate::body::IdleTimeout;
 use crate::config::{Addressing, StorageConfig};
 use crate::http::{empty, Body};
+use crate::tracking::Tracking;
 
 type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
 
@@ -105,7 +106,7 @@ impl S3Store {
         &self.identity
     }
 
-    pub fn key(&self, tracking: &str) -> String {
+    pub fn key(&self, tracking: &Tracking) -> String {
         if self.location.is_empty() {
             format!("{tracking}.pdf")
         } else {
@@ -114,7 +115,7 @@ impl S3Store {
     }
 
     /// The URL of a label's object.
-    pub fn object_url(&self, tracking: &str) -> String {
+    pub fn object_url(&self, tracking: &Tracking) -> String {
         format!("{}{tracking}.pdf", self.base)
     }
 
@@ -123,7 +124,7 @@ impl S3Store {
     }
 
     pub async fn get(&self, req: GetRequest<'_>) -> Result<Fetch, StorageError> {
-        let url = self.object_url(req.tracking);
+        let url = self.object_url(&req.tracking);
         let method = if req.head_only {
             Method::HEAD
         } else {
@@ -196,7 +197,7 @@ impl S3Store {
 
     pub async fn put(
         &self,
-        tracking: &str,
+        tracking: &Tracking,
         body: Body,
         len: u64,
         overwrite: bool,
@@ -381,8 +382,7 @@ fn parse_listing(xml: &[u8], prefix: &str) -> Result<(Vec<Listed>, Option<String
                 .key
                 .strip_prefix(prefix)
                 .and_then(|name| name.strip_suffix(".pdf"))
-                .filter(|t| crate::gateway::valid_tracking(t))
-                .map(str::to_string),
+                .and_then(|t| Tracking::parse(t).ok()),
             key: c.key,
             size: c.size,
         })
@@ -563,7 +563,7 @@ mod tests {
             vec![
                 Listed {
                     key: "labels/1Z999AA10123456784.pdf".into(),
-                    tracking: Some("1Z999AA10123456784".into()),
+                    tracking: Tracking::parse("1Z999AA10123456784").ok(),
                     size: 51200,
                 },
                 Listed {

@@ -15,7 +15,7 @@ use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use http::HeaderValue;
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// SHA-256 of the empty string: the payload hash of a GET or HEAD.
 pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";

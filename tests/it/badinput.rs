@@ -9,11 +9,12 @@ use std::time::{Duration, SystemTime};
 
 use http::header::{self, HeaderMap, HeaderValue};
 use label_gateway::auth::session_cookie;
-use label_gateway::gateway::{route, valid_tracking, Route, LABEL_PREFIX};
+use label_gateway::gateway::{route, Route, LABEL_PREFIX};
 use label_gateway::http::{
     parse_range, Conditions, Precondition, RangeRequest, RangeSpec, Validators,
 };
 use label_gateway::server::Running;
+use label_gateway::tracking::Tracking;
 use proptest::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -80,7 +81,7 @@ fn hostile_tracking() -> impl Strategy<Value = String> {
 /// Whether `{LABEL_PREFIX}{t}` plus an optional `/` is really not a label path: a
 /// generated `/` at the very end is just the route's optional trailing slash.
 fn really_hostile(t: &str, slash: bool) -> bool {
-    slash || !t.strip_suffix('/').is_some_and(valid_tracking)
+    slash || !t.strip_suffix('/').is_some_and(Tracking::is_valid)
 }
 
 proptest! {
@@ -89,7 +90,7 @@ proptest! {
         let p = format!("{LABEL_PREFIX}{path}");
         for candidate in [path.as_str(), p.as_str()] {
             if let Route::Label(t) = route(candidate) {
-                prop_assert!(valid_tracking(t));
+                prop_assert!(Tracking::is_valid(&t));
                 prop_assert!(t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'));
             }
         }
@@ -105,7 +106,7 @@ proptest! {
     #[test]
     fn clean_tracking_numbers_always_route(t in "[A-Za-z0-9_-]{1,64}", slash in any::<bool>()) {
         let path = format!("{LABEL_PREFIX}{t}{}", if slash { "/" } else { "" });
-        prop_assert_eq!(route(&path), Route::Label(&t));
+        prop_assert_eq!(route(&path), Route::Label(Tracking::parse(&t).unwrap()));
     }
 
     #[test]

@@ -8,60 +8,23 @@
 //!   label and store it the same way.
 //! - `DELETE /internal/cache/{tracking}`: evict one label from memory.
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::request::Parts;
 use http::{Method, Response, StatusCode};
-use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use crate::config::{InternalConfig, Secret};
+use super::{Gateway, InternalRoute, Reply};
+use crate::body::Prefixed;
 use crate::error::GatewayError;
-use crate::gateway::{valid_tracking, Gateway};
 use crate::http::{empty, full, Body, BoxError};
+use crate::outbound::{describe, read_limited, Limited};
+use crate::secret::Secret;
 use crate::storage::PutOutcome;
+use crate::tracking::Tracking;
 
 const PDF_MAGIC: &[u8] = b"%PDF-";
-
-/// An `/internal/` route, from the path after `/internal/`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InternalRoute<'a> {
-    /// `PUT /internal/labels/{tracking}`
-    Label(&'a str),
-    /// `POST /internal/labels/{tracking}/fetch`
-    Fetch(&'a str),
-    /// `DELETE /internal/cache/{tracking}`
-    Purge(&'a str),
-    NotFound,
-    BadTracking,
-}
-
-pub fn route(rest: &str) -> InternalRoute<'_> {
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    if let Some(t) = rest.strip_prefix("labels/") {
-        let (t, fetch) = match t.strip_suffix("/fetch") {
-            Some(t) => (t, true),
-            None => (t, false),
-        };
-        return match (valid_tracking(t), fetch) {
-            (false, _) => InternalRoute::BadTracking,
-            (true, false) => InternalRoute::Label(t),
-            (true, true) => InternalRoute::Fetch(t),
-        };
-    }
-    if let Some(t) = rest.strip_prefix("cache/") {
-        return if valid_tracking(t) {
-            InternalRoute::Purge(t)
-        } else {
-            InternalRoute::BadTracking
-        };
-    }
-    InternalRoute::NotFound
-}
 
 /// Checks `Authorization: Bearer <token>` against the configured token.
 pub fn authorized(token: Option<&Secret>, headers: &HeaderMap) -> bool {
@@ -76,20 +39,21 @@ pub fn authorized(token: Option<&Secret>, headers: &HeaderMap) -> bool {
 }
 
 impl Gateway {
-    pub(crate) async fn internal(
+    /// One `/internal/` call: the route must exist (404), then the token must match (401),
+    /// then the handler runs.
+    pub(super) async fn internal(
         &self,
         parts: &Parts,
         body: Incoming,
-        rest: &str,
-    ) -> Result<Response<Body>, GatewayError> {
-        let route = route(rest);
+        route: InternalRoute,
+    ) -> Result<Reply, GatewayError> {
         if route == InternalRoute::NotFound {
             return Err(GatewayError::RouteNotFound);
         }
         if !authorized(self.config.internal.token.as_ref(), &parts.headers) {
             return Err(GatewayError::Unauthorized);
         }
-        match route {
+        let resp = match route {
             InternalRoute::Label(tracking) => {
                 if parts.method != Method::PUT {
                     return Err(GatewayError::MethodNotAllowed { allow: "PUT" });
@@ -108,7 +72,7 @@ impl Gateway {
                 }
                 if let Some(cache) = &self.cache {
                     let purged = cache.purge(&cache.key(tracking)).await;
-                    tracing::info!(tracking, purged, "cache purge");
+                    tracing::info!(%tracking, purged, "cache purge");
                 }
                 let mut r = Response::new(empty());
                 *r.status_mut() = StatusCode::NO_CONTENT;
@@ -116,7 +80,8 @@ impl Gateway {
             }
             InternalRoute::BadTracking => Err(GatewayError::BadTracking),
             InternalRoute::NotFound => Err(GatewayError::RouteNotFound),
-        }
+        }?;
+        Ok(Reply::Response(resp))
     }
 }
 
@@ -127,7 +92,7 @@ impl Gateway {
         &self,
         parts: &Parts,
         body: Incoming,
-        tracking: &str,
+        tracking: Tracking,
     ) -> Result<Response<Body>, GatewayError> {
         let max = self.config.internal.max_upload_bytes.as_u64();
         let overwrite = overwrite_requested(parts);
@@ -159,14 +124,7 @@ impl Gateway {
             return Err(not_pdf());
         }
         let (upload, len) = match declared {
-            Some(len) => (
-                Prefixed {
-                    prefix: Some(prefix),
-                    rest: body,
-                }
-                .boxed(),
-                len,
-            ),
+            Some(len) => (Prefixed::new(prefix, body).boxed(), len),
             // No length (chunked): buffer, bounded, so storage gets a Content-Length.
             None => {
                 let mut buf = BytesMut::from(&prefix[..]);
@@ -195,7 +153,7 @@ impl Gateway {
         &self,
         parts: &Parts,
         body: Incoming,
-        tracking: &str,
+        tracking: Tracking,
     ) -> Result<Response<Body>, GatewayError> {
         let cfg = &self.config.internal;
         let raw = http_body_util::Limited::new(body, 16 * 1024)
@@ -238,18 +196,18 @@ impl Gateway {
             )));
         }
         let max = cfg.max_upload_bytes.as_u64();
-        let bytes = crate::regenerate::read_limited(resp, max)
-            .await
-            .map_err(|e| {
-                if e == "timed out" {
-                    GatewayError::UpstreamTimeout {
-                        what: "carrier download",
-                    }
-                } else {
-                    GatewayError::BadGateway(format!("carrier {host}: {e}"))
+        let Limited::Body(bytes) = read_limited(resp, max).await.map_err(|e| {
+            if e == "timed out" {
+                GatewayError::UpstreamTimeout {
+                    what: "carrier download",
                 }
-            })?
-            .ok_or_else(|| too_large(max))?;
+            } else {
+                GatewayError::BadGateway(format!("carrier {host}: {e}"))
+            }
+        })?
+        else {
+            return Err(too_large(max));
+        };
         if !bytes.starts_with(PDF_MAGIC) {
             return Err(GatewayError::UnsupportedMediaType(format!(
                 "the carrier's answer from {host} is not a PDF"
@@ -264,12 +222,12 @@ impl Gateway {
     /// outcomes) and answers 201 `{key, size, etag}` or 409.
     async fn store(
         &self,
-        tracking: &str,
+        tracking: Tracking,
         body: Body,
         len: u64,
         overwrite: bool,
     ) -> Result<Response<Body>, GatewayError> {
-        match self.storage.put(tracking, body, len, overwrite).await? {
+        match self.storage.put(&tracking, body, len, overwrite).await? {
             PutOutcome::AlreadyExists => Err(GatewayError::Conflict(format!(
                 "label {tracking} already exists; add ?overwrite=true to replace it"
             ))),
@@ -280,9 +238,9 @@ impl Gateway {
                 if let Some(regen) = &self.regenerator {
                     regen.forget(tracking).await;
                 }
-                tracing::info!(tracking, size = len, overwrite, "label ingested");
+                tracing::info!(%tracking, size = len, overwrite, "label ingested");
                 let json = serde_json::json!({
-                    "key": self.storage.key(tracking),
+                    "key": self.storage.key(&tracking),
                     "size": len,
                     "etag": etag,
                 });
@@ -298,34 +256,13 @@ impl Gateway {
     }
 }
 
-/// The client for carrier downloads: connect and total timeouts, a few redirects.
-pub fn carrier_client(cfg: &InternalConfig) -> Result<reqwest::Client, reqwest::Error> {
-    let allow_http = cfg.fetch_allow_http;
-    reqwest::Client::builder()
-        .connect_timeout(cfg.fetch_connect_timeout)
-        .timeout(cfg.fetch_timeout)
-        .redirect(reqwest::redirect::Policy::custom(move |attempt| {
-            let https = attempt.url().scheme() == "https";
-            if attempt.previous().len() >= 5 || !(https || allow_http) {
-                attempt.stop()
-            } else {
-                attempt.follow()
-            }
-        }))
-        .user_agent(concat!("label-gateway/", env!("CARGO_PKG_VERSION")))
-        .build()
-}
-
 fn carrier_error(e: &reqwest::Error, host: &str) -> GatewayError {
     if e.is_timeout() {
         GatewayError::UpstreamTimeout {
             what: "carrier download",
         }
     } else {
-        GatewayError::BadGateway(format!(
-            "carrier {host}: {}",
-            crate::regenerate::describe(e)
-        ))
+        GatewayError::BadGateway(format!("carrier {host}: {}", describe(e)))
     }
 }
 
@@ -393,57 +330,10 @@ async fn read_prefix(body: &mut Body, n: usize) -> Result<Bytes, GatewayError> {
     Ok(buf.freeze())
 }
 
-/// Bytes already read, then the rest of the body.
-struct Prefixed {
-    prefix: Option<Bytes>,
-    rest: Body,
-}
-
-impl HttpBody for Prefixed {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        if let Some(p) = self.prefix.take() {
-            return Poll::Ready(Some(Ok(Frame::data(p))));
-        }
-        Pin::new(&mut self.rest).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.prefix.is_none() && self.rest.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        let p = self.prefix.as_ref().map_or(0, |p| p.len() as u64);
-        let r = self.rest.size_hint();
-        let mut h = SizeHint::new();
-        h.set_lower(r.lower() + p);
-        if let Some(u) = r.upper() {
-            h.set_upper(u + p);
-        }
-        h
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use http::HeaderValue;
-
-    #[test]
-    fn internal_routes_parse() {
-        assert_eq!(route("labels/ABC"), InternalRoute::Label("ABC"));
-        assert_eq!(route("labels/ABC/fetch"), InternalRoute::Fetch("ABC"));
-        assert_eq!(route("labels/A.B"), InternalRoute::BadTracking);
-        assert_eq!(route("cache/ABC"), InternalRoute::Purge("ABC"));
-        assert_eq!(route("cache/ABC/"), InternalRoute::Purge("ABC"));
-        assert_eq!(route("cache/../x"), InternalRoute::BadTracking);
-        assert_eq!(route("nothing"), InternalRoute::NotFound);
-    }
 
     #[test]
     fn bearer_token_must_match_exactly() {

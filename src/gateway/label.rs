@@ -1,0 +1,296 @@
+//! The label path, as named phases called in a fixed order:
+//! check the session → look up the hot cache → fetch from storage → respond
+//! (and, for a label storage lacks, regenerate). Each phase returns a value that says what
+//! happened; only faults are errors.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use http::header::{self, HeaderValue};
+use http::request::Parts;
+use http::Method;
+use http_body_util::BodyExt;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+use super::{Gateway, Reply, Trace};
+use crate::auth::{ClientInfo, Verdict};
+use crate::body::Tee;
+use crate::cache::{CachedLabel, Fill, FillGuard, Filler};
+use crate::config::OnDeny;
+use crate::error::{GatewayError, Refusal};
+use crate::http::{parse_range, Body, Conditions, RangeRequest, RangeSpec};
+use crate::regenerate::Regenerated;
+use crate::storage::{Fetch, GetRequest, ObjectHead};
+use crate::tracking::Tracking;
+
+/// One label request, as the phases see it.
+pub(super) struct LabelRequest<'a> {
+    pub parts: &'a Parts,
+    pub tracking: Tracking,
+    pub peer: SocketAddr,
+    pub request_id: &'a HeaderValue,
+    pub head_only: bool,
+    pub conditions: Conditions,
+    /// A single range to serve (never for HEAD).
+    pub range: Option<RangeSpec>,
+}
+
+impl LabelRequest<'_> {
+    /// Only a plain GET may fill the cache; the rest go straight to storage.
+    fn can_fill(&self) -> bool {
+        self.range.is_none() && !self.head_only && self.conditions.is_empty()
+    }
+}
+
+/// What the hot-cache lookup found.
+enum Lookup {
+    Hit(Arc<CachedLabel>),
+    /// Not in memory: fetch from storage, filling the cache when holding the fill lock.
+    Miss(Option<FillGuard>),
+}
+
+/// Characters escaped in the `next=` parameter (Django keeps `/` readable too).
+const NEXT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'/')
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+impl Gateway {
+    /// session → cache → storage → respond, for one label.
+    pub(super) async fn serve_label(
+        &self,
+        parts: &Parts,
+        tracking: Tracking,
+        peer: SocketAddr,
+        request_id: &HeaderValue,
+        trace: &mut Trace,
+    ) -> Result<Reply, GatewayError> {
+        let req = self.label_request(parts, tracking, peer, request_id)?;
+        if self.check_session(&req, trace).await? == Verdict::Deny {
+            return Ok(Reply::Refused(self.denial(parts)));
+        }
+        match self.lookup_cache(&req, trace).await {
+            Lookup::Hit(label) => Ok(self.serve_from_memory(&req, &label, true)),
+            // Boxed: a hit should not carry (and move) the storage call's state.
+            Lookup::Miss(fill) => Box::pin(self.serve_from_storage(&req, fill)).await,
+        }
+    }
+
+    /// Reads what the phases need from the request head.
+    fn label_request<'a>(
+        &self,
+        parts: &'a Parts,
+        tracking: Tracking,
+        peer: SocketAddr,
+        request_id: &'a HeaderValue,
+    ) -> Result<LabelRequest<'a>, GatewayError> {
+        let cookie_bytes: usize = parts
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .map(|v| v.len())
+            .sum();
+        if cookie_bytes as u64 > self.config.server.max_cookie_bytes.as_u64() {
+            return Err(GatewayError::HeaderTooLarge);
+        }
+        let head_only = parts.method == Method::HEAD;
+        let range = match parse_range(parts.headers.get(header::RANGE)) {
+            RangeRequest::Single(spec) if !head_only => Some(spec),
+            _ => None,
+        };
+        Ok(LabelRequest {
+            parts,
+            tracking,
+            peer,
+            request_id,
+            head_only,
+            conditions: Conditions::from_headers(&parts.headers),
+            range,
+        })
+    }
+
+    /// Phase 1: the session check, always before any cache or storage access.
+    async fn check_session(
+        &self,
+        req: &LabelRequest<'_>,
+        trace: &mut Trace,
+    ) -> Result<Verdict, GatewayError> {
+        let cookie = self.auth.session_cookie(&req.parts.headers);
+        let client = ClientInfo {
+            peer: req.peer.ip(),
+            headers: &req.parts.headers,
+            request_id: req.request_id,
+        };
+        let (verdict, source) = self
+            .auth
+            .check(cookie.as_deref(), req.tracking, client)
+            .await
+            .map_err(|e| GatewayError::AuthUnavailable(e.0))?;
+        trace.auth = Some(source);
+        Ok(verdict)
+    }
+
+    /// Phase 2: the hot cache. A miss that may fill the cache takes the fill lock, or waits
+    /// for the request that holds it and looks once more.
+    async fn lookup_cache(&self, req: &LabelRequest<'_>, trace: &mut Trace) -> Lookup {
+        let Some(cache) = &self.cache else {
+            trace.cache = Some(false);
+            return Lookup::Miss(None);
+        };
+        let key = cache.key(req.tracking);
+        if let Some(label) = cache.get(&key).await {
+            trace.cache = Some(true);
+            return Lookup::Hit(label);
+        }
+        let lookup = if !req.can_fill() {
+            Lookup::Miss(None)
+        } else {
+            match cache.begin_fill(&key) {
+                Fill::Leader(guard) => Lookup::Miss(Some(guard)),
+                Fill::Wait(waiters) => {
+                    cache.wait(waiters).await;
+                    match cache.get(&key).await {
+                        Some(label) => Lookup::Hit(label),
+                        None => Lookup::Miss(None),
+                    }
+                }
+            }
+        };
+        trace.cache = Some(matches!(lookup, Lookup::Hit(_)));
+        lookup
+    }
+
+    /// Phases 3 and 4 for a miss: fetch from storage (filling the cache when `fill` is
+    /// the fill lock), then respond; a label storage lacks goes to regeneration.
+    async fn serve_from_storage(
+        &self,
+        req: &LabelRequest<'_>,
+        fill: Option<FillGuard>,
+    ) -> Result<Reply, GatewayError> {
+        match self.fetch(req).await? {
+            Fetch::Found { head, body } => {
+                let body = match fill {
+                    Some(guard) => self.tee_into_cache(guard, &head, body),
+                    None => body,
+                };
+                Ok(self.found(req, &head, body, false))
+            }
+            Fetch::NotModified {
+                etag,
+                last_modified,
+            } => {
+                let head = ObjectHead {
+                    content_length: 0,
+                    total_size: 0,
+                    range: None,
+                    content_type: None,
+                    etag,
+                    last_modified,
+                };
+                Ok(Reply::Response(self.not_modified(
+                    req.tracking,
+                    &head,
+                    false,
+                )))
+            }
+            Fetch::PreconditionFailed => Ok(Reply::Refused(Refusal::PreconditionFailed)),
+            Fetch::RangeNotSatisfiable { size } => {
+                Ok(Reply::Refused(Refusal::RangeNotSatisfiable { size }))
+            }
+            Fetch::NotFound => self.regenerate_missing(req).await,
+        }
+    }
+
+    /// Phase 3: one storage GET (or HEAD). A range whose `If-Range` no longer matches the
+    /// stored label is fetched again whole, per RFC 9110 §13.1.5.
+    async fn fetch(&self, req: &LabelRequest<'_>) -> Result<Fetch, GatewayError> {
+        let mut get = GetRequest {
+            tracking: req.tracking,
+            range: req.range,
+            conditions: &req.conditions,
+            head_only: req.head_only,
+        };
+        self.metrics.storage_fetches.fetch_add(1, Ordering::Relaxed);
+        let fetch = self.storage.get(get).await?;
+        if let Fetch::Found { head, .. } = &fetch {
+            if head.range.is_some()
+                && !req
+                    .conditions
+                    .range_applies(&super::respond::validators(head))
+            {
+                get.range = None;
+                return Ok(self.storage.get(get).await?);
+            }
+        }
+        Ok(fetch)
+    }
+
+    /// The fill lock's holder streams the body through a tee that inserts the label once
+    /// it passed complete. A body too large (or a range) is not cached: the guard drops
+    /// and any waiters fetch on their own.
+    fn tee_into_cache(&self, guard: FillGuard, head: &ObjectHead, body: Body) -> Body {
+        match &self.cache {
+            Some(cache) if head.range.is_none() && cache.admits(head.content_length) => {
+                let filler = Filler::new(
+                    guard,
+                    head.content_type.clone(),
+                    head.etag.clone(),
+                    head.last_modified.clone(),
+                );
+                Tee::new(body, head.content_length, filler).boxed()
+            }
+            _ => body,
+        }
+    }
+
+    /// Storage has no such label: ask the app to regenerate it (GET only), else the
+    /// "label missing" page.
+    async fn regenerate_missing(&self, req: &LabelRequest<'_>) -> Result<Reply, GatewayError> {
+        let missing = |tracking_url: Option<String>| {
+            Reply::Refused(Refusal::LabelMissing {
+                tracking: req.tracking,
+                tracking_url: tracking_url.or_else(|| self.tracking_url(req.tracking)),
+            })
+        };
+        let regen = match &self.regenerator {
+            Some(r) if !req.head_only => r,
+            _ => return Ok(missing(None)),
+        };
+        let outcome = regen
+            .regenerate(req.tracking, req.request_id)
+            .await
+            .map_err(GatewayError::RegenerateUnavailable)?;
+        match &*outcome {
+            Regenerated::Missing { tracking_url } => Ok(missing(tracking_url.clone())),
+            Regenerated::Label(bytes) => {
+                let label = Arc::new(CachedLabel::fresh_pdf(bytes.clone(), None));
+                Ok(self.serve_from_memory(req, &label, false))
+            }
+        }
+    }
+
+    /// The denied answer: a 404 that reveals nothing, or the login redirect.
+    fn denial(&self, parts: &Parts) -> Refusal {
+        match self.config.auth.on_deny {
+            OnDeny::NotFound => Refusal::Denied,
+            OnDeny::Redirect => {
+                let next = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+                let login = &self.config.auth.login_url;
+                let sep = if login.contains('?') { '&' } else { '?' };
+                let location = format!("{login}{sep}next={}", utf8_percent_encode(next, NEXT));
+                match HeaderValue::try_from(location) {
+                    Ok(location) => Refusal::LoginRedirect { location },
+                    Err(_) => Refusal::Denied,
+                }
+            }
+        }
+    }
+
+    fn tracking_url(&self, tracking: Tracking) -> Option<String> {
+        let t = &self.config.regenerate.tracking_url_template;
+        (!t.is_empty()).then(|| t.replace("{tracking}", tracking.as_str()))
+    }
+}

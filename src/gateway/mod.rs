@@ -1,0 +1,249 @@
+//! The gateway: its parts, and one request from route to access-log line.
+//!
+//! [`Gateway::handle`] reads top to bottom: route, the route's handler, then the one
+//! mapping of refusals and faults to responses (`error.rs`), then the access log. Each
+//! file of this folder has one job:
+//! - `route.rs`: the route table (paths to [`Route`]s, tracking numbers validated);
+//! - `label.rs`: the label path as named phases (session → cache → storage → respond);
+//! - `respond.rs`: label responses (200/206/304, their headers, from storage or memory);
+//! - `internal.rs`: `/internal/...` calls from the app (ingest, carrier fetch, purge);
+//! - `ops.rs`: readiness, `/metrics` and request ids.
+
+mod internal;
+mod label;
+mod ops;
+mod respond;
+mod route;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Instant;
+
+use http::header::{self, HeaderValue};
+use http::request::Parts;
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+pub use route::{route, InternalRoute, Listener, Route, LABEL_PREFIX};
+
+use crate::auth::{Authenticator, Source};
+use crate::cache::LabelCache;
+use crate::config::Config;
+use crate::error::{Audience, GatewayError, Refusal, StartupError};
+use crate::http::{cache_control, Body, X_REQUEST_ID};
+use crate::metrics::Metrics;
+use crate::regenerate::Regenerator;
+use crate::storage::Storage;
+
+/// What a handler answered: a response of its own, or a normal refusal that `error.rs`
+/// turns into one. Faults travel separately, as [`GatewayError`].
+pub enum Reply {
+    Response(Response<Body>),
+    Refused(Refusal),
+}
+
+/// What the access log line says about a request besides method, path and status.
+#[derive(Debug, Default)]
+struct Trace {
+    auth: Option<Source>,
+    cache: Option<bool>,
+}
+
+pub struct Gateway {
+    pub config: Arc<Config>,
+    pub auth: Authenticator,
+    pub storage: Arc<Storage>,
+    /// `None` when `[cache] enabled = false`.
+    pub cache: Option<Arc<LabelCache>>,
+    /// `None` when `[regenerate] url` is empty.
+    pub regenerator: Option<Regenerator>,
+    /// Downloads carrier labels for `/internal/labels/{tracking}/fetch`.
+    carrier: reqwest::Client,
+    pub metrics: Metrics,
+    cache_control: HeaderValue,
+    draining: AtomicBool,
+    readiness: ops::Readiness,
+    request_ids: ops::RequestIds,
+}
+
+impl Gateway {
+    pub fn new(config: Config) -> Result<Gateway, StartupError> {
+        let storage = Arc::new(Storage::from_config(&config)?);
+        let auth = Authenticator::new(&config.auth).map_err(|reason| StartupError::HttpClient {
+            setting: "auth.check_url",
+            reason,
+        })?;
+        let cache = config.cache.enabled.then(|| {
+            Arc::new(LabelCache::new(
+                &config.cache,
+                storage.identity(),
+                config.storage.first_byte_timeout,
+            ))
+        });
+        let regenerator =
+            Regenerator::new(&config, storage.clone(), cache.clone()).map_err(|reason| {
+                StartupError::HttpClient {
+                    setting: "regenerate.url",
+                    reason,
+                }
+            })?;
+        let carrier = crate::outbound::carrier_client(&config.internal).map_err(|reason| {
+            StartupError::HttpClient {
+                setting: "internal.fetch_*",
+                reason,
+            }
+        })?;
+        Ok(Gateway {
+            cache,
+            regenerator,
+            carrier,
+            cache_control: cache_control(config.server.response_max_age),
+            config: Arc::new(config),
+            auth,
+            storage,
+            metrics: Metrics::default(),
+            draining: AtomicBool::new(false),
+            readiness: ops::Readiness::default(),
+            request_ids: ops::RequestIds::new(),
+        })
+    }
+
+    /// Marks the gateway as draining: `/readyz` answers 503 from now on.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// How refusals and faults are told to a caller of `path`.
+    pub fn audience(&self, path: &str) -> Audience {
+        Audience {
+            json: path.starts_with("/internal/"),
+            retry_after_secs: self.config.server.retry_after.as_secs(),
+        }
+    }
+
+    /// The whole request path.
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        listener: Listener,
+    ) -> Response<Body> {
+        let started = self.config.log.access_log.then(Instant::now);
+        self.metrics.requests.fetch_add(1, Ordering::Relaxed);
+        let (parts, body) = req.into_parts();
+        let request_id = self.request_ids.for_request(&parts.headers);
+        let mut trace = Trace::default();
+        let path = parts.uri.path();
+        let outcome = {
+            let mut work = std::pin::pin!(self.dispatch(
+                &parts,
+                body,
+                peer,
+                listener,
+                &request_id,
+                &mut trace
+            ));
+            // A cache hit finishes on its first poll: only a request that has to wait gets
+            // a `request_timeout` timer (creating one costs more than the hit itself).
+            match std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await {
+                Poll::Ready(outcome) => outcome,
+                Poll::Pending => tokio::time::timeout(self.config.server.request_timeout, work)
+                    .await
+                    .unwrap_or(Err(GatewayError::UpstreamTimeout { what: "request" })),
+            }
+        };
+        let mut resp = match outcome {
+            Ok(Reply::Response(resp)) => resp,
+            Ok(Reply::Refused(refusal)) => {
+                if matches!(refusal, Refusal::Denied | Refusal::LoginRedirect { .. }) {
+                    self.metrics.denied.fetch_add(1, Ordering::Relaxed);
+                }
+                refusal.into_response(self.audience(path))
+            }
+            Err(e) => {
+                if e.status().is_server_error() {
+                    tracing::warn!(request_id = ?request_id, path, error = %e, "request failed");
+                    if matches!(e, GatewayError::Storage(_)) {
+                        self.metrics.storage_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                e.into_response(self.audience(path))
+            }
+        };
+        resp.headers_mut()
+            .insert(X_REQUEST_ID.clone(), request_id.clone());
+        let status = resp.status().as_u16();
+        self.metrics.record_status(status);
+        if let Some(started) = started {
+            access_log(&parts, &resp, status, started, &trace, &request_id);
+        }
+        resp
+    }
+
+    /// Route, then the route's handler. Operator routes are boxed so that their state
+    /// does not size every request's future (moved several times per request).
+    async fn dispatch(
+        &self,
+        parts: &Parts,
+        body: Incoming,
+        peer: SocketAddr,
+        listener: Listener,
+        request_id: &HeaderValue,
+        trace: &mut Trace,
+    ) -> Result<Reply, GatewayError> {
+        match route(parts.uri.path()) {
+            Route::BadTracking if listener.public() => Err(GatewayError::BadTracking),
+            Route::Label(tracking) if listener.public() => {
+                if parts.method != Method::GET && parts.method != Method::HEAD {
+                    return Err(GatewayError::MethodNotAllowed { allow: "GET, HEAD" });
+                }
+                self.serve_label(parts, tracking, peer, request_id, trace)
+                    .await
+            }
+            Route::Healthz => Ok(Reply::Response(respond::text(StatusCode::OK, "ok\n"))),
+            Route::Readyz => Box::pin(self.readyz()).await,
+            Route::Metrics if listener.internal() => {
+                Ok(Reply::Response(Box::pin(self.metrics_response()).await))
+            }
+            Route::Internal(internal) if listener.internal() => {
+                Box::pin(self.internal(parts, body, internal)).await
+            }
+            _ => Err(GatewayError::RouteNotFound),
+        }
+    }
+}
+
+/// One line per request: what was asked, what was answered, how the session and the
+/// cache were used. Never a cookie or a query's secret.
+fn access_log(
+    parts: &Parts,
+    resp: &Response<Body>,
+    status: u16,
+    started: Instant,
+    trace: &Trace,
+    request_id: &HeaderValue,
+) {
+    let bytes = http_body::Body::size_hint(resp.body())
+        .exact()
+        .or_else(|| {
+            resp.headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|s| s.parse().ok())
+        })
+        .unwrap_or(0);
+    tracing::info!(
+        target: "access",
+        method = %parts.method,
+        path = parts.uri.path(),
+        status,
+        bytes,
+        duration_us = started.elapsed().as_micros() as u64,
+        auth = trace.auth.map_or("-", Source::as_str),
+        cache = match trace.cache { Some(true) => "hit", Some(false) => "miss", None => "-" },
+        request_id = request_id.to_str().unwrap_or("-"),
+    );
+}

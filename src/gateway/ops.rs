@@ -1,0 +1,133 @@
+//! What operators and orchestrators ask of the gateway itself: readiness (both peers
+//! answer, cached briefly), `/metrics`, and the request id every response carries.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Response, StatusCode};
+
+use super::respond::text;
+use super::{Gateway, Reply};
+use crate::error::GatewayError;
+use crate::http::{full, Body, X_REQUEST_ID};
+use crate::metrics::write_metric;
+
+/// How long a readiness verdict is reused, so a busy orchestrator does not probe storage
+/// on every poll.
+const READY_CACHE: Duration = Duration::from_secs(2);
+
+/// The last readiness verdict and when it was taken.
+#[derive(Default)]
+pub(super) struct Readiness {
+    last: Mutex<Option<(Instant, Result<(), String>)>>,
+}
+
+/// Request ids: the client's when it is a sane token, else a fresh one.
+pub(super) struct RequestIds {
+    seq: AtomicU64,
+    seed: u64,
+}
+
+impl RequestIds {
+    pub fn new() -> RequestIds {
+        RequestIds {
+            seq: AtomicU64::new(0),
+            seed: rand::random(),
+        }
+    }
+
+    /// The client's `X-Request-Id` when it is a sane token, else a fresh one.
+    pub fn for_request(&self, headers: &HeaderMap) -> HeaderValue {
+        if let Some(v) = headers.get(&X_REQUEST_ID) {
+            let b = v.as_bytes();
+            if (1..=128).contains(&b.len())
+                && b.iter()
+                    .all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
+            {
+                return v.clone();
+            }
+        }
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        // A bijective mix of the counter keeps ids unique per process and unguessable-ish.
+        let id = (n ^ self.seed).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ self.seed.rotate_left(17);
+        let mut hex = [0u8; 16];
+        for (i, digit) in hex.iter_mut().enumerate() {
+            *digit = b"0123456789abcdef"[((id >> (60 - 4 * i)) & 0xf) as usize];
+        }
+        HeaderValue::from_bytes(&hex).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    }
+}
+
+impl Gateway {
+    /// `/readyz`: 200 when storage and the session check endpoint both answer, 503 while
+    /// draining or when either does not.
+    pub(super) async fn readyz(&self) -> Result<Reply, GatewayError> {
+        if self.draining.load(Ordering::SeqCst) {
+            return Err(GatewayError::NotReady);
+        }
+        let cached = self
+            .readiness
+            .last
+            .lock()
+            .ok()
+            .and_then(|g| g.clone())
+            .filter(|(at, _)| at.elapsed() < READY_CACHE);
+        let result = match cached {
+            Some((_, r)) => r,
+            None => {
+                // Storage (signed HEAD of the bucket) and the app's check URL (any HTTP
+                // status counts: it is reachable).
+                let (storage, app) = tokio::join!(self.storage.probe(), self.auth.probe());
+                let r = match (storage, app) {
+                    (Ok(()), Ok(())) => Ok(()),
+                    (Err(e), _) => Err(format!("storage: {e}")),
+                    (_, Err(e)) => Err(format!("session check endpoint: {e}")),
+                };
+                if let Ok(mut g) = self.readiness.last.lock() {
+                    *g = Some((Instant::now(), r.clone()));
+                }
+                r
+            }
+        };
+        match result {
+            Ok(()) => Ok(Reply::Response(text(StatusCode::OK, "ready\n"))),
+            Err(e) => {
+                tracing::warn!(error = %e, "not ready");
+                Err(GatewayError::NotReady)
+            }
+        }
+    }
+
+    /// `/metrics` in the Prometheus text format.
+    pub(super) async fn metrics_response(&self) -> Response<Body> {
+        let mut out = String::with_capacity(2048);
+        self.metrics.render(&mut out);
+        if let Some(cache) = &self.cache {
+            cache.settle().await;
+            cache.render_metrics(&mut out);
+        }
+        let a = &self.auth.stats;
+        write_metric(
+            &mut out,
+            "label_gateway_auth_app_calls_total",
+            "counter",
+            "Session checks sent to the app.",
+            a.app_calls.load(Ordering::Relaxed),
+        );
+        write_metric(
+            &mut out,
+            "label_gateway_auth_unavailable_total",
+            "counter",
+            "Session checks that failed (answered 503).",
+            a.unavailable.load(Ordering::Relaxed),
+        );
+        let mut resp = Response::new(full(out));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        );
+        resp
+    }
+}
