@@ -174,7 +174,6 @@ fn range_conditional_eval(c: &mut Criterion) {
 
 fn label_headers_build(c: &mut Criterion) {
     let cache_control = cache_control(Duration::from_secs(86_400));
-    let content_type = HeaderValue::from_static("application/pdf");
     let etag = HeaderValue::from_static(ETAG);
     let last_modified = HeaderValue::from_static(LAST_MODIFIED);
     c.bench_function("label_headers_build", |b| {
@@ -182,7 +181,6 @@ fn label_headers_build(c: &mut Criterion) {
             let mut h = HeaderMap::new();
             LabelHeaders {
                 tracking: black_box(TRACKING),
-                content_type: Some(&content_type),
                 etag: Some(&etag),
                 last_modified: Some(&last_modified),
                 cache_control: &cache_control,

@@ -44,7 +44,6 @@ pub struct CacheKey {
 pub struct CachedLabel {
     pub data: Bytes,
     pub len: u64,
-    pub content_type: Option<HeaderValue>,
     pub etag: Option<HeaderValue>,
     pub last_modified: Option<HeaderValue>,
     /// For the TTL check on the tokio clock (moka's own clock cannot be paused in tests).
@@ -52,28 +51,20 @@ pub struct CachedLabel {
 }
 
 impl CachedLabel {
-    pub fn new(
-        data: Bytes,
-        content_type: Option<HeaderValue>,
-        etag: Option<HeaderValue>,
-        last_modified: Option<HeaderValue>,
-    ) -> Self {
+    pub fn new(data: Bytes, etag: Option<HeaderValue>, last_modified: Option<HeaderValue>) -> Self {
         CachedLabel {
             len: data.len() as u64,
             data,
-            content_type,
             etag,
             last_modified,
             inserted: Instant::now(),
         }
     }
 
-    /// A label just produced by the gateway itself (regenerated): `application/pdf`,
-    /// modified now.
+    /// A label just produced by the gateway itself (regenerated): modified now.
     pub fn fresh_pdf(data: Bytes, etag: Option<HeaderValue>) -> Self {
         CachedLabel::new(
             data,
-            Some(HeaderValue::from_static("application/pdf")),
             etag,
             HeaderValue::try_from(httpdate::fmt_http_date(std::time::SystemTime::now())).ok(),
         )
@@ -343,10 +334,9 @@ impl Drop for FillGuard {
 }
 
 /// What a leader's [`Tee`](crate::body::Tee) hands the complete label to: the fill lock
-/// and the headers to keep with the bytes.
+/// and the validators to keep with the bytes.
 pub struct Filler {
     guard: FillGuard,
-    content_type: Option<HeaderValue>,
     etag: Option<HeaderValue>,
     last_modified: Option<HeaderValue>,
 }
@@ -354,13 +344,11 @@ pub struct Filler {
 impl Filler {
     pub fn new(
         guard: FillGuard,
-        content_type: Option<HeaderValue>,
         etag: Option<HeaderValue>,
         last_modified: Option<HeaderValue>,
     ) -> Filler {
         Filler {
             guard,
-            content_type,
             etag,
             last_modified,
         }
@@ -369,12 +357,8 @@ impl Filler {
 
 impl TeeSink for Filler {
     fn complete(self, data: Bytes) {
-        self.guard.finish(CachedLabel::new(
-            data,
-            self.content_type,
-            self.etag,
-            self.last_modified,
-        ));
+        self.guard
+            .finish(CachedLabel::new(data, self.etag, self.last_modified));
     }
 }
 
@@ -392,7 +376,7 @@ mod tests {
     }
 
     fn label(data: &'static [u8]) -> Arc<CachedLabel> {
-        Arc::new(CachedLabel::new(Bytes::from_static(data), None, None, None))
+        Arc::new(CachedLabel::new(Bytes::from_static(data), None, None))
     }
 
     async fn collect(b: Body) -> Vec<u8> {
@@ -429,7 +413,7 @@ mod tests {
         let key = c.key(t("T1"));
         c.insert(
             key.clone(),
-            CachedLabel::new(Bytes::from_static(b"pdf"), None, None, None),
+            CachedLabel::new(Bytes::from_static(b"pdf"), None, None),
         )
         .await;
         assert!(c.get(&key).await.is_some());
@@ -489,7 +473,7 @@ mod tests {
         let body = http_body_util::StreamBody::new(futures_util::stream::iter(
             frames.map(|f| Ok::<_, BoxError>(Frame::data(f))),
         ));
-        let tee = Tee::new(body.boxed(), 14, Filler::new(guard, None, None, None));
+        let tee = Tee::new(body.boxed(), 14, Filler::new(guard, None, None));
         assert_eq!(collect(tee.boxed()).await, b"%PDF-1.4 hello");
         // The insert runs on a spawned task; the fill lock is released after it.
         for _ in 0..100 {
@@ -517,7 +501,7 @@ mod tests {
             panic!()
         };
         let body = crate::http::full(Bytes::from_static(b"short"));
-        let tee = Tee::new(body, 100, Filler::new(guard, None, None, None));
+        let tee = Tee::new(body, 100, Filler::new(guard, None, None));
         assert_eq!(collect(tee.boxed()).await, b"short");
         tokio::task::yield_now().await;
         assert!(c.get(&key).await.is_none());

@@ -320,6 +320,18 @@ pub struct InternalConfig {
     pub max_upload_bytes: ByteSize,
     /// Carrier label downloads (`/internal/labels/{tracking}/fetch`): allow plain http.
     pub fetch_allow_http: bool,
+    /// Carrier hosts a fetch (and each of its redirects) may reach: exact names or
+    /// `*.suffix`. Empty: any host whose addresses are public. Private, loopback,
+    /// link-local and metadata addresses are refused either way.
+    pub fetch_allow_hosts: Vec<String>,
+    /// Exact `ip:port` pairs a fetch may reach although they are not public. For the test
+    /// suite's stand-in carrier (or an on-premises mirror); never set in production.
+    pub fetch_allow_private: Vec<SocketAddr>,
+    /// Redirects a carrier fetch follows at most (each held to the same rules).
+    pub fetch_max_redirects: usize,
+    /// An egress proxy for carrier fetches (`http://proxy:3128`); empty: none. The
+    /// process environment's `HTTPS_PROXY` is never used.
+    pub fetch_proxy: String,
     #[serde(with = "humantime_serde")]
     pub fetch_connect_timeout: Duration,
     #[serde(with = "humantime_serde")]
@@ -332,6 +344,10 @@ impl Default for InternalConfig {
             token: None,
             max_upload_bytes: ByteSize::mib(20),
             fetch_allow_http: false,
+            fetch_allow_hosts: Vec::new(),
+            fetch_allow_private: Vec::new(),
+            fetch_max_redirects: 5,
+            fetch_proxy: String::new(),
             fetch_connect_timeout: Duration::from_secs(5),
             fetch_timeout: Duration::from_secs(30),
         }
@@ -516,6 +532,7 @@ impl Config {
         if !self.regenerate.url.is_empty() {
             check_http_url("regenerate.url", &self.regenerate.url)?;
         }
+        self.validate_internal()?;
         let tmpl = &self.regenerate.tracking_url_template;
         if !(tmpl.is_empty() || tmpl.starts_with("https://") || tmpl.starts_with("http://")) {
             return Err(invalid(
@@ -590,6 +607,31 @@ impl Config {
                 "storage.location",
                 "a key prefix such as \"labels\": no leading or trailing '/', no '..'",
             ));
+        }
+        Ok(())
+    }
+
+    fn validate_internal(&self) -> Result<(), ConfigError> {
+        let i = &self.internal;
+        for h in &i.fetch_allow_hosts {
+            let name = h.strip_prefix("*.").unwrap_or(h);
+            if name.is_empty()
+                || name.contains('*')
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+            {
+                return Err(invalid(
+                    "internal.fetch_allow_hosts",
+                    format!("{h:?} is not a host name or *.suffix pattern"),
+                ));
+            }
+        }
+        if !i.fetch_proxy.is_empty() {
+            check_http_url("internal.fetch_proxy", &i.fetch_proxy)?;
+        }
+        if i.fetch_max_redirects > 20 {
+            return Err(invalid("internal.fetch_max_redirects", "at most 20"));
         }
         Ok(())
     }

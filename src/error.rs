@@ -134,6 +134,9 @@ pub enum GatewayError {
     UpstreamTimeout { what: &'static str },
     #[error("bad gateway: {0}")]
     BadGateway(String),
+    /// A carrier download failed; the detail is for the log only.
+    #[error("carrier download failed: {0}")]
+    Carrier(String),
 
     // --- the gateway itself
     #[error("not ready")]
@@ -161,7 +164,7 @@ impl GatewayError {
             }
             Storage(e) if e.is_timeout() => StatusCode::GATEWAY_TIMEOUT,
             UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Storage(_) | BadGateway(_) => StatusCode::BAD_GATEWAY,
+            Storage(_) | BadGateway(_) | Carrier(_) => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -172,6 +175,7 @@ impl GatewayError {
             Storage(_) => "storage is not answering correctly".into(),
             AuthUnavailable(_) => "session check unavailable, retry shortly".into(),
             RegenerateUnavailable(_) => "label is being fetched, retry shortly".into(),
+            Carrier(_) => "the carrier URL could not be fetched".into(),
             other => other.to_string(),
         }
     }

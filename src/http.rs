@@ -288,7 +288,6 @@ fn etag_list_matches(list: &HeaderValue, etag: Option<&str>, strong: bool) -> bo
 /// Headers every label response carries (200, 206, 304 and HEAD alike).
 pub struct LabelHeaders<'a> {
     pub tracking: &'a str,
-    pub content_type: Option<&'a HeaderValue>,
     pub etag: Option<&'a HeaderValue>,
     pub last_modified: Option<&'a HeaderValue>,
     pub cache_control: &'a HeaderValue,
@@ -303,7 +302,9 @@ impl LabelHeaders<'_> {
     pub fn write(&self, h: &mut HeaderMap) {
         h.insert(
             header::CONTENT_TYPE,
-            self.content_type.cloned().unwrap_or_else(|| PDF.clone()),
+            // Always: an object stored with another type (`text/html`) must never be
+            // served `inline` on the shop's origin.
+            PDF.clone(),
         );
         if let Some(e) = self.etag {
             h.insert(header::ETAG, e.clone());
@@ -332,15 +333,6 @@ impl LabelHeaders<'_> {
 pub fn cache_control(max_age: Duration) -> HeaderValue {
     HeaderValue::try_from(format!("private, max-age={}", max_age.as_secs()))
         .unwrap_or_else(|_| HeaderValue::from_static("private"))
-}
-
-/// A stored content type is passed on only when it is a plain, printable media type.
-pub fn sane_content_type(v: &HeaderValue) -> bool {
-    let b = v.as_bytes();
-    !b.is_empty()
-        && b.len() < 128
-        && b.iter().all(|c| (0x20..0x7f).contains(c))
-        && b.contains(&b'/')
 }
 
 #[cfg(test)]
@@ -538,7 +530,6 @@ mod tests {
         let cc = cache_control(Duration::from_secs(86400));
         LabelHeaders {
             tracking: "1Z999",
-            content_type: None,
             etag: Some(&hv("\"e\"")),
             last_modified: None,
             cache_control: &cc,
@@ -552,12 +543,5 @@ mod tests {
         assert_eq!(h["x-cache"], "MISS");
         assert_eq!(h["accept-ranges"], "bytes");
         assert_eq!(h["etag"], "\"e\"");
-    }
-
-    #[test]
-    fn content_type_sanity() {
-        assert!(sane_content_type(&hv("application/pdf")));
-        assert!(!sane_content_type(&hv("")));
-        assert!(!sane_content_type(&hv("pdf")));
     }
 }

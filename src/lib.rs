@@ -17,7 +17,8 @@
 //! - [`body`]: every body wrapper on the streaming path.
 //! - [`http`]: body type, `Range` and conditional logic, label response headers.
 //! - [`cli`]: operator commands (`presign`, `migrate`, `backup`).
-//! - Leaves: [`tracking`] (the validated tracking number), [`secret`], [`config`],
+//! - Leaves: [`tracking`] (the validated tracking number), [`netguard`] (which
+//!   addresses an outbound fetch may reach), [`secret`], [`config`],
 //!   [`metrics`], [`telemetry`].
 
 pub mod auth;
@@ -29,6 +30,7 @@ pub mod error;
 pub mod gateway;
 pub mod http;
 pub mod metrics;
+pub mod netguard;
 pub mod outbound;
 pub mod regenerate;
 pub mod secret;

@@ -5,26 +5,53 @@
 //! The app's session check and regeneration endpoint use reqwest clients of their own
 //! (their timeouts and redirect rules differ); they share these helpers.
 
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 
 use crate::config::InternalConfig;
+use crate::netguard::{HostRules, NotAllowed, PublicResolver};
 
-/// The client for carrier downloads: connect and total timeouts, a few redirects.
-pub fn carrier_client(cfg: &InternalConfig) -> Result<reqwest::Client, reqwest::Error> {
-    let allow_http = cfg.fetch_allow_http;
-    reqwest::Client::builder()
+/// The carrier download client and the rules each hop's URL is held to.
+pub struct Carrier {
+    pub client: reqwest::Client,
+    pub rules: Arc<HostRules>,
+}
+
+/// Builds the client for carrier downloads: connect and total timeouts; only public
+/// addresses (checked on every hop's URL, and on every resolved address at connect
+/// time); at most `fetch_max_redirects` redirects, each held to the same rules; no proxy
+/// from the environment.
+pub fn carrier_client(cfg: &InternalConfig) -> Result<Carrier, reqwest::Error> {
+    let rules = Arc::new(HostRules {
+        allow_hosts: cfg.fetch_allow_hosts.clone(),
+        allow_http: cfg.fetch_allow_http,
+        allow_private: cfg.fetch_allow_private.clone(),
+    });
+    let max_redirects = cfg.fetch_max_redirects;
+    let hop_rules = rules.clone();
+    let mut b = reqwest::Client::builder()
         .connect_timeout(cfg.fetch_connect_timeout)
         .timeout(cfg.fetch_timeout)
+        .dns_resolver(PublicResolver::shared())
         .redirect(reqwest::redirect::Policy::custom(move |attempt| {
-            let https = attempt.url().scheme() == "https";
-            if attempt.previous().len() >= 5 || !(https || allow_http) {
-                attempt.stop()
+            if attempt.previous().len() >= max_redirects {
+                attempt.error("too many redirects")
+            } else if hop_rules.check_url(attempt.url()).is_err() {
+                attempt.error(NotAllowed)
             } else {
                 attempt.follow()
             }
         }))
-        .user_agent(USER_AGENT)
-        .build()
+        .no_proxy()
+        .user_agent(USER_AGENT);
+    if !cfg.fetch_proxy.is_empty() {
+        b = b.proxy(reqwest::Proxy::all(&cfg.fetch_proxy)?);
+    }
+    Ok(Carrier {
+        client: b.build()?,
+        rules,
+    })
 }
 
 /// `label-gateway/{version}`, on every outbound call.

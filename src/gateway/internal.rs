@@ -182,15 +182,22 @@ impl Gateway {
             }
             _ => return Err(GatewayError::BadRequest("url must be http(s)".into())),
         }
+        // The same answer for every refused target, and the same for every target that
+        // could not be fetched: the caller learns nothing about what listens where.
+        self.carrier
+            .rules
+            .check_url(&url)
+            .map_err(|e| GatewayError::BadRequest(e.to_string()))?;
         let host = url.host_str().unwrap_or("").to_string();
         let resp = self
             .carrier
+            .client
             .get(url)
             .send()
             .await
             .map_err(|e| carrier_error(&e, &host))?;
         if !resp.status().is_success() {
-            return Err(GatewayError::BadGateway(format!(
+            return Err(GatewayError::Carrier(format!(
                 "carrier {host} answered {}",
                 resp.status().as_u16()
             )));
@@ -202,7 +209,7 @@ impl Gateway {
                     what: "carrier download",
                 }
             } else {
-                GatewayError::BadGateway(format!("carrier {host}: {e}"))
+                GatewayError::Carrier(format!("carrier {host}: {e}"))
             }
         })?
         else {
@@ -262,7 +269,9 @@ fn carrier_error(e: &reqwest::Error, host: &str) -> GatewayError {
             what: "carrier download",
         }
     } else {
-        GatewayError::BadGateway(format!("carrier {host}: {}", describe(e)))
+        // A redirect to a refused address, a name with no public address, a refused or
+        // reset connection: all one answer to the caller; the log has the detail.
+        GatewayError::Carrier(format!("carrier {host}: {}", describe(e)))
     }
 }
 

@@ -186,7 +186,6 @@ impl Gateway {
                     content_length: 0,
                     total_size: 0,
                     range: None,
-                    content_type: None,
                     etag,
                     last_modified,
                 };
@@ -234,12 +233,7 @@ impl Gateway {
     fn tee_into_cache(&self, guard: FillGuard, head: &ObjectHead, body: Body) -> Body {
         match &self.cache {
             Some(cache) if head.range.is_none() && cache.admits(head.content_length) => {
-                let filler = Filler::new(
-                    guard,
-                    head.content_type.clone(),
-                    head.etag.clone(),
-                    head.last_modified.clone(),
-                );
+                let filler = Filler::new(guard, head.etag.clone(), head.last_modified.clone());
                 Tee::new(body, head.content_length, filler).boxed()
             }
             _ => body,

@@ -61,7 +61,7 @@ pub struct Gateway {
     /// `None` when `[regenerate] url` is empty.
     pub regenerator: Option<Regenerator>,
     /// Downloads carrier labels for `/internal/labels/{tracking}/fetch`.
-    carrier: reqwest::Client,
+    carrier: crate::outbound::Carrier,
     pub metrics: Metrics,
     cache_control: HeaderValue,
     draining: AtomicBool,

@@ -40,7 +40,6 @@ impl Gateway {
             content_length: label.len,
             total_size: label.len,
             range: None,
-            content_type: label.content_type.clone(),
             etag: label.etag.clone(),
             last_modified: label.last_modified.clone(),
         };
@@ -129,7 +128,6 @@ impl Gateway {
     ) -> LabelHeaders<'a> {
         LabelHeaders {
             tracking: tracking.as_str(),
-            content_type: head.content_type.as_ref(),
             etag: head.etag.as_ref(),
             last_modified: head.last_modified.as_ref(),
             cache_control: &self.cache_control,

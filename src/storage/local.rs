@@ -81,7 +81,6 @@ impl LocalStore {
             content_length: len,
             total_size: size,
             range,
-            content_type: None,
             etag,
             last_modified,
         };

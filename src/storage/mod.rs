@@ -36,7 +36,6 @@ pub struct ObjectHead {
     pub total_size: u64,
     /// `Some` when the body is a byte range: `(start, end)` inclusive.
     pub range: Option<(u64, u64)>,
-    pub content_type: Option<HeaderValue>,
     pub etag: Option<HeaderValue>,
     pub last_modified: Option<HeaderValue>,
 }

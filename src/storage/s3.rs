@@ -474,10 +474,6 @@ fn object_head(resp: &Response<Incoming>) -> Result<ObjectHead, StorageError> {
         content_length,
         total_size,
         range,
-        content_type: h
-            .get(header::CONTENT_TYPE)
-            .filter(|v| crate::http::sane_content_type(v))
-            .cloned(),
         etag: h.get(header::ETAG).cloned(),
         last_modified: h.get(header::LAST_MODIFIED).cloned(),
     })
