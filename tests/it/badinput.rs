@@ -15,7 +15,6 @@ use label_gateway::http::{
 };
 use label_gateway::server::Running;
 use proptest::prelude::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::{self, pdf_bytes, Responder, S3Server};
 
@@ -206,21 +205,8 @@ async fn live() -> Live {
     }
 }
 
-/// Sends raw bytes on a fresh connection; returns the status (0: no answer at all) and
-/// the raw response.
-async fn raw(addr: std::net::SocketAddr, request: &[u8]) -> (u16, Vec<u8>) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let _ = s.write_all(request).await;
-    let mut buf = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
-    let status = buf
-        .split(|b| *b == b' ')
-        .nth(1)
-        .and_then(|s| std::str::from_utf8(s).ok())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, buf)
-}
+/// How long a raw request waits for the gateway to answer and close.
+const RAW_LIMIT: Duration = Duration::from_secs(10);
 
 /// `GET {target}` with `headers` (raw bytes, `\r\n`-terminated each).
 fn request(target: &[u8], headers: &[u8]) -> Vec<u8> {
@@ -270,9 +256,10 @@ async fn traversal_attempts_are_rejected_before_auth_and_storage() {
         b"/shipping-label/\xef\xbc\x8e\xef\xbc\x8e/",
     ];
     for t in &targets {
-        let (status, resp) = raw(
+        let (status, resp) = support::raw_request(
             l.gw.addr(),
             &request(t, format!("Cookie: {COOKIE}\r\n").as_bytes()),
+            RAW_LIMIT,
         )
         .await;
         let shown = String::from_utf8_lossy(t);
@@ -288,9 +275,10 @@ async fn traversal_attempts_are_rejected_before_auth_and_storage() {
         b"/labels/GOOD1.pdf",
         b"/internal/../shipping-label/GOOD1/",
     ] {
-        let (status, resp) = raw(
+        let (status, resp) = support::raw_request(
             l.gw.addr(),
             &request(t, format!("Cookie: {COOKIE}\r\n").as_bytes()),
+            RAW_LIMIT,
         )
         .await;
         assert!(
@@ -327,7 +315,7 @@ fn generated_hostile_paths_are_never_fetched_and_never_5xx() {
         // `?` and `#` end the path: what precedes them may be a fine tracking number.
         prop_assume!(!t.contains(['?', '#']) && really_hostile(&t, slash));
         let target = format!("{LABEL_PREFIX}{t}{}", if slash { "/" } else { "" });
-        let (status, resp) = rt.block_on(raw(addr, &request(target.as_bytes(), format!("Cookie: {COOKIE}\r\n").as_bytes())));
+        let (status, resp) = rt.block_on(support::raw_request(addr, &request(target.as_bytes(), format!("Cookie: {COOKIE}\r\n").as_bytes()), RAW_LIMIT));
         prop_assert!((400..500).contains(&status), "{:?}: {}", target, status);
         prop_assert!(!has_pdf(&resp));
     });
@@ -382,7 +370,8 @@ async fn malformed_range_and_conditional_headers_are_never_5xx() {
     for h in headers {
         let mut hs = h.to_vec();
         hs.extend_from_slice(format!("\r\nCookie: {COOKIE}\r\n").as_bytes());
-        let (status, resp) = raw(l.gw.addr(), &request(target.as_bytes(), &hs)).await;
+        let (status, resp) =
+            support::raw_request(l.gw.addr(), &request(target.as_bytes(), &hs), RAW_LIMIT).await;
         assert!(
             label_status_ok(status),
             "{}: {status} {}",
@@ -432,7 +421,8 @@ async fn huge_and_malformed_cookies_are_never_5xx() {
         (b"Cookie: sessionid=a;sessionid=b\r\n", &[200]),
     ];
     for (h, expected) in cases {
-        let (status, resp) = raw(l.gw.addr(), &request(target.as_bytes(), h)).await;
+        let (status, resp) =
+            support::raw_request(l.gw.addr(), &request(target.as_bytes(), h), RAW_LIMIT).await;
         let shown = String::from_utf8_lossy(&h[..h.len().min(60)]).to_string();
         assert!(
             expected.contains(&status),
@@ -477,7 +467,8 @@ async fn non_utf8_and_broken_headers_get_a_status_never_5xx() {
     })
     .collect();
     for h in &cases {
-        let (status, resp) = raw(l.gw.addr(), &request(target.as_bytes(), h)).await;
+        let (status, resp) =
+            support::raw_request(l.gw.addr(), &request(target.as_bytes(), h), RAW_LIMIT).await;
         assert!(
             (200..500).contains(&status),
             "{}: {status} {}",
@@ -495,7 +486,7 @@ async fn non_utf8_and_broken_headers_get_a_status_never_5xx() {
         b"GET * HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
         b"CONNECT localhost:80 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
     ] {
-        let (status, _) = raw(l.gw.addr(), line).await;
+        let (status, _) = support::raw_request(l.gw.addr(), line, RAW_LIMIT).await;
         assert!(
             status == 0 || (400..500).contains(&status),
             "{}: {status}",

@@ -8,6 +8,7 @@ pub mod s3;
 pub mod standins;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use label_gateway::config::Config;
 use label_gateway::server::Running;
@@ -106,27 +107,35 @@ pub fn rss_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-/// Sends one raw HTTP/1.1 request (no client-side path normalisation) and returns the
-/// status code and the whole response text.
-pub async fn raw_request(addr: std::net::SocketAddr, request: &[u8]) -> (u16, String) {
+/// Sends `request` as raw bytes on a fresh connection (nothing normalised on the way) and
+/// reads until the gateway closes or `limit` passes. Returns the status (0: no answer at
+/// all) and every byte that came back. A failed write is not an error: the gateway may
+/// answer and close before reading all of a bad request.
+pub async fn raw_request(
+    addr: std::net::SocketAddr,
+    request: &[u8],
+    limit: Duration,
+) -> (u16, Vec<u8>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    s.write_all(request).await.expect("write");
+    let _ = s.write_all(request).await;
     let mut buf = Vec::new();
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut buf)).await;
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let status = text
-        .split(' ')
+    let _ = tokio::time::timeout(limit, s.read_to_end(&mut buf)).await;
+    let status = buf
+        .split(|b| *b == b' ')
         .nth(1)
+        .and_then(|s| std::str::from_utf8(s).ok())
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    (status, text)
+    (status, buf)
 }
 
-/// `GET {path}` as raw bytes with a session cookie, connection closed after.
+/// `GET {path}` as raw bytes with a session cookie, connection closed after; the status
+/// and the response as text.
 pub async fn raw_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     let req = format!(
         "GET {path} HTTP/1.1\r\nHost: localhost\r\nCookie: sessionid=x\r\nConnection: close\r\n\r\n"
     );
-    raw_request(addr, req.as_bytes()).await
+    let (status, bytes) = raw_request(addr, req.as_bytes(), Duration::from_secs(5)).await;
+    (status, String::from_utf8_lossy(&bytes).into_owned())
 }
