@@ -85,18 +85,10 @@ async fn hundred_concurrent_gets_of_a_cold_label_make_one_origin_get() {
 async fn origin_reset_mid_body_errors_the_client_and_caches_nothing() {
     let origin = BrokenOrigin::start(50_000, 10_000, None).await;
     let check = Responder::allow_all().await;
-    let toml = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\nbackend = \"s3\"\nendpoint = \"{}\"\nbucket = \"labels-test\"\n\
-         attempts = 1\n[auth]\ncheck_url = \"{}\"\n[log]\naccess_log = false\n",
-        origin.endpoint(),
-        check.url()
-    );
-    let config = support::config(
-        &toml,
-        &[
-            ("SPACES_ACCESS_KEY_ID", "AK"),
-            ("SPACES_SECRET_ACCESS_KEY", "SK"),
-        ],
+    let config = support::origin_config(
+        &origin.endpoint(),
+        &check.url(),
+        &[("LABEL_GATEWAY_STORAGE__ATTEMPTS", "1")],
     );
     let gw = support::start_gateway(config).await;
     for attempt in 0..2 {

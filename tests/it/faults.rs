@@ -17,26 +17,6 @@ const COOKIE: &str = "sessionid=anything-the-stand-in-allows";
 /// Slack on top of a configured timeout before a test calls it a hang.
 const SLACK: Duration = Duration::from_secs(3);
 
-/// A gateway whose storage is `endpoint` (a stand-in origin), with an allow-all check.
-async fn gateway_on(
-    endpoint: &str,
-    check: &Responder,
-    extra: &[(&str, &str)],
-) -> label_gateway::server::Running {
-    let toml = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\nbackend = \"s3\"\nendpoint = \"{endpoint}\"\n\
-         bucket = \"labels-test\"\nretry_backoff = \"5ms\"\n[auth]\ncheck_url = \"{}\"\n\
-         [log]\naccess_log = false\n",
-        check.url()
-    );
-    let mut env = vec![
-        ("SPACES_ACCESS_KEY_ID", "AK"),
-        ("SPACES_SECRET_ACCESS_KEY", "SK"),
-    ];
-    env.extend_from_slice(extra);
-    support::start_gateway(support::config(&toml, &env)).await
-}
-
 /// A client that gives up well after any configured timeout, so a hang fails the test.
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -68,7 +48,12 @@ async fn origin_reset_mid_body_fails_the_download_caches_nothing_and_serving_goe
     };
     let origin = ScriptedOrigin::start(vec![cut.clone(), cut], Act::ok(&good)).await;
     let check = Responder::allow_all().await;
-    let gw = gateway_on(&origin.endpoint(), &check, &[]).await;
+    let gw = support::start_gateway(support::origin_config(
+        &origin.endpoint(),
+        &check.url(),
+        &[],
+    ))
+    .await;
 
     for attempt in 1..=2 {
         let r = get(&gw, "RESET1").await;
@@ -107,11 +92,11 @@ async fn origin_stalling_mid_body_is_cut_at_the_idle_timeout() {
     let origin = ScriptedOrigin::start(vec![stall], Act::ok(&good)).await;
     let check = Responder::allow_all().await;
     let idle = Duration::from_millis(300);
-    let gw = gateway_on(
+    let gw = support::start_gateway(support::origin_config(
         &origin.endpoint(),
-        &check,
+        &check.url(),
         &[("LABEL_GATEWAY_STORAGE__IDLE_BODY_TIMEOUT", "300ms")],
-    )
+    ))
     .await;
 
     let started = Instant::now();
@@ -146,11 +131,11 @@ async fn origin_500_twice_then_200_is_retried_to_the_right_bytes() {
     )
     .await;
     let check = Responder::allow_all().await;
-    let gw = gateway_on(
+    let gw = support::start_gateway(support::origin_config(
         &origin.endpoint(),
-        &check,
+        &check.url(),
         &[("LABEL_GATEWAY_STORAGE__ATTEMPTS", "3")],
-    )
+    ))
     .await;
     let r = get(&gw, "RETRY1").await;
     assert_eq!(r.status(), 200);
@@ -167,11 +152,11 @@ async fn slow_down_and_a_hangup_before_the_head_are_retried() {
     )
     .await;
     let check = Responder::allow_all().await;
-    let gw = gateway_on(
+    let gw = support::start_gateway(support::origin_config(
         &origin.endpoint(),
-        &check,
+        &check.url(),
         &[("LABEL_GATEWAY_STORAGE__ATTEMPTS", "3")],
-    )
+    ))
     .await;
     let r = get(&gw, "RETRY2").await;
     assert_eq!(r.status(), 200);
@@ -183,11 +168,11 @@ async fn slow_down_and_a_hangup_before_the_head_are_retried() {
 async fn origin_failing_every_attempt_is_502_after_exactly_the_configured_attempts() {
     let origin = ScriptedOrigin::start(vec![], Act::error(500, "InternalError")).await;
     let check = Responder::allow_all().await;
-    let gw = gateway_on(
+    let gw = support::start_gateway(support::origin_config(
         &origin.endpoint(),
-        &check,
+        &check.url(),
         &[("LABEL_GATEWAY_STORAGE__ATTEMPTS", "2")],
-    )
+    ))
     .await;
     let r = get(&gw, "RETRY3").await;
     assert_eq!(r.status(), 502);
@@ -211,11 +196,11 @@ async fn origin_slow_first_byte_is_504_without_a_retry() {
     )
     .await;
     let check = Responder::allow_all().await;
-    let gw = gateway_on(
+    let gw = support::start_gateway(support::origin_config(
         &origin.endpoint(),
-        &check,
+        &check.url(),
         &[("LABEL_GATEWAY_STORAGE__FIRST_BYTE_TIMEOUT", "300ms")],
-    )
+    ))
     .await;
     let started = Instant::now();
     let r = get(&gw, "SLOW1").await;
@@ -240,11 +225,11 @@ async fn whole_request_timeout_is_504() {
     )
     .await;
     let check = Responder::allow_all().await;
-    let gw = gateway_on(
+    let gw = support::start_gateway(support::origin_config(
         &origin.endpoint(),
-        &check,
+        &check.url(),
         &[("LABEL_GATEWAY_SERVER__REQUEST_TIMEOUT", "300ms")],
-    )
+    ))
     .await;
     let started = Instant::now();
     let r = get(&gw, "SLOW2").await;
@@ -256,11 +241,11 @@ async fn whole_request_timeout_is_504() {
 async fn origin_down_is_502() {
     let down = standins::closed_port().await;
     let check = Responder::allow_all().await;
-    let gw = gateway_on(
+    let gw = support::start_gateway(support::origin_config(
         &format!("http://{down}"),
-        &check,
+        &check.url(),
         &[("LABEL_GATEWAY_STORAGE__ATTEMPTS", "2")],
-    )
+    ))
     .await;
     let r = get(&gw, "DOWN1").await;
     assert_eq!(r.status(), 502);
@@ -288,14 +273,14 @@ fn unanswering_listener() -> (tokio::net::TcpListener, Vec<std::net::TcpStream>)
 async fn storage_connect_timeout_is_504() {
     let (listener, _fillers) = unanswering_listener();
     let check = Responder::allow_all().await;
-    let gw = gateway_on(
+    let gw = support::start_gateway(support::origin_config(
         &format!("http://{}", listener.local_addr().unwrap()),
-        &check,
+        &check.url(),
         &[
             ("LABEL_GATEWAY_STORAGE__CONNECT_TIMEOUT", "200ms"),
             ("LABEL_GATEWAY_STORAGE__ATTEMPTS", "2"),
         ],
-    )
+    ))
     .await;
     let started = Instant::now();
     let r = get(&gw, "NOCONN1").await;
@@ -545,11 +530,11 @@ impl HeldOrigin {
         };
         let origin = ScriptedOrigin::start(vec![held; holds], Act::ok(&good)).await;
         let check = Responder::allow_all().await;
-        let gw = gateway_on(
+        let gw = support::start_gateway(support::origin_config(
             &origin.endpoint(),
-            &check,
+            &check.url(),
             &[setting, ("LABEL_GATEWAY_CACHE__ENABLED", "false")],
-        )
+        ))
         .await;
         HeldOrigin {
             open,
@@ -748,14 +733,14 @@ async fn when_every_slot_is_busy_a_newcomer_gets_503_then_is_served_later() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_just_accepted_connection_is_not_closed_to_make_room() {
     let check = Responder::allow_all().await;
-    let gw = gateway_on(
+    let gw = support::start_gateway(support::origin_config(
         "http://127.0.0.1:9",
-        &check,
+        &check.url(),
         &[
             ("LABEL_GATEWAY_SERVER__MAX_CONNECTIONS", "1"),
             ("LABEL_GATEWAY_SERVER__ACCEPT_WAIT", "2s"),
         ],
-    )
+    ))
     .await;
     let addr = gw.addr();
     // The first client connects and takes a few milliseconds to send its request.

@@ -1,6 +1,8 @@
 //! Shared test peers: the real S3 server (s3s-fs with SigV4 verification, in-process), the
 //! real Django test app (a child process on its own sqlite copy), a tiny allow-all check
 //! endpoint for storage-focused tests, and helpers to start the gateway on `127.0.0.1:0`.
+//! One way each to configure a gateway ([`s3_config`], [`origin_config`]), to ask it for a
+//! label ([`get_label`]) and to talk to it over a raw socket ([`raw_request`]).
 #![allow(dead_code)]
 
 pub mod django;
@@ -57,6 +59,34 @@ access_log = false
     let mut env = vec![
         ("SPACES_ACCESS_KEY_ID", s3::ACCESS_KEY),
         ("SPACES_SECRET_ACCESS_KEY", s3::SECRET_KEY),
+    ];
+    env.extend_from_slice(extra);
+    config(&toml, &env)
+}
+
+/// A config whose storage is a hand-written stand-in origin at `endpoint` (a
+/// [`standins::ScriptedOrigin`], or an address that does not answer), with the session
+/// check at `check_url`, plus `extra` overrides. A stand-in checks no signature, so the
+/// credentials are dummies; retries back off 5 ms so retry tests stay quick.
+pub fn origin_config(endpoint: &str, check_url: &str, extra: &[(&str, &str)]) -> Config {
+    let toml = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[storage]
+backend = "s3"
+endpoint = "{endpoint}"
+bucket = "labels-test"
+retry_backoff = "5ms"
+[auth]
+check_url = "{check_url}"
+[log]
+access_log = false
+"#
+    );
+    let mut env = vec![
+        ("SPACES_ACCESS_KEY_ID", "AK"),
+        ("SPACES_SECRET_ACCESS_KEY", "SK"),
     ];
     env.extend_from_slice(extra);
     config(&toml, &env)
