@@ -1,12 +1,11 @@
 //! The hot-label cache against the real S3 server: hits, coalesced misses, admission and
-//! size limits, semantics on hits, auth before cache, purge. A broken origin stand-in for
+//! size limits, semantics on hits, auth before cache, purge. A scripted origin stand-in for
 //! the body cut short mid-way.
 
 use std::time::Duration;
 
-use crate::support::{
-    self, label_url, pdf_bytes, standins::BrokenOrigin, Django, Responder, S3Server,
-};
+use crate::support::standins::{Act, ScriptedOrigin};
+use crate::support::{self, label_url, pdf_bytes, Django, Responder, S3Server};
 
 const COOKIE: &str = "sessionid=allowed-by-the-stand-in";
 
@@ -83,7 +82,12 @@ async fn hundred_concurrent_gets_of_a_cold_label_make_one_origin_get() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn origin_reset_mid_body_errors_the_client_and_caches_nothing() {
-    let origin = BrokenOrigin::start(50_000, 10_000, None).await;
+    let cut = Act::Cut {
+        total: 50_000,
+        sent: 10_000,
+        stall: None,
+    };
+    let origin = ScriptedOrigin::start(vec![], cut).await;
     let check = Responder::allow_all().await;
     let config = support::origin_config(
         &origin.endpoint(),
