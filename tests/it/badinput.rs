@@ -16,7 +16,7 @@ use label_gateway::http::{
 use label_gateway::server::Running;
 use proptest::prelude::*;
 
-use crate::support::{self, pdf_bytes, Responder, S3Server};
+use crate::support::{self, pdf_bytes, Responder, S3Server, ANY_SESSION};
 
 // --- the pure parsers
 
@@ -176,7 +176,6 @@ proptest! {
 // --- the live gateway
 
 const LABEL: &str = "GOOD1";
-const COOKIE: &str = "sessionid=anything-the-stand-in-allows";
 
 struct Live {
     s3: S3Server,
@@ -258,7 +257,7 @@ async fn traversal_attempts_are_rejected_before_auth_and_storage() {
     for t in &targets {
         let (status, resp) = support::raw_request(
             l.gw.addr(),
-            &request(t, format!("Cookie: {COOKIE}\r\n").as_bytes()),
+            &request(t, format!("Cookie: {ANY_SESSION}\r\n").as_bytes()),
             RAW_LIMIT,
         )
         .await;
@@ -277,7 +276,7 @@ async fn traversal_attempts_are_rejected_before_auth_and_storage() {
     ] {
         let (status, resp) = support::raw_request(
             l.gw.addr(),
-            &request(t, format!("Cookie: {COOKIE}\r\n").as_bytes()),
+            &request(t, format!("Cookie: {ANY_SESSION}\r\n").as_bytes()),
             RAW_LIMIT,
         )
         .await;
@@ -315,7 +314,7 @@ fn generated_hostile_paths_are_never_fetched_and_never_5xx() {
         // `?` and `#` end the path: what precedes them may be a fine tracking number.
         prop_assume!(!t.contains(['?', '#']) && really_hostile(&t, slash));
         let target = format!("{LABEL_PREFIX}{t}{}", if slash { "/" } else { "" });
-        let (status, resp) = rt.block_on(support::raw_request(addr, &request(target.as_bytes(), format!("Cookie: {COOKIE}\r\n").as_bytes()), RAW_LIMIT));
+        let (status, resp) = rt.block_on(support::raw_request(addr, &request(target.as_bytes(), format!("Cookie: {ANY_SESSION}\r\n").as_bytes()), RAW_LIMIT));
         prop_assert!((400..500).contains(&status), "{:?}: {}", target, status);
         prop_assert!(!has_pdf(&resp));
     });
@@ -369,7 +368,7 @@ async fn malformed_range_and_conditional_headers_are_never_5xx() {
     let target = format!("/shipping-label/{LABEL}/");
     for h in headers {
         let mut hs = h.to_vec();
-        hs.extend_from_slice(format!("\r\nCookie: {COOKIE}\r\n").as_bytes());
+        hs.extend_from_slice(format!("\r\nCookie: {ANY_SESSION}\r\n").as_bytes());
         let (status, resp) =
             support::raw_request(l.gw.addr(), &request(target.as_bytes(), &hs), RAW_LIMIT).await;
         assert!(
@@ -438,7 +437,7 @@ async fn huge_and_malformed_cookies_are_never_5xx() {
 async fn non_utf8_and_broken_headers_get_a_status_never_5xx() {
     let l = live().await;
     let target = format!("/shipping-label/{LABEL}/");
-    let cookie = format!("Cookie: {COOKIE}\r\n");
+    let cookie = format!("Cookie: {ANY_SESSION}\r\n");
     let cases: Vec<Vec<u8>> = [
         &b"X-Request-Id: \xff\xfe\r\n"[..],
         b"X-Request-Id: ../../etc\r\n",

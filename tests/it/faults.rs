@@ -10,31 +10,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::support::standins::{self, Act, FlappingAuth, ScriptedOrigin};
-use crate::support::{self, label_url, pdf_bytes, Responder, S3Server};
-
-const COOKIE: &str = "sessionid=anything-the-stand-in-allows";
+use crate::support::{self, get_label, pdf_bytes, Responder, S3Server, ANY_SESSION, HANG};
 
 /// Slack on top of a configured timeout before a test calls it a hang.
 const SLACK: Duration = Duration::from_secs(3);
-
-/// A client that gives up well after any configured timeout, so a hang fails the test.
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .timeout(Duration::from_secs(15))
-        .build()
-        .expect("client")
-}
-
-async fn get(gw: &label_gateway::server::Running, tracking: &str) -> reqwest::Response {
-    client()
-        .get(label_url(gw, tracking))
-        .header("cookie", COOKIE)
-        .send()
-        .await
-        .expect("response head")
-}
 
 // --- the origin
 
@@ -54,9 +33,15 @@ async fn origin_reset_mid_body_fails_the_download_caches_nothing_and_serving_goe
         &[],
     ))
     .await;
+    let get = || {
+        get_label(&gw, "RESET1")
+            .cookie(ANY_SESSION)
+            .timeout(HANG)
+            .send()
+    };
 
     for attempt in 1..=2 {
-        let r = get(&gw, "RESET1").await;
+        let r = get().await;
         assert_eq!(r.status(), 200, "the head went out before the cut");
         assert_eq!(r.headers()["content-length"], "50000");
         assert_eq!(
@@ -71,11 +56,11 @@ async fn origin_reset_mid_body_fails_the_download_caches_nothing_and_serving_goe
         assert_eq!(origin.hits(), attempt, "no retry once bytes were sent");
     }
     // The origin recovers: the same gateway serves the label whole, then from memory.
-    let r = get(&gw, "RESET1").await;
+    let r = get().await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-cache"], "MISS");
     assert_eq!(r.bytes().await.unwrap(), good);
-    let r = get(&gw, "RESET1").await;
+    let r = get().await;
     assert_eq!(r.headers()["x-cache"], "HIT");
     assert_eq!(r.bytes().await.unwrap(), good);
     assert_eq!(origin.hits(), 3);
@@ -99,8 +84,14 @@ async fn origin_stalling_mid_body_is_cut_at_the_idle_timeout() {
     ))
     .await;
 
+    let get = || {
+        get_label(&gw, "STALL1")
+            .cookie(ANY_SESSION)
+            .timeout(HANG)
+            .send()
+    };
     let started = Instant::now();
-    let r = get(&gw, "STALL1").await;
+    let r = get().await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-cache"], "MISS");
     assert!(
@@ -113,7 +104,7 @@ async fn origin_stalling_mid_body_is_cut_at_the_idle_timeout() {
         started.elapsed()
     );
     // Nothing was cached: the next request goes to the origin again and gets the label.
-    let r = get(&gw, "STALL1").await;
+    let r = get().await;
     assert_eq!(r.headers()["x-cache"], "MISS");
     assert_eq!(r.bytes().await.unwrap(), good);
     assert_eq!(origin.hits(), 2);
@@ -137,7 +128,11 @@ async fn origin_500_twice_then_200_is_retried_to_the_right_bytes() {
         &[("LABEL_GATEWAY_STORAGE__ATTEMPTS", "3")],
     ))
     .await;
-    let r = get(&gw, "RETRY1").await;
+    let r = get_label(&gw, "RETRY1")
+        .cookie(ANY_SESSION)
+        .timeout(HANG)
+        .send()
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap(), good);
     assert_eq!(origin.hits(), 3);
@@ -158,7 +153,11 @@ async fn slow_down_and_a_hangup_before_the_head_are_retried() {
         &[("LABEL_GATEWAY_STORAGE__ATTEMPTS", "3")],
     ))
     .await;
-    let r = get(&gw, "RETRY2").await;
+    let r = get_label(&gw, "RETRY2")
+        .cookie(ANY_SESSION)
+        .timeout(HANG)
+        .send()
+        .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap(), good);
     assert_eq!(origin.hits(), 3);
@@ -174,7 +173,11 @@ async fn origin_failing_every_attempt_is_502_after_exactly_the_configured_attemp
         &[("LABEL_GATEWAY_STORAGE__ATTEMPTS", "2")],
     ))
     .await;
-    let r = get(&gw, "RETRY3").await;
+    let r = get_label(&gw, "RETRY3")
+        .cookie(ANY_SESSION)
+        .timeout(HANG)
+        .send()
+        .await;
     assert_eq!(r.status(), 502);
     let body = r.text().await.unwrap();
     assert!(
@@ -203,7 +206,11 @@ async fn origin_slow_first_byte_is_504_without_a_retry() {
     ))
     .await;
     let started = Instant::now();
-    let r = get(&gw, "SLOW1").await;
+    let r = get_label(&gw, "SLOW1")
+        .cookie(ANY_SESSION)
+        .timeout(HANG)
+        .send()
+        .await;
     assert_eq!(r.status(), 504);
     assert!(
         started.elapsed() < Duration::from_millis(300) + SLACK,
@@ -232,7 +239,11 @@ async fn whole_request_timeout_is_504() {
     ))
     .await;
     let started = Instant::now();
-    let r = get(&gw, "SLOW2").await;
+    let r = get_label(&gw, "SLOW2")
+        .cookie(ANY_SESSION)
+        .timeout(HANG)
+        .send()
+        .await;
     assert_eq!(r.status(), 504);
     assert!(started.elapsed() < Duration::from_millis(300) + SLACK);
 }
@@ -247,7 +258,11 @@ async fn origin_down_is_502() {
         &[("LABEL_GATEWAY_STORAGE__ATTEMPTS", "2")],
     ))
     .await;
-    let r = get(&gw, "DOWN1").await;
+    let r = get_label(&gw, "DOWN1")
+        .cookie(ANY_SESSION)
+        .timeout(HANG)
+        .send()
+        .await;
     assert_eq!(r.status(), 502);
     assert!(!r.bytes().await.unwrap().starts_with(b"%PDF"));
 }
@@ -283,7 +298,11 @@ async fn storage_connect_timeout_is_504() {
     ))
     .await;
     let started = Instant::now();
-    let r = get(&gw, "NOCONN1").await;
+    let r = get_label(&gw, "NOCONN1")
+        .cookie(ANY_SESSION)
+        .timeout(HANG)
+        .send()
+        .await;
     assert_eq!(
         r.status(),
         504,
@@ -306,7 +325,11 @@ async fn auth_app_slower_than_its_timeout_is_503_within_the_timeout() {
     ))
     .await;
     let started = Instant::now();
-    let r = get(&gw, "AUTHSLOW").await;
+    let r = get_label(&gw, "AUTHSLOW")
+        .cookie(ANY_SESSION)
+        .timeout(HANG)
+        .send()
+        .await;
     assert_eq!(r.status(), 503);
     assert!(r.headers().contains_key("retry-after"));
     assert!(
@@ -329,29 +352,26 @@ async fn flapping_auth_app_under_concurrent_load_never_leaks_a_label() {
     s3.put_label("FLAP1", &data).await;
     let app = FlappingAuth::start(0x5eed).await;
     let gw = support::start_gateway(support::s3_config(&s3, &app.url(), &[])).await;
-    let url = label_url(&gw, "FLAP1");
-    let client = client();
+    let client = support::client();
     let data = Arc::new(data);
 
     let outcomes = futures_util::future::join_all((0..240).map(|i| {
-        let (client, url) = (client.clone(), url.clone());
+        // Three kinds of session, interleaved: a fresh one per request (its verdict is
+        // exactly the app's answer to this request), a few shared ones the app may allow,
+        // and a few it only ever denies or fails.
+        let (kind, cookie) = match i % 3 {
+            0 => ("fresh", format!("sessionid=fresh-{i}")),
+            1 => ("shared", format!("sessionid=shared-{}", i % 4)),
+            _ => ("deny", format!("sessionid=deny-{}", i % 4)),
+        };
+        let id = format!("flap-{i}");
+        let request = get_label(&gw, "FLAP1")
+            .cookie(&cookie)
+            .header("x-request-id", &id)
+            .with_client(&client)
+            .timeout(HANG);
         async move {
-            // Three kinds of session, interleaved: a fresh one per request (its verdict
-            // is exactly the app's answer to this request), a few shared ones the app may
-            // allow, and a few it only ever denies or fails.
-            let (kind, cookie) = match i % 3 {
-                0 => ("fresh", format!("sessionid=fresh-{i}")),
-                1 => ("shared", format!("sessionid=shared-{}", i % 4)),
-                _ => ("deny", format!("sessionid=deny-{}", i % 4)),
-            };
-            let id = format!("flap-{i}");
-            let r = client
-                .get(url)
-                .header("cookie", cookie)
-                .header("x-request-id", &id)
-                .send()
-                .await
-                .expect("response");
+            let r = request.send().await;
             let status = r.status().as_u16();
             let body = r.bytes().await.expect("body");
             (kind, id, status, body)
@@ -557,10 +577,10 @@ async fn a_request_slower_than_the_header_timeout_is_not_cut() {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let _ = open.send(true);
     });
-    let r = client()
-        .get(label_url(gw, "SLOW1"))
-        .header("cookie", COOKIE)
-        .send()
+    let r = get_label(gw, "SLOW1")
+        .cookie(ANY_SESSION)
+        .timeout(HANG)
+        .try_send()
         .await
         .expect("answered, not cut");
     assert_eq!(r.status(), 200);
@@ -663,10 +683,10 @@ async fn ten_thousand_idle_connections_over_the_limit_do_not_lock_out_a_real_cli
     }
 
     let started = Instant::now();
-    let r = client()
-        .get(label_url(&gw, "REAL1"))
-        .header("cookie", COOKIE)
-        .send()
+    let r = get_label(&gw, "REAL1")
+        .cookie(ANY_SESSION)
+        .timeout(HANG)
+        .try_send()
         .await
         .expect("the real client gets an answer");
     assert_eq!(r.status(), 200, "{:?}", r.text().await);
@@ -693,14 +713,11 @@ async fn when_every_slot_is_busy_a_newcomer_gets_503_then_is_served_later() {
     let (open, good, origin, gw) = (&held.open, &held.good, &held.origin, &held.gw);
     let busy: Vec<_> = (0..2)
         .map(|i| {
-            let url = label_url(gw, &format!("BUSY{i}"));
+            let request = get_label(gw, &format!("BUSY{i}"))
+                .cookie(ANY_SESSION)
+                .timeout(HANG);
             tokio::spawn(async move {
-                let r = client()
-                    .get(url)
-                    .header("cookie", COOKIE)
-                    .send()
-                    .await
-                    .unwrap();
+                let r = request.send().await;
                 (r.status().as_u16(), r.bytes().await.unwrap())
             })
         })
@@ -797,7 +814,7 @@ async fn client_that_stops_reading_is_cut_after_the_send_timeout_a_slow_reader_i
             .load(std::sync::atomic::Ordering::Relaxed)
     };
     let request =
-        format!("GET /shipping-label/STALL1/ HTTP/1.1\r\nHost: x\r\nCookie: {COOKIE}\r\nConnection: close\r\n\r\n");
+        format!("GET /shipping-label/STALL1/ HTTP/1.1\r\nHost: x\r\nCookie: {ANY_SESSION}\r\nConnection: close\r\n\r\n");
     let addr = gw.addr();
     let connect = |small_window: bool| {
         let request = request.clone();

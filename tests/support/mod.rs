@@ -109,8 +109,103 @@ pub fn client() -> reqwest::Client {
 }
 
 /// `http://addr/shipping-label/{tracking}/`
-pub fn label_url(gw: &Running, tracking: &str) -> String {
+fn label_url(gw: &Running, tracking: &str) -> String {
     format!("http://{}/shipping-label/{tracking}/", gw.addr())
+}
+
+/// A session cookie for a gateway whose check is an allow-all stand-in: any value passes.
+pub const ANY_SESSION: &str = "sessionid=anything-the-stand-in-allows";
+
+/// How long a test waits for an answer before calling it a hang: well past any timeout a
+/// test configures, so only a hang hits it.
+pub const HANG: Duration = Duration::from_secs(15);
+
+/// `GET /shipping-label/{tracking}/`, built up then sent: the one way tests ask for a label.
+pub fn get_label(gw: &Running, tracking: &str) -> LabelRequest {
+    label_request(gw, reqwest::Method::GET, tracking)
+}
+
+/// `HEAD /shipping-label/{tracking}/`.
+pub fn head_label(gw: &Running, tracking: &str) -> LabelRequest {
+    label_request(gw, reqwest::Method::HEAD, tracking)
+}
+
+/// Any method on `/shipping-label/{tracking}/`.
+pub fn label_request(gw: &Running, method: reqwest::Method, tracking: &str) -> LabelRequest {
+    LabelRequest {
+        method,
+        url: label_url(gw, tracking),
+        headers: Vec::new(),
+        client: None,
+        timeout: None,
+    }
+}
+
+/// A label request: no cookie and no timeout unless added, sent on a fresh [`client`]
+/// unless given a shared one. Owns everything, so it can be built and then moved into a
+/// spawned task.
+#[must_use]
+pub struct LabelRequest {
+    method: reqwest::Method,
+    url: String,
+    headers: Vec<(String, String)>,
+    client: Option<reqwest::Client>,
+    timeout: Option<Duration>,
+}
+
+impl LabelRequest {
+    /// The whole `Cookie` header, e.g. `sessionid=...; theme=dark`.
+    pub fn cookie(self, cookie: &str) -> Self {
+        self.header("cookie", cookie)
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn headers(self, headers: &[(&str, &str)]) -> Self {
+        headers.iter().fold(self, |r, (k, v)| r.header(k, v))
+    }
+
+    /// Appends `?{query}` to the label URL.
+    pub fn query(mut self, query: &str) -> Self {
+        self.url = format!("{}?{query}", self.url);
+        self
+    }
+
+    /// Sends on `client` (its pool, its settings) instead of a fresh one.
+    pub fn with_client(mut self, client: &reqwest::Client) -> Self {
+        self.client = Some(client.clone());
+        self
+    }
+
+    /// Gives up after `limit`, the body included (e.g. [`HANG`]).
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(limit);
+        self
+    }
+
+    /// Sends it; the error, if the gateway gave no response head.
+    pub async fn try_send(self) -> reqwest::Result<reqwest::Response> {
+        let client = self.client.unwrap_or_else(client);
+        let mut r = client.request(self.method, &self.url);
+        for (k, v) in &self.headers {
+            r = r.header(k, v);
+        }
+        if let Some(limit) = self.timeout {
+            r = r.timeout(limit);
+        }
+        r.send().await
+    }
+
+    /// Sends it; panics if the gateway gave no response head.
+    pub async fn send(self) -> reqwest::Response {
+        let what = format!("{} {}", self.method, self.url);
+        self.try_send()
+            .await
+            .unwrap_or_else(|e| panic!("{what}: no response: {e}"))
+    }
 }
 
 /// Deterministic bytes that look like a PDF: `%PDF-` then a pattern, `len` long.
@@ -164,7 +259,7 @@ pub async fn raw_request(
 /// and the response as text.
 pub async fn raw_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nCookie: sessionid=x\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nCookie: {ANY_SESSION}\r\nConnection: close\r\n\r\n"
     );
     let (status, bytes) = raw_request(addr, req.as_bytes(), Duration::from_secs(5)).await;
     (status, String::from_utf8_lossy(&bytes).into_owned())
