@@ -120,6 +120,9 @@ pub const ANY_SESSION: &str = "sessionid=anything-the-stand-in-allows";
 /// test configures, so only a hang hits it.
 pub const HANG: Duration = Duration::from_secs(15);
 
+/// Slack on top of a configured timeout before a test calls it a hang.
+pub const SLACK: Duration = Duration::from_secs(3);
+
 /// `GET /shipping-label/{tracking}/`, built up then sent: the one way tests ask for a label.
 pub fn get_label(gw: &Running, tracking: &str) -> LabelRequest {
     label_request(gw, reqwest::Method::GET, tracking)
