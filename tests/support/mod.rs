@@ -123,7 +123,8 @@ pub const HANG: Duration = Duration::from_secs(15);
 /// Slack on top of a configured timeout before a test calls it a hang.
 pub const SLACK: Duration = Duration::from_secs(3);
 
-/// `GET /shipping-label/{tracking}/`, built up then sent: the one way tests ask for a label.
+/// `GET /shipping-label/{tracking}/`, built up then sent: how tests ask an in-process
+/// gateway for a label (shutdown.rs talks to the binary by address instead).
 pub fn get_label(gw: &Running, tracking: &str) -> LabelRequest {
     label_request(gw, reqwest::Method::GET, tracking)
 }
