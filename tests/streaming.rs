@@ -8,7 +8,7 @@ mod support;
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
-use support::{label_url, pdf_bytes, rss_bytes, Responder, S3Server};
+use support::{get_label, pdf_bytes, rss_bytes, Responder, S3Server, ANY_SESSION};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn fifty_megabyte_download_streams_without_buffering() {
@@ -21,12 +21,7 @@ async fn fifty_megabyte_download_streams_without_buffering() {
     let gw = support::start_gateway(support::s3_config(&s3, &check.url(), &[])).await;
 
     let before = rss_bytes();
-    let resp = support::client()
-        .get(label_url(&gw, "FIFTYMB"))
-        .header("cookie", "sessionid=x")
-        .send()
-        .await
-        .unwrap();
+    let resp = get_label(&gw, "FIFTYMB").cookie(ANY_SESSION).send().await;
     assert_eq!(resp.status(), 200);
     let mut hasher = Sha256::new();
     let mut total = 0usize;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::support::{self, label_url, pdf_bytes, standins, Django, Responder, S3Server};
+use crate::support::{self, get_label, pdf_bytes, standins, Django, Responder, S3Server};
 
 async fn gateway_for(
     django_check: &str,
@@ -11,18 +11,6 @@ async fn gateway_for(
     extra: &[(&str, &str)],
 ) -> label_gateway::server::Running {
     support::start_gateway(support::s3_config(s3, django_check, extra)).await
-}
-
-async fn get(
-    gw: &label_gateway::server::Running,
-    tracking: &str,
-    cookie: Option<&str>,
-) -> reqwest::Response {
-    let mut r = support::client().get(label_url(gw, tracking));
-    if let Some(c) = cookie {
-        r = r.header("cookie", c);
-    }
-    r.send().await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -40,25 +28,23 @@ async fn logged_in_session_gets_the_bytes_and_others_get_404() {
 
     let key = django.session("alice");
     let cookie = format!("csrftoken=abc; sessionid={key}; theme=dark");
-    let r = get(&gw, "AUTH1", Some(&cookie)).await;
+    let r = get_label(&gw, "AUTH1").cookie(&cookie).send().await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap(), data);
 
-    let r = get(&gw, "AUTH1", None).await;
+    let r = get_label(&gw, "AUTH1").send().await;
     assert_eq!(r.status(), 404);
-    let r = get(
-        &gw,
-        "AUTH1",
-        Some("sessionid=forgedforgedforgedforgedforged12"),
-    )
-    .await;
+    let r = get_label(&gw, "AUTH1")
+        .cookie("sessionid=forgedforgedforgedforgedforged12")
+        .send()
+        .await;
     assert_eq!(r.status(), 404);
     let body = r.text().await.unwrap();
     assert!(
         !body.contains("AUTH1"),
         "a denied 404 must not reveal the label: {body}"
     );
-    let r = get(&gw, "AUTH1", Some("sessionid=")).await;
+    let r = get_label(&gw, "AUTH1").cookie("sessionid=").send().await;
     assert_eq!(r.status(), 404);
 }
 
@@ -74,10 +60,11 @@ async fn logged_out_session_is_refused_once_its_verdict_expires() {
     )
     .await;
     let cookie = format!("sessionid={}", django.session("bob"));
-    assert_eq!(get(&gw, "AUTH2", Some(&cookie)).await.status(), 200);
+    let r = get_label(&gw, "AUTH2").cookie(&cookie).send().await;
+    assert_eq!(r.status(), 200);
     django.logout(&cookie).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let r = get(&gw, "AUTH2", Some(&cookie)).await;
+    let r = get_label(&gw, "AUTH2").cookie(&cookie).send().await;
     assert_eq!(r.status(), 404);
 }
 
@@ -90,7 +77,8 @@ async fn only_the_session_cookie_reaches_the_app_and_verdicts_are_cached() {
     let cookie = format!("sessionid={}; other=1", django.session("carol"));
     django.reset_stats().await;
     for _ in 0..5 {
-        assert_eq!(get(&gw, "AUTH3", Some(&cookie)).await.status(), 200);
+        let r = get_label(&gw, "AUTH3").cookie(&cookie).send().await;
+        assert_eq!(r.status(), 200);
     }
     assert_eq!(
         django.access_calls().await,
@@ -109,11 +97,7 @@ async fn on_deny_redirect_sends_302_to_login_with_next() {
         &[("LABEL_GATEWAY_AUTH__ON_DENY", "redirect")],
     )
     .await;
-    let r = support::client()
-        .get(format!("http://{}/shipping-label/AUTH4/?copy=2", gw.addr()))
-        .send()
-        .await
-        .unwrap();
+    let r = get_label(&gw, "AUTH4").query("copy=2").send().await;
     assert_eq!(r.status(), 302);
     assert_eq!(
         r.headers()["location"],
@@ -128,7 +112,7 @@ async fn app_down_or_failing_is_503_with_retry_after_and_no_bytes() {
 
     let down = standins::closed_port().await;
     let gw = gateway_for(&format!("http://{down}/check/{{tracking}}/"), &s3, &[]).await;
-    let r = get(&gw, "AUTH5", Some("sessionid=abc")).await;
+    let r = get_label(&gw, "AUTH5").cookie("sessionid=abc").send().await;
     assert_eq!(r.status(), 503);
     assert!(r.headers().contains_key("retry-after"));
     assert!(!r.bytes().await.unwrap().starts_with(b"%PDF"));
@@ -136,7 +120,7 @@ async fn app_down_or_failing_is_503_with_retry_after_and_no_bytes() {
     let failing = Responder::start(500, Duration::ZERO).await;
     let gw = gateway_for(&failing.url(), &s3, &[]).await;
     for _ in 0..2 {
-        let r = get(&gw, "AUTH5", Some("sessionid=abc")).await;
+        let r = get_label(&gw, "AUTH5").cookie("sessionid=abc").send().await;
         assert_eq!(r.status(), 503);
         assert!(!r.bytes().await.unwrap().starts_with(b"%PDF"));
     }
@@ -157,13 +141,12 @@ async fn fifty_concurrent_requests_with_one_new_session_make_one_app_call() {
     let gw = gateway_for(&django.check_url(), &s3, &[]).await;
     let cookie = format!("sessionid={}", django.session("dave"));
     django.reset_stats().await;
-    let url = label_url(&gw, "AUTH6");
     let client = support::client();
     let mut tasks = Vec::new();
     for _ in 0..50 {
-        let (c, url, cookie) = (client.clone(), url.clone(), cookie.clone());
+        let request = get_label(&gw, "AUTH6").cookie(&cookie).with_client(&client);
         tasks.push(tokio::spawn(async move {
-            let r = c.get(url).header("cookie", cookie).send().await.unwrap();
+            let r = request.send().await;
             (r.status().as_u16(), r.bytes().await.unwrap().len())
         }));
     }
@@ -185,16 +168,8 @@ async fn custom_session_cookie_name_is_honoured() {
     )
     .await;
     let key = django.session("erin");
-    assert_eq!(
-        get(&gw, "AUTH7", Some(&format!("shop_session={key}")))
-            .await
-            .status(),
-        200
-    );
-    assert_eq!(
-        get(&gw, "AUTH7", Some(&format!("sessionid={key}")))
-            .await
-            .status(),
-        404
-    );
+    let r = get_label(&gw, "AUTH7").cookie(&format!("shop_session={key}"));
+    assert_eq!(r.send().await.status(), 200);
+    let r = get_label(&gw, "AUTH7").cookie(&format!("sessionid={key}"));
+    assert_eq!(r.send().await.status(), 404);
 }

@@ -1,28 +1,13 @@
 //! The hot-label cache against the real S3 server: hits, coalesced misses, admission and
-//! size limits, semantics on hits, auth before cache, purge. A broken origin stand-in for
+//! size limits, semantics on hits, auth before cache, purge. A scripted origin stand-in for
 //! the body cut short mid-way.
 
 use std::time::Duration;
 
+use crate::support::standins::{Act, ScriptedOrigin};
 use crate::support::{
-    self, label_url, pdf_bytes, standins::BrokenOrigin, Django, Responder, S3Server,
+    self, get_label, head_label, pdf_bytes, Django, Responder, S3Server, ANY_SESSION,
 };
-
-const COOKIE: &str = "sessionid=allowed-by-the-stand-in";
-
-async fn get(
-    gw: &label_gateway::server::Running,
-    tracking: &str,
-    headers: &[(&str, &str)],
-) -> reqwest::Response {
-    let mut r = support::client()
-        .get(label_url(gw, tracking))
-        .header("cookie", COOKIE);
-    for (k, v) in headers {
-        r = r.header(*k, *v);
-    }
-    r.send().await.unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn second_get_is_a_hit_with_identical_bytes_and_headers() {
@@ -32,11 +17,11 @@ async fn second_get_is_a_hit_with_identical_bytes_and_headers() {
     s3.put_label("HOT1", &data).await;
     let gw = support::start_gateway(support::s3_config(&s3, &check.url(), &[])).await;
 
-    let first = get(&gw, "HOT1", &[]).await;
+    let first = get_label(&gw, "HOT1").cookie(ANY_SESSION).send().await;
     assert_eq!(first.headers()["x-cache"], "MISS");
     let h1 = first.headers().clone();
     assert_eq!(first.bytes().await.unwrap(), data);
-    let second = get(&gw, "HOT1", &[]).await;
+    let second = get_label(&gw, "HOT1").cookie(ANY_SESSION).send().await;
     assert_eq!(second.headers()["x-cache"], "HIT");
     let h2 = second.headers().clone();
     assert_eq!(second.bytes().await.unwrap(), data);
@@ -63,12 +48,13 @@ async fn hundred_concurrent_gets_of_a_cold_label_make_one_origin_get() {
     s3.put_label("COLD1", &data).await;
     let gw = support::start_gateway(support::s3_config(&s3, &check.url(), &[])).await;
     let client = support::client();
-    let url = label_url(&gw, "COLD1");
     let tasks: Vec<_> = (0..100)
         .map(|_| {
-            let (c, url) = (client.clone(), url.clone());
+            let request = get_label(&gw, "COLD1")
+                .cookie(ANY_SESSION)
+                .with_client(&client);
             tokio::spawn(async move {
-                let r = c.get(url).header("cookie", COOKIE).send().await.unwrap();
+                let r = request.send().await;
                 (r.status().as_u16(), r.bytes().await.unwrap())
             })
         })
@@ -83,24 +69,21 @@ async fn hundred_concurrent_gets_of_a_cold_label_make_one_origin_get() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn origin_reset_mid_body_errors_the_client_and_caches_nothing() {
-    let origin = BrokenOrigin::start(50_000, 10_000, None).await;
+    let cut = Act::Cut {
+        total: 50_000,
+        sent: 10_000,
+        stall: None,
+    };
+    let origin = ScriptedOrigin::start(vec![], cut).await;
     let check = Responder::allow_all().await;
-    let toml = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\nbackend = \"s3\"\nendpoint = \"{}\"\nbucket = \"labels-test\"\n\
-         attempts = 1\n[auth]\ncheck_url = \"{}\"\n[log]\naccess_log = false\n",
-        origin.endpoint(),
-        check.url()
-    );
-    let config = support::config(
-        &toml,
-        &[
-            ("SPACES_ACCESS_KEY_ID", "AK"),
-            ("SPACES_SECRET_ACCESS_KEY", "SK"),
-        ],
+    let config = support::origin_config(
+        &origin.endpoint(),
+        &check.url(),
+        &[("LABEL_GATEWAY_STORAGE__ATTEMPTS", "1")],
     );
     let gw = support::start_gateway(config).await;
     for attempt in 0..2 {
-        let r = get(&gw, "BROKEN", &[]).await;
+        let r = get_label(&gw, "BROKEN").cookie(ANY_SESSION).send().await;
         assert_eq!(r.status(), 200, "the head was already sent");
         assert_eq!(r.headers()["x-cache"], "MISS", "attempt {attempt}");
         assert!(
@@ -131,7 +114,7 @@ async fn objects_above_the_object_limit_are_streamed_and_never_cached() {
     ))
     .await;
     for _ in 0..3 {
-        let r = get(&gw, "LARGE", &[]).await;
+        let r = get_label(&gw, "LARGE").cookie(ANY_SESSION).send().await;
         assert_eq!(r.headers()["x-cache"], "MISS");
         assert!(r.bytes().await.unwrap() == data);
     }
@@ -157,7 +140,8 @@ async fn held_bytes_never_exceed_max_bytes() {
     .await;
     let cache = gw.gateway.cache.as_ref().unwrap();
     for i in 0..40u8 {
-        let r = get(&gw, &format!("MANY{i}"), &[]).await;
+        let label = format!("MANY{i}");
+        let r = get_label(&gw, &label).cookie(ANY_SESSION).send().await;
         assert_eq!(r.bytes().await.unwrap().len(), 64 * 1024);
         cache.settle().await;
         assert!(
@@ -176,7 +160,13 @@ async fn range_and_conditional_requests_on_hits() {
     let data = pdf_bytes(10_000, 34);
     s3.put_label("HOTR", &data).await;
     let gw = support::start_gateway(support::s3_config(&s3, &check.url(), &[])).await;
-    let warm = get(&gw, "HOTR", &[]).await;
+    let get = |headers: &[(&str, &str)]| {
+        get_label(&gw, "HOTR")
+            .cookie(ANY_SESSION)
+            .headers(headers)
+            .send()
+    };
+    let warm = get(&[]).await;
     let etag = warm.headers()["etag"].to_str().unwrap().to_string();
     let lm = warm.headers()["last-modified"]
         .to_str()
@@ -184,7 +174,7 @@ async fn range_and_conditional_requests_on_hits() {
         .to_string();
     warm.bytes().await.unwrap();
 
-    let r = get(&gw, "HOTR", &[("range", "bytes=100-199")]).await;
+    let r = get(&[("range", "bytes=100-199")]).await;
     assert_eq!(
         (
             r.status().as_u16(),
@@ -195,19 +185,19 @@ async fn range_and_conditional_requests_on_hits() {
     assert_eq!(r.headers()["content-range"], "bytes 100-199/10000");
     assert_eq!(r.bytes().await.unwrap(), &data[100..200]);
 
-    let r = get(&gw, "HOTR", &[("range", "bytes=-10")]).await;
+    let r = get(&[("range", "bytes=-10")]).await;
     assert_eq!(r.status(), 206);
     assert_eq!(r.bytes().await.unwrap(), &data[9_990..]);
 
-    let r = get(&gw, "HOTR", &[("range", "bytes=10000-")]).await;
+    let r = get(&[("range", "bytes=10000-")]).await;
     assert_eq!(r.status(), 416);
     assert_eq!(r.headers()["content-range"], "bytes */10000");
 
-    let r = get(&gw, "HOTR", &[("range", "bytes=0-1,5-6")]).await;
+    let r = get(&[("range", "bytes=0-1,5-6")]).await;
     assert_eq!(r.status(), 200, "multi-range gets the whole label");
     assert_eq!(r.bytes().await.unwrap(), data);
 
-    let r = get(&gw, "HOTR", &[("if-none-match", &etag)]).await;
+    let r = get(&[("if-none-match", &etag)]).await;
     assert_eq!(
         (
             r.status().as_u16(),
@@ -215,17 +205,12 @@ async fn range_and_conditional_requests_on_hits() {
         ),
         (304, "HIT")
     );
-    let r = get(&gw, "HOTR", &[("if-modified-since", &lm)]).await;
+    let r = get(&[("if-modified-since", &lm)]).await;
     assert_eq!(r.status(), 304);
-    let r = get(&gw, "HOTR", &[("if-match", "\"other\"")]).await;
+    let r = get(&[("if-match", "\"other\"")]).await;
     assert_eq!(r.status(), 412);
 
-    let r = support::client()
-        .head(label_url(&gw, "HOTR"))
-        .header("cookie", COOKIE)
-        .send()
-        .await
-        .unwrap();
+    let r = head_label(&gw, "HOTR").cookie(ANY_SESSION).send().await;
     assert_eq!(r.headers()["x-cache"], "HIT");
     assert_eq!(r.headers()["content-length"], "10000");
     assert!(r.bytes().await.unwrap().is_empty());
@@ -244,36 +229,17 @@ async fn a_hit_with_a_logged_out_session_is_refused() {
     ))
     .await;
     let cookie = format!("sessionid={}", django.session("frank"));
-    let r = support::client()
-        .get(label_url(&gw, "PRIV1"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let r = get_label(&gw, "PRIV1").cookie(&cookie).send().await;
     assert_eq!(r.status(), 200);
     r.bytes().await.unwrap();
-    let r = support::client()
-        .get(label_url(&gw, "PRIV1"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let r = get_label(&gw, "PRIV1").cookie(&cookie).send().await;
     assert_eq!(r.headers()["x-cache"], "HIT");
     django.logout(&cookie).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let r = support::client()
-        .get(label_url(&gw, "PRIV1"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let r = get_label(&gw, "PRIV1").cookie(&cookie).send().await;
     assert_eq!(r.status(), 404);
     assert!(!r.bytes().await.unwrap().starts_with(b"%PDF"));
-    let r = support::client()
-        .get(label_url(&gw, "PRIV1"))
-        .send()
-        .await
-        .unwrap();
+    let r = get_label(&gw, "PRIV1").send().await;
     assert_eq!(r.status(), 404, "no cookie, no cached bytes");
 }
 
@@ -288,8 +254,9 @@ async fn purge_with_the_token_evicts_a_label_and_without_it_is_refused() {
         &[("LABEL_GATEWAY_INTERNAL__TOKEN", "purge-token")],
     ))
     .await;
-    get(&gw, "PURGE1", &[]).await.bytes().await.unwrap();
-    assert_eq!(get(&gw, "PURGE1", &[]).await.headers()["x-cache"], "HIT");
+    let get = || get_label(&gw, "PURGE1").cookie(ANY_SESSION).send();
+    get().await.bytes().await.unwrap();
+    assert_eq!(get().await.headers()["x-cache"], "HIT");
     let url = format!("http://{}/internal/cache/PURGE1", gw.addr());
     let r = support::client().delete(&url).send().await.unwrap();
     assert_eq!(r.status(), 401);
@@ -300,7 +267,7 @@ async fn purge_with_the_token_evicts_a_label_and_without_it_is_refused() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
-    assert_eq!(get(&gw, "PURGE1", &[]).await.headers()["x-cache"], "HIT");
+    assert_eq!(get().await.headers()["x-cache"], "HIT");
     let r = support::client()
         .delete(&url)
         .bearer_auth("purge-token")
@@ -308,7 +275,7 @@ async fn purge_with_the_token_evicts_a_label_and_without_it_is_refused() {
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
-    assert_eq!(get(&gw, "PURGE1", &[]).await.headers()["x-cache"], "MISS");
+    assert_eq!(get().await.headers()["x-cache"], "MISS");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -323,7 +290,7 @@ async fn disabled_cache_always_streams_from_storage() {
     ))
     .await;
     for _ in 0..3 {
-        let r = get(&gw, "NOCACHE", &[]).await;
+        let r = get_label(&gw, "NOCACHE").cookie(ANY_SESSION).send().await;
         assert_eq!(r.headers()["x-cache"], "MISS");
         r.bytes().await.unwrap();
     }
@@ -336,8 +303,9 @@ async fn metrics_expose_cache_counters() {
     let check = Responder::allow_all().await;
     s3.put_label("MET1", &pdf_bytes(3000, 38)).await;
     let gw = support::start_gateway(support::s3_config(&s3, &check.url(), &[])).await;
-    get(&gw, "MET1", &[]).await.bytes().await.unwrap();
-    get(&gw, "MET1", &[]).await.bytes().await.unwrap();
+    let get = || get_label(&gw, "MET1").cookie(ANY_SESSION).send();
+    get().await.bytes().await.unwrap();
+    get().await.bytes().await.unwrap();
     let text = support::client()
         .get(format!("http://{}/metrics", gw.addr()))
         .send()

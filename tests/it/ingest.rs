@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use crate::support::{self, label_url, pdf_bytes, standins::Carrier, Responder, S3Server};
+use crate::support::{
+    self, get_label, pdf_bytes, standins::Carrier, Responder, S3Server, ANY_SESSION,
+};
 
 const TOKEN: &str = "ingest-token-123";
 
@@ -42,12 +44,7 @@ async fn put_stores_a_label_that_the_gateway_then_serves() {
     assert_eq!(json["size"], 60_000);
     assert!(json["etag"].is_string());
     assert_eq!(s3.stored("labels/ING1.pdf").unwrap(), data);
-    let r = support::client()
-        .get(label_url(&gw, "ING1"))
-        .header("cookie", "sessionid=x")
-        .send()
-        .await
-        .unwrap();
+    let r = get_label(&gw, "ING1").cookie(ANY_SESSION).send().await;
     assert_eq!(r.bytes().await.unwrap(), data);
 }
 
@@ -126,12 +123,13 @@ async fn put_with_overwrite_replaces_and_evicts_the_cached_copy() {
         .await
         .unwrap();
     let get = || {
-        c.get(label_url(&gw, "ING6"))
-            .header("cookie", "sessionid=x")
+        get_label(&gw, "ING6")
+            .cookie(ANY_SESSION)
+            .with_client(&c)
             .send()
     };
-    assert_eq!(get().await.unwrap().bytes().await.unwrap(), v1);
-    assert_eq!(get().await.unwrap().headers()["x-cache"], "HIT");
+    assert_eq!(get().await.bytes().await.unwrap(), v1);
+    assert_eq!(get().await.headers()["x-cache"], "HIT");
     let r = c
         .put(format!("{}?overwrite=true", put_url(&gw, "ING6")))
         .bearer_auth(TOKEN)
@@ -141,7 +139,7 @@ async fn put_with_overwrite_replaces_and_evicts_the_cached_copy() {
         .unwrap();
     assert_eq!(r.status(), 201);
     assert_eq!(s3.stored("labels/ING6.pdf").unwrap(), v2);
-    assert_eq!(get().await.unwrap().bytes().await.unwrap(), v2);
+    assert_eq!(get().await.bytes().await.unwrap(), v2);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,6 +1,6 @@
 //! The local folder backend (the shipped default): same semantics as S3, from disk.
 
-use crate::support::{self, label_url, pdf_bytes, Responder};
+use crate::support::{self, get_label, pdf_bytes, Responder, ANY_SESSION};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn local_folder_serves_labels_with_ranges_and_404() {
@@ -20,51 +20,30 @@ async fn local_folder_serves_labels_with_ranges_and_404() {
     ))
     .await;
     let c = support::client();
-    let r = c
-        .get(label_url(&gw, "LOCAL1"))
-        .header("cookie", "sessionid=x")
-        .send()
-        .await
-        .unwrap();
+    let get = |tracking: &str, headers: &[(&str, &str)]| {
+        get_label(&gw, tracking)
+            .cookie(ANY_SESSION)
+            .headers(headers)
+            .with_client(&c)
+            .send()
+    };
+    let r = get("LOCAL1", &[]).await;
     assert_eq!(r.status(), 200);
     let etag = r.headers()["etag"].to_str().unwrap().to_string();
     assert_eq!(r.bytes().await.unwrap(), data);
 
-    let r = c
-        .get(label_url(&gw, "LOCAL1"))
-        .header("cookie", "sessionid=x")
-        .header("range", "bytes=-10")
-        .send()
-        .await
-        .unwrap();
+    let r = get("LOCAL1", &[("range", "bytes=-10")]).await;
     assert_eq!(r.status(), 206);
     assert_eq!(r.headers()["content-range"], "bytes 69990-69999/70000");
     assert_eq!(r.bytes().await.unwrap(), &data[69_990..]);
 
-    let r = c
-        .get(label_url(&gw, "LOCAL1"))
-        .header("cookie", "sessionid=x")
-        .header("if-none-match", &etag)
-        .send()
-        .await
-        .unwrap();
+    let r = get("LOCAL1", &[("if-none-match", &etag)]).await;
     assert_eq!(r.status(), 304);
 
-    let r = c
-        .get(label_url(&gw, "LOCAL1"))
-        .header("cookie", "sessionid=x")
-        .header("range", "bytes=70000-")
-        .send()
-        .await
-        .unwrap();
+    let r = get("LOCAL1", &[("range", "bytes=70000-")]).await;
     assert_eq!(r.status(), 416);
     assert_eq!(r.headers()["content-range"], "bytes */70000");
 
-    let r = c
-        .get(label_url(&gw, "NOTHERE"))
-        .header("cookie", "sessionid=x")
-        .send()
-        .await
-        .unwrap();
+    let r = get("NOTHERE", &[]).await;
     assert_eq!(r.status(), 404);
 }

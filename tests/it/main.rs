@@ -5,12 +5,14 @@
 mod support;
 
 mod auth;
+mod auth_faults;
 mod badinput;
 mod cache;
 mod cli;
-mod faults;
+mod connections;
 mod ingest;
 mod local;
+mod origin_faults;
 mod regenerate;
 mod shutdown;
 mod storage;

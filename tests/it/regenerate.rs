@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::support::{self, label_url, Django, Responder, S3Server};
+use crate::support::{self, get_label, Django, Responder, S3Server};
 
 const TOKEN: &str = "test-regenerate-token";
 
@@ -40,12 +40,7 @@ async fn missing_label_is_regenerated_served_and_stored() {
     let cookie = format!("sessionid={}", django.session("gina"));
     django.reset_stats().await;
 
-    let r = support::client()
-        .get(label_url(&gw, "REGEN001"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let r = get_label(&gw, "REGEN001").cookie(&cookie).send().await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/pdf");
     let body = r.bytes().await.unwrap();
@@ -60,12 +55,7 @@ async fn missing_label_is_regenerated_served_and_stored() {
         .expect("uploaded to the bucket");
     assert_eq!(stored, body.to_vec());
 
-    let r = support::client()
-        .get(label_url(&gw, "REGEN001"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
+    let r = get_label(&gw, "REGEN001").cookie(&cookie).send().await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap(), body);
     assert_eq!(
@@ -82,17 +72,11 @@ async fn fifty_concurrent_requests_for_a_missing_label_regenerate_once() {
     let gw = gateway(&django, &s3, &[]).await;
     let cookie = format!("sessionid={}", django.session("hank"));
     django.reset_stats().await;
-    let url = label_url(&gw, "REGEN050");
     let tasks: Vec<_> = (0..50)
         .map(|_| {
-            let (url, cookie) = (url.clone(), cookie.clone());
+            let request = get_label(&gw, "REGEN050").cookie(&cookie);
             tokio::spawn(async move {
-                let r = support::client()
-                    .get(url)
-                    .header("cookie", cookie)
-                    .send()
-                    .await
-                    .unwrap();
+                let r = request.send().await;
                 (r.status().as_u16(), r.bytes().await.unwrap())
             })
         })
@@ -115,12 +99,7 @@ async fn app_without_a_label_gives_the_tracking_link_and_is_not_asked_again_soon
     let cookie = format!("sessionid={}", django.session("ivan"));
     django.reset_stats().await;
     for _ in 0..3 {
-        let r = support::client()
-            .get(label_url(&gw, "GONE42"))
-            .header("cookie", &cookie)
-            .send()
-            .await
-            .unwrap();
+        let r = get_label(&gw, "GONE42").cookie(&cookie).send().await;
         assert_eq!(r.status(), 404);
         let page = r.text().await.unwrap();
         assert!(page.contains("GONE42"), "{page}");
@@ -143,12 +122,7 @@ async fn app_timing_out_or_failing_is_503_and_nothing_is_stored() {
     let gw = gateway(&django, &s3, &[("LABEL_GATEWAY_REGENERATE__TIMEOUT", "1s")]).await;
     let cookie = format!("sessionid={}", django.session("judy"));
     for tracking in ["SLOW1", "FAIL1"] {
-        let r = support::client()
-            .get(label_url(&gw, tracking))
-            .header("cookie", &cookie)
-            .send()
-            .await
-            .unwrap();
+        let r = get_label(&gw, tracking).cookie(&cookie).send().await;
         assert_eq!(r.status(), 503, "{tracking}");
         assert!(r.headers().contains_key("retry-after"));
         assert!(s3.stored(&format!("labels/{tracking}.pdf")).is_none());
@@ -163,12 +137,7 @@ async fn app_timing_out_or_failing_is_503_and_nothing_is_stored() {
     ))
     .await;
     for _ in 0..2 {
-        let r = support::client()
-            .get(label_url(&gw, "REGEN500"))
-            .header("cookie", &cookie)
-            .send()
-            .await
-            .unwrap();
+        let r = get_label(&gw, "REGEN500").cookie(&cookie).send().await;
         assert_eq!(r.status(), 503);
     }
     assert_eq!(failing.hits(), 2);

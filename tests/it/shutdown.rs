@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::support::{self, pdf_bytes, s3, Django, Responder, S3Server};
+use crate::support::{self, pdf_bytes, s3, Django, Responder, S3Server, ANY_SESSION};
 
 /// A running `label-gateway` child; killed when dropped.
 struct GatewayProcess {
@@ -137,8 +137,6 @@ fn s3_toml(s3: &S3Server, check_url: &str, server: &str, extra: &str) -> String 
     )
 }
 
-const COOKIE: &str = "sessionid=anything-the-stand-in-allows";
-
 /// One download over a raw socket with a small receive buffer, so the client controls
 /// how fast the gateway can send: reads `hold_at` bytes of body, reports, waits for `go`,
 /// then reads the rest. Returns whether the whole body arrived and matched.
@@ -153,7 +151,7 @@ async fn held_download(
     let socket = TcpSocket::new_v4().map_err(|e| e.to_string())?;
     let _ = socket.set_recv_buffer_size(16 * 1024);
     let mut s = socket.connect(addr).await.map_err(|e| e.to_string())?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nCookie: {COOKIE}\r\n\r\n");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nCookie: {ANY_SESSION}\r\n\r\n");
     s.write_all(req.as_bytes())
         .await
         .map_err(|e| e.to_string())?;

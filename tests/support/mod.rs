@@ -1,6 +1,8 @@
 //! Shared test peers: the real S3 server (s3s-fs with SigV4 verification, in-process), the
 //! real Django test app (a child process on its own sqlite copy), a tiny allow-all check
 //! endpoint for storage-focused tests, and helpers to start the gateway on `127.0.0.1:0`.
+//! One way each to configure a gateway ([`s3_config`], [`origin_config`]), to ask it for a
+//! label ([`get_label`]) and to talk to it over a raw socket ([`raw_request`]).
 #![allow(dead_code)]
 
 pub mod django;
@@ -8,6 +10,7 @@ pub mod s3;
 pub mod standins;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use label_gateway::config::Config;
 use label_gateway::server::Running;
@@ -61,6 +64,34 @@ access_log = false
     config(&toml, &env)
 }
 
+/// A config whose storage is a hand-written stand-in origin at `endpoint` (a
+/// [`standins::ScriptedOrigin`], or an address that does not answer), with the session
+/// check at `check_url`, plus `extra` overrides. A stand-in checks no signature, so the
+/// credentials are dummies; retries back off 5 ms so retry tests stay quick.
+pub fn origin_config(endpoint: &str, check_url: &str, extra: &[(&str, &str)]) -> Config {
+    let toml = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[storage]
+backend = "s3"
+endpoint = "{endpoint}"
+bucket = "labels-test"
+retry_backoff = "5ms"
+[auth]
+check_url = "{check_url}"
+[log]
+access_log = false
+"#
+    );
+    let mut env = vec![
+        ("SPACES_ACCESS_KEY_ID", "AK"),
+        ("SPACES_SECRET_ACCESS_KEY", "SK"),
+    ];
+    env.extend_from_slice(extra);
+    config(&toml, &env)
+}
+
 /// Starts the gateway in-process.
 pub async fn start_gateway(config: Config) -> Running {
     label_gateway::server::start(config)
@@ -78,8 +109,107 @@ pub fn client() -> reqwest::Client {
 }
 
 /// `http://addr/shipping-label/{tracking}/`
-pub fn label_url(gw: &Running, tracking: &str) -> String {
+fn label_url(gw: &Running, tracking: &str) -> String {
     format!("http://{}/shipping-label/{tracking}/", gw.addr())
+}
+
+/// A session cookie for a gateway whose check is an allow-all stand-in: any value passes.
+pub const ANY_SESSION: &str = "sessionid=anything-the-stand-in-allows";
+
+/// How long a test waits for an answer before calling it a hang: well past any timeout a
+/// test configures, so only a hang hits it.
+pub const HANG: Duration = Duration::from_secs(15);
+
+/// Slack on top of a configured timeout before a test calls it a hang.
+pub const SLACK: Duration = Duration::from_secs(3);
+
+/// `GET /shipping-label/{tracking}/`, built up then sent: how tests ask an in-process
+/// gateway for a label (shutdown.rs talks to the binary by address instead).
+pub fn get_label(gw: &Running, tracking: &str) -> LabelRequest {
+    label_request(gw, reqwest::Method::GET, tracking)
+}
+
+/// `HEAD /shipping-label/{tracking}/`.
+pub fn head_label(gw: &Running, tracking: &str) -> LabelRequest {
+    label_request(gw, reqwest::Method::HEAD, tracking)
+}
+
+/// Any method on `/shipping-label/{tracking}/`.
+pub fn label_request(gw: &Running, method: reqwest::Method, tracking: &str) -> LabelRequest {
+    LabelRequest {
+        method,
+        url: label_url(gw, tracking),
+        headers: Vec::new(),
+        client: None,
+        timeout: None,
+    }
+}
+
+/// A label request: no cookie and no timeout unless added, sent on a fresh [`client`]
+/// unless given a shared one. Owns everything, so it can be built and then moved into a
+/// spawned task.
+#[must_use]
+pub struct LabelRequest {
+    method: reqwest::Method,
+    url: String,
+    headers: Vec<(String, String)>,
+    client: Option<reqwest::Client>,
+    timeout: Option<Duration>,
+}
+
+impl LabelRequest {
+    /// The whole `Cookie` header, e.g. `sessionid=...; theme=dark`.
+    pub fn cookie(self, cookie: &str) -> Self {
+        self.header("cookie", cookie)
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn headers(self, headers: &[(&str, &str)]) -> Self {
+        headers.iter().fold(self, |r, (k, v)| r.header(k, v))
+    }
+
+    /// Appends `?{query}` to the label URL.
+    pub fn query(mut self, query: &str) -> Self {
+        self.url = format!("{}?{query}", self.url);
+        self
+    }
+
+    /// Sends on `client` (its pool, its settings) instead of a fresh one.
+    pub fn with_client(mut self, client: &reqwest::Client) -> Self {
+        self.client = Some(client.clone());
+        self
+    }
+
+    /// Gives up after `limit`, the body included (e.g. [`HANG`]).
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(limit);
+        self
+    }
+
+    /// Sends it; the error, if the gateway gave no response head.
+    pub async fn try_send(self) -> reqwest::Result<reqwest::Response> {
+        let client = self.client.unwrap_or_else(client);
+        let mut r = client.request(self.method, &self.url);
+        for (k, v) in &self.headers {
+            r = r.header(k, v);
+        }
+        if let Some(limit) = self.timeout {
+            r = r.timeout(limit);
+        }
+        r.send().await
+    }
+
+    /// Sends it; panics if the gateway gave no response head.
+    pub async fn send(self) -> reqwest::Response {
+        let what = format!("{} {}", self.method, self.url);
+        self.try_send()
+            .await
+            .unwrap_or_else(|e| panic!("{what}: no response: {e}"))
+    }
 }
 
 /// Deterministic bytes that look like a PDF: `%PDF-` then a pattern, `len` long.
@@ -106,27 +236,35 @@ pub fn rss_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-/// Sends one raw HTTP/1.1 request (no client-side path normalisation) and returns the
-/// status code and the whole response text.
-pub async fn raw_request(addr: std::net::SocketAddr, request: &[u8]) -> (u16, String) {
+/// Sends `request` as raw bytes on a fresh connection (nothing normalised on the way) and
+/// reads until the gateway closes or `limit` passes. Returns the status (0: no answer at
+/// all) and every byte that came back. A failed write is not an error: the gateway may
+/// answer and close before reading all of a bad request.
+pub async fn raw_request(
+    addr: std::net::SocketAddr,
+    request: &[u8],
+    limit: Duration,
+) -> (u16, Vec<u8>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    s.write_all(request).await.expect("write");
+    let _ = s.write_all(request).await;
     let mut buf = Vec::new();
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut buf)).await;
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let status = text
-        .split(' ')
+    let _ = tokio::time::timeout(limit, s.read_to_end(&mut buf)).await;
+    let status = buf
+        .split(|b| *b == b' ')
         .nth(1)
+        .and_then(|s| std::str::from_utf8(s).ok())
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    (status, text)
+    (status, buf)
 }
 
-/// `GET {path}` as raw bytes with a session cookie, connection closed after.
+/// `GET {path}` as raw bytes with a session cookie, connection closed after; the status
+/// and the response as text.
 pub async fn raw_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nCookie: sessionid=x\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nCookie: {ANY_SESSION}\r\nConnection: close\r\n\r\n"
     );
-    raw_request(addr, req.as_bytes()).await
+    let (status, bytes) = raw_request(addr, req.as_bytes(), Duration::from_secs(5)).await;
+    (status, String::from_utf8_lossy(&bytes).into_owned())
 }

@@ -84,69 +84,6 @@ pub async fn closed_port() -> SocketAddr {
     a
 }
 
-/// An origin that promises `total` bytes and sends only `sent` before closing the
-/// connection (or, with `stall`, before going silent): a body cut short mid-way.
-pub struct BrokenOrigin {
-    pub addr: SocketAddr,
-    pub hits: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl BrokenOrigin {
-    pub async fn start(total: usize, sent: usize, stall: Option<Duration>) -> BrokenOrigin {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let hits = Arc::new(AtomicUsize::new(0));
-        let h = hits.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((mut s, _)) = listener.accept().await else {
-                    continue;
-                };
-                let h = h.clone();
-                tokio::spawn(async move {
-                    let mut buf = vec![0u8; 8192];
-                    let mut got = Vec::new();
-                    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match s.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => got.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    h.fetch_add(1, Ordering::SeqCst);
-                    let head = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Length: {total}\r\nContent-Type: application/pdf\r\n\
-                         ETag: \"broken\"\r\nLast-Modified: Wed, 21 Oct 2026 07:28:00 GMT\r\n\r\n"
-                    );
-                    let _ = s.write_all(head.as_bytes()).await;
-                    let _ = s.write_all(&vec![b'x'; sent]).await;
-                    let _ = s.flush().await;
-                    if let Some(d) = stall {
-                        tokio::time::sleep(d).await;
-                    }
-                    // Dropping the socket closes it with the body incomplete.
-                });
-            }
-        });
-        BrokenOrigin { addr, hits, task }
-    }
-
-    pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    pub fn hits(&self) -> usize {
-        self.hits.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for BrokenOrigin {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 /// A carrier's label server: answers every GET with `body` (after `delay`), counting hits.
 pub struct Carrier {
     pub addr: SocketAddr,

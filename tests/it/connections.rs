@@ -1,408 +1,16 @@
-//! Faults around the gateway: an origin that resets, stalls, fails or is slow; an auth app
-//! that is slow or flaps; clients that dribble headers, idle, or flood the connection limit.
-//! Each test pins what the client sees. Time only appears as generous "does not hang"
-//! bounds.
+//! Connection handling against clients that misbehave: heads dribbled a byte at a time,
+//! connections that send nothing or idle after a request, requests slower than the header
+//! timeout, ten thousand idle sockets against the connection limit, every slot busy, and
+//! clients that stop reading. Each test pins what the client sees. Time only appears as
+//! generous "does not hang" bounds.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::standins::{self, Act, FlappingAuth, ScriptedOrigin};
-use crate::support::{self, label_url, pdf_bytes, Responder, S3Server};
-
-const COOKIE: &str = "sessionid=anything-the-stand-in-allows";
-
-/// Slack on top of a configured timeout before a test calls it a hang.
-const SLACK: Duration = Duration::from_secs(3);
-
-/// A gateway whose storage is `endpoint` (a stand-in origin), with an allow-all check.
-async fn gateway_on(
-    endpoint: &str,
-    check: &Responder,
-    extra: &[(&str, &str)],
-) -> label_gateway::server::Running {
-    let toml = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\nbackend = \"s3\"\nendpoint = \"{endpoint}\"\n\
-         bucket = \"labels-test\"\nretry_backoff = \"5ms\"\n[auth]\ncheck_url = \"{}\"\n\
-         [log]\naccess_log = false\n",
-        check.url()
-    );
-    let mut env = vec![
-        ("SPACES_ACCESS_KEY_ID", "AK"),
-        ("SPACES_SECRET_ACCESS_KEY", "SK"),
-    ];
-    env.extend_from_slice(extra);
-    support::start_gateway(support::config(&toml, &env)).await
-}
-
-/// A client that gives up well after any configured timeout, so a hang fails the test.
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .timeout(Duration::from_secs(15))
-        .build()
-        .expect("client")
-}
-
-async fn get(gw: &label_gateway::server::Running, tracking: &str) -> reqwest::Response {
-    client()
-        .get(label_url(gw, tracking))
-        .header("cookie", COOKIE)
-        .send()
-        .await
-        .expect("response head")
-}
-
-// --- the origin
-
-#[tokio::test(flavor = "multi_thread")]
-async fn origin_reset_mid_body_fails_the_download_caches_nothing_and_serving_goes_on() {
-    let good = pdf_bytes(50_000, 61);
-    let cut = Act::Cut {
-        total: 50_000,
-        sent: 10_000,
-        stall: None,
-    };
-    let origin = ScriptedOrigin::start(vec![cut.clone(), cut], Act::ok(&good)).await;
-    let check = Responder::allow_all().await;
-    let gw = gateway_on(&origin.endpoint(), &check, &[]).await;
-
-    for attempt in 1..=2 {
-        let r = get(&gw, "RESET1").await;
-        assert_eq!(r.status(), 200, "the head went out before the cut");
-        assert_eq!(r.headers()["content-length"], "50000");
-        assert_eq!(
-            r.headers()["x-cache"],
-            "MISS",
-            "attempt {attempt}: nothing cached"
-        );
-        assert!(
-            r.bytes().await.is_err(),
-            "a cut body must end as an error, never as a short body that looks complete"
-        );
-        assert_eq!(origin.hits(), attempt, "no retry once bytes were sent");
-    }
-    // The origin recovers: the same gateway serves the label whole, then from memory.
-    let r = get(&gw, "RESET1").await;
-    assert_eq!(r.status(), 200);
-    assert_eq!(r.headers()["x-cache"], "MISS");
-    assert_eq!(r.bytes().await.unwrap(), good);
-    let r = get(&gw, "RESET1").await;
-    assert_eq!(r.headers()["x-cache"], "HIT");
-    assert_eq!(r.bytes().await.unwrap(), good);
-    assert_eq!(origin.hits(), 3);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn origin_stalling_mid_body_is_cut_at_the_idle_timeout() {
-    let good = pdf_bytes(40_000, 62);
-    let stall = Act::Cut {
-        total: 40_000,
-        sent: 8_000,
-        stall: Some(Duration::from_secs(20)),
-    };
-    let origin = ScriptedOrigin::start(vec![stall], Act::ok(&good)).await;
-    let check = Responder::allow_all().await;
-    let idle = Duration::from_millis(300);
-    let gw = gateway_on(
-        &origin.endpoint(),
-        &check,
-        &[("LABEL_GATEWAY_STORAGE__IDLE_BODY_TIMEOUT", "300ms")],
-    )
-    .await;
-
-    let started = Instant::now();
-    let r = get(&gw, "STALL1").await;
-    assert_eq!(r.status(), 200);
-    assert_eq!(r.headers()["x-cache"], "MISS");
-    assert!(
-        r.bytes().await.is_err(),
-        "a stalled body must end as an error"
-    );
-    assert!(
-        started.elapsed() < idle + SLACK,
-        "cut by the idle timeout, not by the origin's 20 s stall: {:?}",
-        started.elapsed()
-    );
-    // Nothing was cached: the next request goes to the origin again and gets the label.
-    let r = get(&gw, "STALL1").await;
-    assert_eq!(r.headers()["x-cache"], "MISS");
-    assert_eq!(r.bytes().await.unwrap(), good);
-    assert_eq!(origin.hits(), 2);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn origin_500_twice_then_200_is_retried_to_the_right_bytes() {
-    let good = pdf_bytes(30_000, 63);
-    let origin = ScriptedOrigin::start(
-        vec![
-            Act::error(500, "InternalError"),
-            Act::error(500, "InternalError"),
-        ],
-        Act::ok(&good),
-    )
-    .await;
-    let check = Responder::allow_all().await;
-    let gw = gateway_on(
-        &origin.endpoint(),
-        &check,
-        &[("LABEL_GATEWAY_STORAGE__ATTEMPTS", "3")],
-    )
-    .await;
-    let r = get(&gw, "RETRY1").await;
-    assert_eq!(r.status(), 200);
-    assert_eq!(r.bytes().await.unwrap(), good);
-    assert_eq!(origin.hits(), 3);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn slow_down_and_a_hangup_before_the_head_are_retried() {
-    let good = pdf_bytes(10_000, 64);
-    let origin = ScriptedOrigin::start(
-        vec![Act::error(503, "SlowDown"), Act::Hangup],
-        Act::ok(&good),
-    )
-    .await;
-    let check = Responder::allow_all().await;
-    let gw = gateway_on(
-        &origin.endpoint(),
-        &check,
-        &[("LABEL_GATEWAY_STORAGE__ATTEMPTS", "3")],
-    )
-    .await;
-    let r = get(&gw, "RETRY2").await;
-    assert_eq!(r.status(), 200);
-    assert_eq!(r.bytes().await.unwrap(), good);
-    assert_eq!(origin.hits(), 3);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn origin_failing_every_attempt_is_502_after_exactly_the_configured_attempts() {
-    let origin = ScriptedOrigin::start(vec![], Act::error(500, "InternalError")).await;
-    let check = Responder::allow_all().await;
-    let gw = gateway_on(
-        &origin.endpoint(),
-        &check,
-        &[("LABEL_GATEWAY_STORAGE__ATTEMPTS", "2")],
-    )
-    .await;
-    let r = get(&gw, "RETRY3").await;
-    assert_eq!(r.status(), 502);
-    let body = r.text().await.unwrap();
-    assert!(
-        !body.contains("InternalError"),
-        "upstream details stay in the log: {body}"
-    );
-    assert_eq!(origin.hits(), 2);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn origin_slow_first_byte_is_504_without_a_retry() {
-    let origin = ScriptedOrigin::start(
-        vec![],
-        Act::Delayed {
-            delay: Duration::from_secs(20),
-            status: 200,
-            body: pdf_bytes(1000, 65),
-        },
-    )
-    .await;
-    let check = Responder::allow_all().await;
-    let gw = gateway_on(
-        &origin.endpoint(),
-        &check,
-        &[("LABEL_GATEWAY_STORAGE__FIRST_BYTE_TIMEOUT", "300ms")],
-    )
-    .await;
-    let started = Instant::now();
-    let r = get(&gw, "SLOW1").await;
-    assert_eq!(r.status(), 504);
-    assert!(
-        started.elapsed() < Duration::from_millis(300) + SLACK,
-        "{:?}",
-        started.elapsed()
-    );
-    assert_eq!(origin.hits(), 1, "a timeout spent the budget: no retry");
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn whole_request_timeout_is_504() {
-    let origin = ScriptedOrigin::start(
-        vec![],
-        Act::Delayed {
-            delay: Duration::from_secs(20),
-            status: 200,
-            body: pdf_bytes(1000, 66),
-        },
-    )
-    .await;
-    let check = Responder::allow_all().await;
-    let gw = gateway_on(
-        &origin.endpoint(),
-        &check,
-        &[("LABEL_GATEWAY_SERVER__REQUEST_TIMEOUT", "300ms")],
-    )
-    .await;
-    let started = Instant::now();
-    let r = get(&gw, "SLOW2").await;
-    assert_eq!(r.status(), 504);
-    assert!(started.elapsed() < Duration::from_millis(300) + SLACK);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn origin_down_is_502() {
-    let down = standins::closed_port().await;
-    let check = Responder::allow_all().await;
-    let gw = gateway_on(
-        &format!("http://{down}"),
-        &check,
-        &[("LABEL_GATEWAY_STORAGE__ATTEMPTS", "2")],
-    )
-    .await;
-    let r = get(&gw, "DOWN1").await;
-    assert_eq!(r.status(), 502);
-    assert!(!r.bytes().await.unwrap().starts_with(b"%PDF"));
-}
-
-/// A loopback listener whose accept queue is full, so the kernel drops further SYNs and a
-/// connect to it hangs: a storage host that does not answer, without leaving loopback.
-fn unanswering_listener() -> (tokio::net::TcpListener, Vec<std::net::TcpStream>) {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let listener = socket.listen(0).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let mut fillers = Vec::new();
-    for _ in 0..16 {
-        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
-            Ok(s) => fillers.push(s),
-            Err(_) => return (listener, fillers),
-        }
-    }
-    panic!("the accept queue never filled up");
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn storage_connect_timeout_is_504() {
-    let (listener, _fillers) = unanswering_listener();
-    let check = Responder::allow_all().await;
-    let gw = gateway_on(
-        &format!("http://{}", listener.local_addr().unwrap()),
-        &check,
-        &[
-            ("LABEL_GATEWAY_STORAGE__CONNECT_TIMEOUT", "200ms"),
-            ("LABEL_GATEWAY_STORAGE__ATTEMPTS", "2"),
-        ],
-    )
-    .await;
-    let started = Instant::now();
-    let r = get(&gw, "NOCONN1").await;
-    assert_eq!(
-        r.status(),
-        504,
-        "a connect that times out is a gateway timeout"
-    );
-    assert!(started.elapsed() < Duration::from_millis(400) + SLACK);
-}
-
-// --- the auth app
-
-#[tokio::test(flavor = "multi_thread")]
-async fn auth_app_slower_than_its_timeout_is_503_within_the_timeout() {
-    let s3 = S3Server::start().await;
-    s3.put_label("AUTHSLOW", &pdf_bytes(1000, 67)).await;
-    let slow = Responder::start(204, Duration::from_secs(20)).await;
-    let gw = support::start_gateway(support::s3_config(
-        &s3,
-        &slow.url(),
-        &[("LABEL_GATEWAY_AUTH__TIMEOUT", "300ms")],
-    ))
-    .await;
-    let started = Instant::now();
-    let r = get(&gw, "AUTHSLOW").await;
-    assert_eq!(r.status(), 503);
-    assert!(r.headers().contains_key("retry-after"));
-    assert!(
-        started.elapsed() < Duration::from_millis(300) + SLACK,
-        "{:?}",
-        started.elapsed()
-    );
-    assert!(!r.bytes().await.unwrap().starts_with(b"%PDF"));
-    assert_eq!(s3.gets(), 0, "no storage request without an allow verdict");
-}
-
-/// Every response is held to the verdict the app gave that very request (matched by
-/// `X-Request-Id`): 204 → 200 with the exact bytes, 500 → 503 without a PDF byte; and
-/// sessions the app never allowed never see a byte, cached verdicts and coalesced
-/// checks included.
-#[tokio::test(flavor = "multi_thread")]
-async fn flapping_auth_app_under_concurrent_load_never_leaks_a_label() {
-    let s3 = S3Server::start().await;
-    let data = pdf_bytes(20_000, 68);
-    s3.put_label("FLAP1", &data).await;
-    let app = FlappingAuth::start(0x5eed).await;
-    let gw = support::start_gateway(support::s3_config(&s3, &app.url(), &[])).await;
-    let url = label_url(&gw, "FLAP1");
-    let client = client();
-    let data = Arc::new(data);
-
-    let outcomes = futures_util::future::join_all((0..240).map(|i| {
-        let (client, url) = (client.clone(), url.clone());
-        async move {
-            // Three kinds of session, interleaved: a fresh one per request (its verdict
-            // is exactly the app's answer to this request), a few shared ones the app may
-            // allow, and a few it only ever denies or fails.
-            let (kind, cookie) = match i % 3 {
-                0 => ("fresh", format!("sessionid=fresh-{i}")),
-                1 => ("shared", format!("sessionid=shared-{}", i % 4)),
-                _ => ("deny", format!("sessionid=deny-{}", i % 4)),
-            };
-            let id = format!("flap-{i}");
-            let r = client
-                .get(url)
-                .header("cookie", cookie)
-                .header("x-request-id", &id)
-                .send()
-                .await
-                .expect("response");
-            let status = r.status().as_u16();
-            let body = r.bytes().await.expect("body");
-            (kind, id, status, body)
-        }
-    }))
-    .await;
-
-    let mut served = 0;
-    let mut unavailable = 0;
-    for (kind, id, status, body) in outcomes {
-        let pdf = body.windows(5).any(|w| w == b"%PDF-");
-        match (kind, status) {
-            (_, 200) => {
-                assert_ne!(
-                    kind, "deny",
-                    "{id}: a session the app never allowed got the label"
-                );
-                assert_eq!(&body[..], &data[..], "{id}: exact bytes");
-                served += 1;
-            }
-            (_, 503) | ("deny", 404) => {
-                assert!(!pdf, "{id}: {status} carried PDF bytes");
-                unavailable += usize::from(status == 503);
-            }
-            _ => panic!("{id} ({kind}): unexpected status {status}"),
-        }
-        if kind == "fresh" {
-            let verdict = app.verdict(&id).expect("a fresh session is always checked");
-            let expected = if verdict == 204 { 200 } else { 503 };
-            assert_eq!(status, expected, "{id}: the app said {verdict}");
-        }
-    }
-    assert!(served > 0 && unavailable > 0, "the app really flapped");
-}
-
-// --- clients
+use crate::support::standins::{Act, ScriptedOrigin};
+use crate::support::{self, get_label, pdf_bytes, Responder, S3Server, ANY_SESSION, HANG, SLACK};
 
 /// Reads until the peer closes (or resets); returns what arrived. Gives up at `limit`.
 async fn read_until_closed(s: &mut TcpStream, limit: Duration) -> Option<Vec<u8>> {
@@ -545,11 +153,11 @@ impl HeldOrigin {
         };
         let origin = ScriptedOrigin::start(vec![held; holds], Act::ok(&good)).await;
         let check = Responder::allow_all().await;
-        let gw = gateway_on(
+        let gw = support::start_gateway(support::origin_config(
             &origin.endpoint(),
-            &check,
+            &check.url(),
             &[setting, ("LABEL_GATEWAY_CACHE__ENABLED", "false")],
-        )
+        ))
         .await;
         HeldOrigin {
             open,
@@ -572,10 +180,10 @@ async fn a_request_slower_than_the_header_timeout_is_not_cut() {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let _ = open.send(true);
     });
-    let r = client()
-        .get(label_url(gw, "SLOW1"))
-        .header("cookie", COOKIE)
-        .send()
+    let r = get_label(gw, "SLOW1")
+        .cookie(ANY_SESSION)
+        .timeout(HANG)
+        .try_send()
         .await
         .expect("answered, not cut");
     assert_eq!(r.status(), 200);
@@ -678,10 +286,10 @@ async fn ten_thousand_idle_connections_over_the_limit_do_not_lock_out_a_real_cli
     }
 
     let started = Instant::now();
-    let r = client()
-        .get(label_url(&gw, "REAL1"))
-        .header("cookie", COOKIE)
-        .send()
+    let r = get_label(&gw, "REAL1")
+        .cookie(ANY_SESSION)
+        .timeout(HANG)
+        .try_send()
         .await
         .expect("the real client gets an answer");
     assert_eq!(r.status(), 200, "{:?}", r.text().await);
@@ -708,14 +316,11 @@ async fn when_every_slot_is_busy_a_newcomer_gets_503_then_is_served_later() {
     let (open, good, origin, gw) = (&held.open, &held.good, &held.origin, &held.gw);
     let busy: Vec<_> = (0..2)
         .map(|i| {
-            let url = label_url(gw, &format!("BUSY{i}"));
+            let request = get_label(gw, &format!("BUSY{i}"))
+                .cookie(ANY_SESSION)
+                .timeout(HANG);
             tokio::spawn(async move {
-                let r = client()
-                    .get(url)
-                    .header("cookie", COOKIE)
-                    .send()
-                    .await
-                    .unwrap();
+                let r = request.send().await;
                 (r.status().as_u16(), r.bytes().await.unwrap())
             })
         })
@@ -749,14 +354,14 @@ async fn when_every_slot_is_busy_a_newcomer_gets_503_then_is_served_later() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_just_accepted_connection_is_not_closed_to_make_room() {
     let check = Responder::allow_all().await;
-    let gw = gateway_on(
+    let gw = support::start_gateway(support::origin_config(
         "http://127.0.0.1:9",
-        &check,
+        &check.url(),
         &[
             ("LABEL_GATEWAY_SERVER__MAX_CONNECTIONS", "1"),
             ("LABEL_GATEWAY_SERVER__ACCEPT_WAIT", "2s"),
         ],
-    )
+    ))
     .await;
     let addr = gw.addr();
     // The first client connects and takes a few milliseconds to send its request.
@@ -813,7 +418,7 @@ async fn client_that_stops_reading_is_cut_after_the_send_timeout_a_slow_reader_i
             .load(std::sync::atomic::Ordering::Relaxed)
     };
     let request =
-        format!("GET /shipping-label/STALL1/ HTTP/1.1\r\nHost: x\r\nCookie: {COOKIE}\r\nConnection: close\r\n\r\n");
+        format!("GET /shipping-label/STALL1/ HTTP/1.1\r\nHost: x\r\nCookie: {ANY_SESSION}\r\nConnection: close\r\n\r\n");
     let addr = gw.addr();
     let connect = |small_window: bool| {
         let request = request.clone();
