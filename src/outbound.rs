@@ -35,7 +35,8 @@ pub fn carrier_client(cfg: &InternalConfig) -> Result<Carrier, reqwest::Error> {
         .timeout(cfg.fetch_timeout)
         .dns_resolver(PublicResolver::shared())
         .redirect(reqwest::redirect::Policy::custom(move |attempt| {
-            if attempt.previous().len() >= max_redirects {
+            // `previous` holds every URL requested so far, the first one included.
+            if attempt.previous().len() > max_redirects {
                 attempt.error("too many redirects")
             } else if hop_rules.check_url(attempt.url()).is_err() {
                 attempt.error(NotAllowed)

@@ -210,9 +210,15 @@ async fn refused_large_uploads_get_their_status_not_a_reset() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn fetch_downloads_a_carrier_label_and_stores_it() {
-    let (s3, _check, gw) = setup(&[("LABEL_GATEWAY_INTERNAL__FETCH_ALLOW_HTTP", "true")]).await;
     let data = pdf_bytes(45_000, 49);
     let carrier = Carrier::start(data.clone(), Duration::ZERO).await;
+    let not_pdf = Carrier::start(b"<html>login</html>".to_vec(), Duration::ZERO).await;
+    let (k, v) = support::allow_private(&[carrier.addr, not_pdf.addr]);
+    let (s3, _check, gw) = setup(&[
+        ("LABEL_GATEWAY_INTERNAL__FETCH_ALLOW_HTTP", "true"),
+        (k, &v),
+    ])
+    .await;
     let r = support::client()
         .post(format!("{}/fetch", put_url(&gw, "FET1")))
         .bearer_auth(TOKEN)
@@ -223,7 +229,6 @@ async fn fetch_downloads_a_carrier_label_and_stores_it() {
     assert_eq!(r.status(), 201, "{:?}", r.text().await);
     assert_eq!(s3.stored("labels/FET1.pdf").unwrap(), data);
 
-    let not_pdf = Carrier::start(b"<html>login</html>".to_vec(), Duration::ZERO).await;
     let r = support::client()
         .post(format!("{}/fetch", put_url(&gw, "FET2")))
         .bearer_auth(TOKEN)
@@ -257,12 +262,14 @@ async fn fetch_refuses_plain_http_unless_allowed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn fetch_that_times_out_is_504_and_stores_nothing() {
+    let slow = Carrier::start(pdf_bytes(1000, 50), Duration::from_secs(5)).await;
+    let (k, v) = support::allow_private(&[slow.addr]);
     let (s3, _check, gw) = setup(&[
         ("LABEL_GATEWAY_INTERNAL__FETCH_ALLOW_HTTP", "true"),
         ("LABEL_GATEWAY_INTERNAL__FETCH_TIMEOUT", "500ms"),
+        (k, &v),
     ])
     .await;
-    let slow = Carrier::start(pdf_bytes(1000, 50), Duration::from_secs(5)).await;
     let r = support::client()
         .post(format!("{}/fetch", put_url(&gw, "FET4")))
         .bearer_auth(TOKEN)
@@ -281,8 +288,13 @@ async fn fetch_that_times_out_is_504_and_stores_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn python_client_drives_the_running_gateway() {
-    let (s3, _check, gw) = setup(&[("LABEL_GATEWAY_INTERNAL__FETCH_ALLOW_HTTP", "true")]).await;
     let carrier = Carrier::start(pdf_bytes(3000, 51), Duration::ZERO).await;
+    let (k, v) = support::allow_private(&[carrier.addr]);
+    let (s3, _check, gw) = setup(&[
+        ("LABEL_GATEWAY_INTERNAL__FETCH_ALLOW_HTTP", "true"),
+        (k, &v),
+    ])
+    .await;
     let script = r#"
 import os, sys
 from label_gateway_django.client import LabelGatewayError, fetch_label, purge_label, upload_label

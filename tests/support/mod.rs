@@ -92,6 +92,16 @@ access_log = false
     config(&toml, &env)
 }
 
+/// The `[internal] fetch_allow_private` override that lets carrier fetches reach these
+/// loopback stand-ins (the test-only allowance; nothing else on loopback is reachable).
+pub fn allow_private(addrs: &[std::net::SocketAddr]) -> (&'static str, String) {
+    let list: Vec<String> = addrs.iter().map(|a| format!("\"{a}\"")).collect();
+    (
+        "LABEL_GATEWAY_INTERNAL__FETCH_ALLOW_PRIVATE",
+        format!("[{}]", list.join(", ")),
+    )
+}
+
 /// Starts the gateway in-process.
 pub async fn start_gateway(config: Config) -> Running {
     label_gateway::server::start(config)

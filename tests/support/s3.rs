@@ -97,13 +97,19 @@ impl S3Server {
             .await;
     }
 
-    /// A signed PUT of any key with extra headers (e.g. `Content-Encoding`).
+    /// A signed PUT of any key with extra headers (e.g. `Content-Encoding`, or a
+    /// `Content-Type` other than the default `application/pdf`).
     pub async fn put_object(&self, key: &str, data: &[u8], headers: &[(&str, &str)]) {
         let url = format!("{}/{BUCKET}/{key}", self.endpoint());
         let mut req = http::Request::put(&url)
             .header("host", self.addr.to_string())
-            .header("content-type", "application/pdf")
             .header("content-length", data.len());
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            req = req.header("content-type", "application/pdf");
+        }
         for (k, v) in headers {
             req = req.header(*k, *v);
         }

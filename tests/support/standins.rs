@@ -93,24 +93,43 @@ pub struct Carrier {
 
 impl Carrier {
     pub async fn start(body: Vec<u8>, delay: Duration) -> Carrier {
+        Carrier::serve(CarrierAnswer::Body(Bytes::from(body)), delay).await
+    }
+
+    /// A carrier whose every answer is a `302` to `location`.
+    pub async fn redirecting(location: &str) -> Carrier {
+        Carrier::serve(
+            CarrierAnswer::Redirect(location.to_string()),
+            Duration::ZERO,
+        )
+        .await
+    }
+
+    async fn serve(answer: CarrierAnswer, delay: Duration) -> Carrier {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let hits = Arc::new(AtomicUsize::new(0));
         let h = hits.clone();
-        let body = Bytes::from(body);
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (h, body) = (h.clone(), body.clone());
+                let (h, answer) = (h.clone(), answer.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |_req| {
-                        let (h, body) = (h.clone(), body.clone());
+                        let (h, answer) = (h.clone(), answer.clone());
                         async move {
                             h.fetch_add(1, Ordering::SeqCst);
                             tokio::time::sleep(delay).await;
-                            Ok::<_, Infallible>(http::Response::new(Full::new(body)))
+                            Ok::<_, Infallible>(match answer {
+                                CarrierAnswer::Body(body) => http::Response::new(Full::new(body)),
+                                CarrierAnswer::Redirect(to) => http::Response::builder()
+                                    .status(302)
+                                    .header("location", to)
+                                    .body(Full::new(Bytes::new()))
+                                    .expect("redirect response"),
+                            })
                         }
                     });
                     let _ = Builder::new(TokioExecutor::new())
@@ -128,6 +147,50 @@ impl Carrier {
 }
 
 impl Drop for Carrier {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[derive(Clone)]
+enum CarrierAnswer {
+    Body(Bytes),
+    Redirect(String),
+}
+
+/// A listener that only counts the connections made to it: a target the gateway must
+/// never reach (loopback services, metadata endpoints).
+pub struct Trap {
+    pub addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Trap {
+    pub async fn start() -> Trap {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let a = accepted.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                a.fetch_add(1, Ordering::SeqCst);
+                drop(stream);
+            }
+        });
+        Trap {
+            addr,
+            accepted,
+            task,
+        }
+    }
+
+    pub fn connections(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Trap {
     fn drop(&mut self) {
         self.task.abort();
     }
