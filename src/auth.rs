@@ -127,6 +127,13 @@ impl Authenticator {
         session_cookie(headers, &self.cookie_name)
     }
 
+    /// The session's own key (a SHA-256 of the cookie value, never the value): what
+    /// per-session limits are kept under.
+    pub fn session_key(&self, headers: &HeaderMap) -> Option<[u8; 32]> {
+        let cookie = self.session_cookie(headers)?;
+        Some(Sha256::digest(cookie.as_bytes()).into())
+    }
+
     /// Decides whether `cookie` may read `tracking`.
     pub async fn check(
         &self,

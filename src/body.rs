@@ -188,6 +188,8 @@ where
 
 /// Receives the copy a [`Tee`] kept, once the body it watched ended complete.
 pub trait TeeSink {
+    /// `seen` bytes have passed so far (called as the body starts and after each frame).
+    fn progress(&self, seen: u64);
     fn complete(self, data: Bytes);
 }
 
@@ -212,6 +214,9 @@ impl<S: TeeSink> Tee<S> {
             expected,
             sink: Some(sink),
         };
+        if let Some(sink) = &tee.sink {
+            sink.progress(0);
+        }
         if expected == 0 {
             tee.complete();
         }
@@ -250,6 +255,8 @@ impl<S: TeeSink + Unpin> HttpBody for Tee<S> {
                         this.copy.extend_from_slice(data);
                         if this.seen == this.expected {
                             this.complete();
+                        } else if let Some(sink) = &this.sink {
+                            sink.progress(this.seen);
                         }
                     }
                 }

@@ -96,9 +96,13 @@ pub struct CacheStats {
     pub inserts: AtomicU64,
     pub evictions: AtomicU64,
     pub coalesced: AtomicU64,
+    /// Waiters that stopped waiting for a fill that made no progress.
+    pub stalled: AtomicU64,
 }
 
-type Waiters = watch::Receiver<()>;
+/// What a fill's waiters watch: `None` until the leader's storage answer starts
+/// streaming, then the bytes streamed so far.
+type Waiters = watch::Receiver<Option<u64>>;
 
 /// What a miss should do.
 pub enum Fill {
@@ -114,8 +118,11 @@ pub struct LabelCache {
     store: Arc<str>,
     ttl: Duration,
     max_object_bytes: u64,
-    /// How long a waiting miss waits for the leader before fetching on its own.
+    /// How long a waiting miss waits for the leader's storage answer to start before
+    /// fetching on its own.
     pub lock_timeout: Duration,
+    /// How long a waiting miss waits for a leader whose stream stopped moving.
+    fill_stall: Duration,
     pub stats: Arc<CacheStats>,
 }
 
@@ -145,6 +152,7 @@ impl LabelCache {
             ttl: cfg.ttl,
             max_object_bytes: cfg.max_object_bytes.as_u64(),
             lock_timeout,
+            fill_stall: cfg.fill_stall,
             stats,
         }
     }
@@ -191,7 +199,7 @@ impl LabelCache {
                 return Fill::Wait(rx.clone());
             }
         }
-        let (tx, rx) = watch::channel(());
+        let (tx, rx) = watch::channel(None);
         map.insert(key.clone(), rx);
         Fill::Leader(FillGuard {
             key: key.clone(),
@@ -202,13 +210,27 @@ impl LabelCache {
         })
     }
 
-    /// Waits until the leader of `key` finishes or gives up, at most `lock_timeout`.
+    /// Waits until the leader of `key` finishes or gives up: at most `lock_timeout` for
+    /// its storage answer to start, then as long as its stream keeps moving (a pause of
+    /// `fill_stall` ends the wait: the leader's client may have stopped reading, and this
+    /// request must not wait for it).
     pub async fn wait(&self, mut waiters: Waiters) {
-        let _ = tokio::time::timeout(self.lock_timeout, async {
-            // `changed` errs once the sender is dropped: the leader is done either way.
-            while waiters.changed().await.is_ok() {}
-        })
-        .await;
+        loop {
+            let limit = if waiters.borrow_and_update().is_some() {
+                self.fill_stall
+            } else {
+                self.lock_timeout
+            };
+            match tokio::time::timeout(limit, waiters.changed()).await {
+                Ok(Ok(())) => continue,
+                // The sender is gone: the leader finished (or failed) either way.
+                Ok(Err(_)) => return,
+                Err(_) => {
+                    self.stats.stalled.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
     }
 
     /// Inserts a label directly (ingest and regeneration prime the cache this way).
@@ -275,6 +297,13 @@ impl LabelCache {
         );
         write_metric(
             out,
+            "label_gateway_cache_fill_stalls_total",
+            "counter",
+            "Misses that stopped waiting for another request's fetch that made no progress.",
+            g(&st.stalled),
+        );
+        write_metric(
+            out,
             "label_gateway_cache_bytes",
             "gauge",
             "Label bytes held.",
@@ -299,7 +328,7 @@ impl LabelCache {
 /// releases the waiters so they fetch on their own: nobody hangs on a failed fill.
 pub struct FillGuard {
     key: CacheKey,
-    tx: Option<watch::Sender<()>>,
+    tx: Option<watch::Sender<Option<u64>>>,
     inflight: Arc<Mutex<HashMap<CacheKey, Waiters>>>,
     cache: Cache<CacheKey, Arc<CachedLabel>>,
     stats: Arc<CacheStats>,
@@ -356,6 +385,16 @@ impl Filler {
 }
 
 impl TeeSink for Filler {
+    fn progress(&self, seen: u64) {
+        // The start always (a request that comes to wait later must know the stream
+        // began); each frame only when someone waits (the map holds one receiver).
+        if let Some(tx) = &self.guard.tx {
+            if seen == 0 || tx.receiver_count() > 1 {
+                tx.send_replace(Some(seen));
+            }
+        }
+    }
+
     fn complete(self, data: Bytes) {
         self.guard
             .finish(CachedLabel::new(data, self.etag, self.last_modified));
@@ -400,7 +439,71 @@ mod tests {
             max_object_bytes: ByteSize::kib(64),
             ttl,
             tti: None,
+            fill_stall: Duration::from_millis(250),
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_leaves_a_fill_whose_stream_stopped_moving() {
+        let c = LabelCache::new(
+            &config(Duration::from_secs(60)),
+            "test",
+            Duration::from_secs(60),
+        );
+        let key = c.key(t("T5"));
+        let Fill::Leader(guard) = c.begin_fill(&key) else {
+            panic!("first miss leads")
+        };
+        let filler = Filler::new(guard, None, None);
+        // The leader's stream began and moved once, then its client stopped reading.
+        filler.progress(0);
+        filler.progress(16_384);
+        let Fill::Wait(rx) = c.begin_fill(&key) else {
+            panic!("second miss waits")
+        };
+        let started = Instant::now();
+        c.wait(rx).await;
+        // Paused clock: exactly the stall limit, not the 60 s lock timeout.
+        assert_eq!(started.elapsed(), Duration::from_millis(250));
+        assert_eq!(c.stats.stalled.load(Ordering::Relaxed), 1);
+        drop(filler);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_stays_while_the_stream_moves_and_before_it_starts() {
+        let c = Arc::new(LabelCache::new(
+            &config(Duration::from_secs(60)),
+            "test",
+            Duration::from_secs(60),
+        ));
+        let key = c.key(t("T6"));
+        let Fill::Leader(guard) = c.begin_fill(&key) else {
+            panic!("first miss leads")
+        };
+        let Fill::Wait(rx) = c.begin_fill(&key) else {
+            panic!("second miss waits")
+        };
+        let waiter = {
+            let c = c.clone();
+            tokio::spawn(async move {
+                let started = Instant::now();
+                c.wait(rx).await;
+                started.elapsed()
+            })
+        };
+        // Storage takes 2 s to answer (longer than the stall limit: not a stall), then
+        // frames come every 200 ms, then the body completes.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let filler = Filler::new(guard, None, None);
+        filler.progress(0);
+        for i in 1..=5 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            filler.progress(i * 1000);
+        }
+        drop(filler);
+        let waited = waiter.await.unwrap();
+        assert_eq!(waited, Duration::from_millis(3000));
+        assert_eq!(c.stats.stalled.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test(start_paused = true)]

@@ -294,6 +294,11 @@ pub struct CacheConfig {
     /// Time to idle: evicted when not read for this long.
     #[serde(with = "humantime_serde")]
     pub tti: Option<Duration>,
+    /// A request waiting for another request's fetch of the same label fetches on its
+    /// own once that fetch has streamed nothing for this long (its client stopped
+    /// reading, say): no client can hold another's download back.
+    #[serde(with = "humantime_serde")]
+    pub fill_stall: Duration,
 }
 
 impl Default for CacheConfig {
@@ -304,6 +309,7 @@ impl Default for CacheConfig {
             max_object_bytes: ByteSize::mib(4),
             ttl: Duration::from_secs(3600),
             tti: None,
+            fill_stall: Duration::from_millis(250),
         }
     }
 }
@@ -371,6 +377,14 @@ pub struct RegenerateConfig {
     /// How long "cannot regenerate" is remembered per tracking number.
     #[serde(with = "humantime_serde")]
     pub negative_ttl: Duration,
+    /// Regenerations one session may start in a burst (each asks the app, which may ask
+    /// a carrier); past it, 429 with `Retry-After`.
+    pub per_session_burst: u32,
+    /// Regenerations per minute one session may start once its burst is spent.
+    pub per_session_per_minute: u32,
+    /// Memory for remembered outcomes (fresh labels shared with late requests, and
+    /// "cannot regenerate" answers), by bytes.
+    pub remember_bytes: ByteSize,
 }
 
 impl Default for RegenerateConfig {
@@ -381,6 +395,9 @@ impl Default for RegenerateConfig {
             timeout: Duration::from_secs(20),
             tracking_url_template: String::new(),
             negative_ttl: Duration::from_secs(60),
+            per_session_burst: 10,
+            per_session_per_minute: 10,
+            remember_bytes: ByteSize::mib(64),
         }
     }
 }
@@ -502,6 +519,7 @@ impl Config {
             ("storage.idle_body_timeout", self.storage.idle_body_timeout),
             ("auth.timeout", self.auth.timeout),
             ("cache.ttl", self.cache.ttl),
+            ("cache.fill_stall", self.cache.fill_stall),
             ("regenerate.timeout", self.regenerate.timeout),
         ] {
             if d.is_zero() {
@@ -533,6 +551,13 @@ impl Config {
             check_http_url("regenerate.url", &self.regenerate.url)?;
         }
         self.validate_internal()?;
+        let r = &self.regenerate;
+        if r.per_session_burst == 0 || r.per_session_per_minute == 0 {
+            return Err(invalid(
+                "regenerate.per_session_burst",
+                "per_session_burst and per_session_per_minute must be at least 1",
+            ));
+        }
         let tmpl = &self.regenerate.tracking_url_template;
         if !(tmpl.is_empty() || tmpl.starts_with("https://") || tmpl.starts_with("http://")) {
             return Err(invalid(

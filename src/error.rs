@@ -120,6 +120,8 @@ pub enum GatewayError {
     LengthRequired,
     #[error("{0}")]
     Conflict(String),
+    #[error("too many labels regenerated for this session; retry in {retry_after_secs}s")]
+    TooManyRegenerations { retry_after_secs: u64 },
 
     // --- the session check
     #[error("session check unavailable: {0}")]
@@ -159,6 +161,7 @@ impl GatewayError {
             UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             LengthRequired => StatusCode::LENGTH_REQUIRED,
             Conflict(_) => StatusCode::CONFLICT,
+            TooManyRegenerations { .. } => StatusCode::TOO_MANY_REQUESTS,
             AuthUnavailable(_) | RegenerateUnavailable(_) | NotReady | Overloaded => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -201,6 +204,12 @@ impl GatewayError {
         match self {
             GatewayError::MethodNotAllowed { allow } => {
                 h.insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            GatewayError::TooManyRegenerations { retry_after_secs } => {
+                h.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(retry_after_secs.max(1)),
+                );
             }
             GatewayError::Unauthorized => {
                 h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

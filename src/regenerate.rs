@@ -12,7 +12,7 @@
 //! for storage.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -58,6 +58,68 @@ impl Expiry<Tracking, Arc<Regenerated>> for OutcomeExpiry {
     }
 }
 
+/// Why no outcome came back.
+#[derive(Debug, Clone)]
+pub enum RegenerateError {
+    /// The app could not be asked or did not answer usably (the detail is for the log).
+    Unavailable(String),
+    /// This session started too many regenerations; it may try again after this long.
+    Throttled { retry_after: Duration },
+}
+
+/// Per-session token buckets: `burst` regenerations at once, refilled at `per_minute`.
+struct SessionLimit {
+    buckets: Cache<[u8; 32], Arc<Mutex<Bucket>>>,
+    burst: f64,
+    per_second: f64,
+}
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl SessionLimit {
+    fn new(burst: u32, per_minute: u32) -> SessionLimit {
+        let burst = f64::from(burst);
+        let per_second = f64::from(per_minute) / 60.0;
+        // A bucket untouched long enough to be full again is the same as no bucket.
+        let refill = Duration::from_secs_f64(burst / per_second + 1.0);
+        SessionLimit {
+            buckets: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(refill)
+                .build(),
+            burst,
+            per_second,
+        }
+    }
+
+    /// Takes one token from `session`'s bucket, or says how long until there is one.
+    async fn take(&self, session: [u8; 32]) -> Result<(), Duration> {
+        let bucket = self
+            .buckets
+            .get_with(session, async {
+                Arc::new(Mutex::new(Bucket {
+                    tokens: self.burst,
+                    at: Instant::now(),
+                }))
+            })
+            .await;
+        let mut b = bucket.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let refilled = b.tokens + now.duration_since(b.at).as_secs_f64() * self.per_second;
+        b.tokens = refilled.min(self.burst);
+        b.at = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - b.tokens) / self.per_second))
+        }
+    }
+}
+
 pub struct Regenerator {
     client: reqwest::Client,
     url: String,
@@ -67,7 +129,9 @@ pub struct Regenerator {
     /// Where a regenerated label is stored back, and the cache it primes.
     storage: Arc<Storage>,
     cache: Option<Arc<LabelCache>>,
+    limit: SessionLimit,
     pub calls: AtomicU64,
+    pub throttled: AtomicU64,
 }
 
 impl Regenerator {
@@ -94,30 +158,51 @@ impl Regenerator {
             token: r.token.clone(),
             max_bytes: config.internal.max_upload_bytes.as_u64(),
             outcomes: Cache::builder()
-                .max_capacity(10_000)
+                .max_capacity(r.remember_bytes.as_u64())
+                .weigher(|_k: &Tracking, v: &Arc<Regenerated>| {
+                    let bytes = match &**v {
+                        Regenerated::Label(b) => b.len(),
+                        Regenerated::Missing { tracking_url } => {
+                            tracking_url.as_ref().map_or(0, String::len)
+                        }
+                    };
+                    u32::try_from(bytes + 128).unwrap_or(u32::MAX)
+                })
                 .expire_after(OutcomeExpiry {
                     negative: r.negative_ttl,
                 })
                 .build(),
             storage,
             cache,
+            limit: SessionLimit::new(r.per_session_burst, r.per_session_per_minute),
             calls: AtomicU64::new(0),
+            throttled: AtomicU64::new(0),
         }))
     }
 
-    /// The outcome for `tracking`. Concurrent calls share one call to the app; the one
-    /// that made it also stores the new label back.
+    /// The outcome for `tracking`, asked for by `session` (a hash of its cookie, keyed
+    /// like the verdict cache). A remembered outcome costs the session nothing; a new
+    /// call to the app takes one of its tokens. Concurrent calls share one call to the
+    /// app; the one that made it also stores the new label back.
     pub async fn regenerate(
         &self,
         tracking: Tracking,
+        session: [u8; 32],
         request_id: &HeaderValue,
-    ) -> Result<Arc<Regenerated>, String> {
+    ) -> Result<Arc<Regenerated>, RegenerateError> {
+        if let Some(outcome) = self.outcomes.get(&tracking).await {
+            return Ok(outcome);
+        }
+        if let Err(retry_after) = self.limit.take(session).await {
+            self.throttled.fetch_add(1, Ordering::Relaxed);
+            return Err(RegenerateError::Throttled { retry_after });
+        }
         let entry = self
             .outcomes
             .entry(tracking)
             .or_try_insert_with(async { self.call_app(tracking, request_id).await.map(Arc::new) })
             .await
-            .map_err(|e: Arc<String>| (*e).clone())?;
+            .map_err(|e: Arc<String>| RegenerateError::Unavailable((*e).clone()))?;
         let fresh = entry.is_fresh();
         let outcome = entry.into_value();
         if let (true, Regenerated::Label(bytes)) = (fresh, &*outcome) {

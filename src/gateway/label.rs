@@ -20,7 +20,7 @@ use crate::cache::{CachedLabel, Fill, FillGuard, Filler};
 use crate::config::OnDeny;
 use crate::error::{GatewayError, Refusal};
 use crate::http::{parse_range, Body, Conditions, RangeRequest, RangeSpec};
-use crate::regenerate::Regenerated;
+use crate::regenerate::{RegenerateError, Regenerated};
 use crate::storage::{Fetch, GetRequest, ObjectHead};
 use crate::tracking::Tracking;
 
@@ -253,10 +253,20 @@ impl Gateway {
             Some(r) if !req.head_only => r,
             _ => return Ok(missing(None)),
         };
+        // A denied or cookieless request never gets here: the session check came first.
+        let session = self
+            .auth
+            .session_key(&req.parts.headers)
+            .unwrap_or_default();
         let outcome = regen
-            .regenerate(req.tracking, req.request_id)
+            .regenerate(req.tracking, session, req.request_id)
             .await
-            .map_err(GatewayError::RegenerateUnavailable)?;
+            .map_err(|e| match e {
+                RegenerateError::Unavailable(why) => GatewayError::RegenerateUnavailable(why),
+                RegenerateError::Throttled { retry_after } => GatewayError::TooManyRegenerations {
+                    retry_after_secs: retry_after.as_secs_f64().ceil() as u64,
+                },
+            })?;
         match &*outcome {
             Regenerated::Missing { tracking_url } => Ok(missing(tracking_url.clone())),
             Regenerated::Label(bytes) => {

@@ -39,3 +39,101 @@ async fn an_object_stored_as_html_is_still_served_as_a_pdf_hit_or_miss() {
         .await;
     assert_eq!(r.headers()["content-type"], "application/pdf");
 }
+
+/// A client with a tiny receive buffer asks for a large uncached label and then reads
+/// nothing: it leads the cache fill, and its download stalls. A second client asking for
+/// the same label must get it without waiting for the first (storage's first-byte timeout,
+/// which the old fill lock waited out, is a minute here).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_reads_nothing_does_not_hold_back_others_of_the_same_label() {
+    use tokio::io::AsyncWriteExt;
+    let (s3, _check, gw) = setup(&[("LABEL_GATEWAY_STORAGE__FIRST_BYTE_TIMEOUT", "60s")]).await;
+    let data = pdf_bytes(3 * 1024 * 1024, 81);
+    s3.put_label("STALL1", &data).await;
+
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(2048).unwrap();
+    let mut stalled = socket.connect(gw.addr()).await.unwrap();
+    stalled
+        .write_all(
+            format!(
+                "GET /shipping-label/STALL1/ HTTP/1.1\r\nHost: t\r\nCookie: {ANY_SESSION}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    // The stalled request reached storage: it holds the fill lock now.
+    let deadline = tokio::time::Instant::now() + support::SLACK;
+    while s3.gets() < 1 {
+        assert!(tokio::time::Instant::now() < deadline, "no storage fetch");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let r = get_label(&gw, "STALL1")
+        .cookie(ANY_SESSION)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap(), data);
+    let metrics = support::client()
+        .get(format!("http://{}/metrics", gw.addr()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("label_gateway_cache_fill_stalls_total 1\n"),
+        "{metrics}"
+    );
+    drop(stalled);
+}
+
+/// Each session may start a burst of regenerations, then is refused with 429 and a
+/// `Retry-After` (the app, and the carrier behind it, are not a logged-in user's to
+/// hammer); another session has a burst of its own, and a remembered answer costs nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn regenerations_are_bounded_per_session_with_a_clear_429() {
+    let app = Responder::start(404, Duration::ZERO).await;
+    let regen_url = format!("http://{}/regenerate/{{tracking}}/", app.addr);
+    let (_s3, _check, gw) = setup(&[
+        ("LABEL_GATEWAY_REGENERATE__URL", regen_url.as_str()),
+        ("LABEL_GATEWAY_REGENERATE__PER_SESSION_BURST", "3"),
+        ("LABEL_GATEWAY_REGENERATE__PER_SESSION_PER_MINUTE", "1"),
+    ])
+    .await;
+    let ask = |tracking: &'static str, cookie: &'static str| {
+        let gw = &gw;
+        async move { get_label(gw, tracking).cookie(cookie).send().await }
+    };
+    for t in ["GONE1", "GONE2", "GONE3"] {
+        assert_eq!(ask(t, "sessionid=picker-a").await.status(), 404, "{t}");
+    }
+    assert_eq!(app.hits(), 3);
+    let r = ask("GONE4", "sessionid=picker-a").await;
+    assert_eq!(r.status(), 429);
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "retry-after {wait}");
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("too many labels regenerated"));
+    assert_eq!(
+        app.hits(),
+        3,
+        "a refused regeneration never reaches the app"
+    );
+    // A remembered "cannot regenerate" costs no token.
+    assert_eq!(ask("GONE1", "sessionid=picker-a").await.status(), 404);
+    // Another session has its own burst.
+    assert_eq!(ask("GONE5", "sessionid=picker-b").await.status(), 404);
+    assert_eq!(app.hits(), 4);
+}
