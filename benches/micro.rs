@@ -111,10 +111,11 @@ fn auth_verdict_hit(c: &mut Criterion) {
         peer: IpAddr::V4(Ipv4Addr::LOCALHOST),
         headers: &headers,
         request_id: &request_id,
+        trusted_proxies: &[],
     };
     let tracking = Tracking::parse(TRACKING).expect("valid tracking number");
     let check = || async {
-        let cookie = auth.session_cookie(&headers);
+        let cookie = auth.session_cookie(&headers, http::Version::HTTP_11);
         auth.check(cookie.as_deref(), black_box(tracking), client)
             .await
             .expect("check endpoint answers")

@@ -59,6 +59,30 @@ pub struct ClientInfo<'a> {
     pub peer: IpAddr,
     pub headers: &'a HeaderMap,
     pub request_id: &'a HeaderValue,
+    /// Peers whose `X-Forwarded-*` headers are believed (`[server] trusted_proxies`).
+    pub trusted_proxies: &'a [ipnet::IpNet],
+}
+
+impl ClientInfo<'_> {
+    /// `X-Forwarded-For`, `-Proto` and `-Host` for the app: extended from the client's
+    /// own when the peer is a trusted proxy, else built from the connection alone (a
+    /// client reaching the gateway directly cannot claim another address).
+    fn forwarded(&self) -> (String, HeaderValue, Option<HeaderValue>) {
+        let h = self.headers;
+        let trusted = self.trusted_proxies.iter().any(|n| n.contains(&self.peer));
+        let prev = |name: &str| h.get(name).filter(|_| trusted);
+        let xff = match prev("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            Some(prev) if !prev.trim().is_empty() => format!("{prev}, {}", self.peer),
+            _ => self.peer.to_string(),
+        };
+        let proto = prev("x-forwarded-proto")
+            .cloned()
+            .unwrap_or_else(|| HeaderValue::from_static("http"));
+        let host = prev("x-forwarded-host")
+            .or_else(|| h.get(header::HOST))
+            .cloned();
+        (xff, proto, host)
+    }
 }
 
 type Key = [u8; 32];
@@ -123,14 +147,18 @@ impl Authenticator {
 
     /// The session cookie's value, if the request carries a non-empty one. Other cookies
     /// are never looked at again.
-    pub fn session_cookie(&self, headers: &HeaderMap) -> Option<String> {
-        session_cookie(headers, &self.cookie_name)
+    pub fn session_cookie(&self, headers: &HeaderMap, version: http::Version) -> Option<String> {
+        if version == http::Version::HTTP_2 {
+            session_cookie_h2(headers, &self.cookie_name)
+        } else {
+            session_cookie(headers, &self.cookie_name)
+        }
     }
 
     /// The session's own key (a SHA-256 of the cookie value, never the value): what
     /// per-session limits are kept under.
-    pub fn session_key(&self, headers: &HeaderMap) -> Option<[u8; 32]> {
-        let cookie = self.session_cookie(headers)?;
+    pub fn session_key(&self, headers: &HeaderMap, version: http::Version) -> Option<[u8; 32]> {
+        let cookie = self.session_cookie(headers, version)?;
         Some(Sha256::digest(cookie.as_bytes()).into())
     }
 
@@ -213,15 +241,7 @@ impl Authenticator {
         };
         let cookie_header = HeaderValue::try_from(format!("{}={cookie}", self.cookie_name))
             .map_err(|_| AuthUnavailable("session cookie is not a valid header value".into()))?;
-        let h = client.headers;
-        let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(prev) if !prev.trim().is_empty() => format!("{prev}, {}", client.peer),
-            _ => client.peer.to_string(),
-        };
-        let proto = h
-            .get("x-forwarded-proto")
-            .cloned()
-            .unwrap_or_else(|| HeaderValue::from_static("http"));
+        let (xff, proto, host) = client.forwarded();
         let mut req = self
             .client
             .get(url)
@@ -231,8 +251,8 @@ impl Authenticator {
         if let Ok(v) = HeaderValue::try_from(xff) {
             req = req.header("x-forwarded-for", v);
         }
-        if let Some(host) = h.get("x-forwarded-host").or_else(|| h.get(header::HOST)) {
-            req = req.header("x-forwarded-host", host.clone());
+        if let Some(host) = host {
+            req = req.header("x-forwarded-host", host);
         }
         let outcome = match req.send().await {
             Err(e) => Err(AuthUnavailable(describe(&e))),
@@ -254,22 +274,84 @@ impl Authenticator {
     }
 }
 
-/// Finds `name` among the request's `Cookie` headers (all of them, as HTTP/2 splits them).
-/// Non-UTF-8 headers and malformed pairs are skipped; an empty value counts as absent.
+/// The session cookie's value exactly as Django would read it from the same request, so
+/// the gateway never checks a different session than the app's own pages see:
+/// - several `Cookie` lines are joined the way Django's WSGI and ASGI handlers join them,
+///   with `,` (over HTTP/2, where splitting the header is normal, with `; ` as RFC 9113
+///   §8.2.3 asks);
+/// - then Django's `parse_cookie`: pieces split on `;`, each at its first `=` (a piece
+///   without one is a value under the empty name), names and values stripped of
+///   whitespace, one pair of surrounding double quotes removed (and their `\"`/`\ooo`
+///   escapes decoded), **the last `name` wins**.
+///
+/// Returned is the value to forward as `{name}={value}`: as written (trimmed), quotes
+/// and all, so that Django, unquoting it on arrival, reads exactly what it would read from
+/// the client's own request (unquoting here and forwarding the result would let
+/// `""key""` pass as `key`). A value that reads as empty, or as anything but printable
+/// ASCII, counts as no session (Django finds no session for it either).
 pub fn session_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    for value in headers.get_all(header::COOKIE) {
-        let Ok(s) = value.to_str() else { continue };
-        for c in cookie::Cookie::split_parse(s).flatten() {
-            if c.name() == name {
-                let v = c.value().trim_matches('"');
-                if v.is_empty() || v.bytes().any(|b| !(0x21..0x7f).contains(&b)) {
-                    return None;
-                }
-                return Some(v.to_string());
-            }
+    django_cookie(headers, name, ",")
+}
+
+/// [`session_cookie`] for an HTTP/2 request, whose `Cookie` lines join with `; `.
+pub fn session_cookie_h2(headers: &HeaderMap, name: &str) -> Option<String> {
+    django_cookie(headers, name, "; ")
+}
+
+fn django_cookie(headers: &HeaderMap, name: &str, join: &str) -> Option<String> {
+    let mut lines = headers.get_all(header::COOKIE).iter();
+    let first = lines.next()?;
+    let mut joined = String::from_utf8_lossy(first.as_bytes()).into_owned();
+    for more in lines {
+        joined.push_str(join);
+        joined.push_str(&String::from_utf8_lossy(more.as_bytes()));
+    }
+    let mut found = None;
+    for piece in joined.split(';') {
+        let (key, value) = piece.split_once('=').unwrap_or(("", piece));
+        if key.trim() == name {
+            found = Some(value.trim());
         }
     }
-    None
+    let raw = found?;
+    let read = unquote(raw);
+    if read.is_empty() || read.bytes().any(|b| !(0x21..0x7f).contains(&b)) {
+        return None;
+    }
+    Some(raw.to_string())
+}
+
+/// Python's `http.cookies._unquote`: a value in double quotes loses them, and `\"`,
+/// `\\` and octal `\ooo` escapes inside are decoded; anything else is left as it is.
+pub fn unquote(v: &str) -> String {
+    let Some(inner) = v
+        .strip_prefix('"')
+        .and_then(|rest| rest.strip_suffix('"'))
+        .filter(|_| v.len() >= 2)
+    else {
+        return v.to_string();
+    };
+    let b = inner.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 1 < b.len() {
+            let octal = b.get(i + 1..i + 4).filter(|d| {
+                (b'0'..=b'3').contains(&d[0]) && d[1..].iter().all(|c| (b'0'..=b'7').contains(c))
+            });
+            if let Some(d) = octal {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            } else {
+                out.push(b[i + 1]);
+                i += 2;
+            }
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Says what failed without echoing the URL's query or any header.
@@ -302,9 +384,57 @@ mod tests {
     }
 
     #[test]
-    fn session_cookie_in_a_second_header_is_found() {
+    fn cookie_lines_join_as_django_joins_them() {
+        // HTTP/1: Django joins the lines with ",", so a session after the first line is
+        // glued to the previous cookie's value and never read.
         let h = headers(&[b"a=1", b"sessionid=xyz"]);
+        assert_eq!(session_cookie(&h, "sessionid"), None);
+        // ... and a session before a second line takes that line into its value, as in
+        // Django, which then finds no such session.
+        let h = headers(&[b"sessionid=xyz", b"csrftoken=abc"]);
+        assert_eq!(
+            session_cookie(&h, "sessionid").as_deref(),
+            Some("xyz,csrftoken=abc")
+        );
+        let h = headers(&[b"theme=dark", b"csrftoken=abc; sessionid=xyz"]);
         assert_eq!(session_cookie(&h, "sessionid").as_deref(), Some("xyz"));
+        // HTTP/2 splits the header on purpose: "; " joins it back.
+        let h = headers(&[b"a=1", b"sessionid=xyz"]);
+        assert_eq!(session_cookie_h2(&h, "sessionid").as_deref(), Some("xyz"));
+    }
+
+    #[test]
+    fn the_last_session_cookie_wins_as_in_django() {
+        let h = headers(&[b"sessionid=first; sessionid=second"]);
+        assert_eq!(session_cookie(&h, "sessionid").as_deref(), Some("second"));
+        let h = headers(&[b"sessionid=good; sessionid="]);
+        assert_eq!(session_cookie(&h, "sessionid"), None);
+        let h = headers(&[b"sessionid=good; sessionid"]);
+        assert_eq!(session_cookie(&h, "sessionid").as_deref(), Some("good"));
+    }
+
+    #[test]
+    fn quotes_and_whitespace_follow_pythons_rules() {
+        // What Django reads from the forwarded value.
+        let one = |raw: &[u8]| session_cookie(&headers(&[raw]), "sessionid").map(|v| unquote(&v));
+        assert_eq!(one(b"sessionid=\"abc\"").as_deref(), Some("abc"));
+        assert_eq!(
+            session_cookie(&headers(&[b"sessionid=\"\"abc\"\""]), "sessionid").as_deref(),
+            Some("\"\"abc\"\""),
+            "forwarded as written, so Django unquotes it once, as it would have"
+        );
+        assert_eq!(one(b"sessionid=\"\"abc\"\"").as_deref(), Some("\"abc\""));
+        assert_eq!(one(b"sessionid=\"abc").as_deref(), Some("\"abc"));
+        assert_eq!(one(b"sessionid=\"a\\\"b\"").as_deref(), Some("a\"b"));
+        assert_eq!(one(b"sessionid=\"\\141bc\"").as_deref(), Some("abc"));
+        assert_eq!(
+            one(b"  sessionid  =  abc  ; other = x ").as_deref(),
+            Some("abc")
+        );
+        assert_eq!(one(b"sessionid=\tabc\t").as_deref(), Some("abc"));
+        assert_eq!(one(b"sessionid=\"\""), None);
+        assert_eq!(one(b"\"sessionid\"=abc"), None);
+        assert_eq!(one(b"session id=abc"), None);
     }
 
     #[test]

@@ -124,6 +124,28 @@ pub struct ServerConfig {
     pub retry_after: Duration,
     /// Tokio worker threads; 0 means one per core.
     pub worker_threads: usize,
+    /// Peers whose `X-Forwarded-For`/`-Proto`/`-Host` are believed (addresses or CIDRs,
+    /// e.g. the nginx in front). From anyone else they are rebuilt from the connection.
+    pub trusted_proxies: Vec<String>,
+}
+
+impl ServerConfig {
+    /// `trusted_proxies` parsed: a bare address means just that address.
+    pub fn trusted_nets(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        self.trusted_proxies
+            .iter()
+            .map(|t| {
+                t.parse::<ipnet::IpNet>()
+                    .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        invalid(
+                            "server.trusted_proxies",
+                            format!("{t:?} is not an address or CIDR (e.g. 10.0.0.0/8)"),
+                        )
+                    })
+            })
+            .collect()
+    }
 }
 
 impl Default for ServerConfig {
@@ -142,6 +164,7 @@ impl Default for ServerConfig {
             response_max_age: Duration::from_secs(86_400),
             retry_after: Duration::from_secs(2),
             worker_threads: 0,
+            trusted_proxies: vec!["127.0.0.1/32".into(), "::1/128".into()],
         }
     }
 }
@@ -529,6 +552,7 @@ impl Config {
         if s.max_header_bytes.as_u64() < 1024 {
             return Err(invalid("server.max_header_bytes", "must be at least 1KiB"));
         }
+        s.trusted_nets()?;
         if s.internal_listen == Some(s.listen) {
             return Err(invalid(
                 "server.internal_listen",

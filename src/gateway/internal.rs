@@ -8,6 +8,9 @@
 //!   label and store it the same way.
 //! - `DELETE /internal/cache/{tracking}`: evict one label from memory.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::request::Parts;
@@ -16,9 +19,9 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use super::{Gateway, InternalRoute, Reply};
-use crate::body::Prefixed;
+use crate::body::{Observed, Prefixed};
 use crate::error::GatewayError;
-use crate::http::{empty, full, Body, BoxError};
+use crate::http::{empty, full, Body};
 use crate::outbound::{describe, read_limited, Limited};
 use crate::secret::Secret;
 use crate::storage::PutOutcome;
@@ -27,15 +30,26 @@ use crate::tracking::Tracking;
 const PDF_MAGIC: &[u8] = b"%PDF-";
 
 /// Checks `Authorization: Bearer <token>` against the configured token.
+/// The scheme is case-insensitive (RFC 9110 §11.1), one or more spaces follow it.
 pub fn authorized(token: Option<&Secret>, headers: &HeaderMap) -> bool {
     let Some(token) = token else { return false };
-    let Some(presented) = headers
+    let Some(value) = headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .map(HeaderValue::as_bytes)
     else {
         return false;
     };
-    token.matches(presented)
+    let Some((scheme, credentials)) = value.split_at_checked(6) else {
+        return false;
+    };
+    if !scheme.eq_ignore_ascii_case(b"Bearer") || !credentials.starts_with(b" ") {
+        return false;
+    }
+    let start = credentials
+        .iter()
+        .position(|&b| b != b' ')
+        .unwrap_or(credentials.len());
+    token.matches(&credentials[start..])
 }
 
 impl Gateway {
@@ -105,7 +119,10 @@ impl Gateway {
                     .ok_or_else(|| GatewayError::BadRequest("invalid Content-Length".into()))?,
             ),
         };
-        let mut body: Body = body.map_err(BoxError::from).boxed();
+        // Whether the client's own body broke (it went away mid-upload): that is the
+        // client's doing, not a storage fault, whatever error storage reports for it.
+        let client_failed = Arc::new(AtomicBool::new(false));
+        let mut body: Body = Observed::new(body, client_failed.clone()).boxed();
         let linger = !expects_continue(parts);
         if declared.is_some_and(|n| n > max) {
             if linger && declared.is_some_and(|n| n <= DRAIN_LIMIT) {
@@ -145,7 +162,15 @@ impl Gateway {
                 (full(buf.freeze()), len)
             }
         };
-        self.store(tracking, upload, len, overwrite).await
+        match self.store(tracking, upload, len, overwrite).await {
+            Err(GatewayError::Storage(e)) if client_failed.load(Ordering::SeqCst) => {
+                tracing::info!(%tracking, error = %e, "upload abandoned by the client mid-body");
+                Err(GatewayError::BadRequest(
+                    "the upload ended before its Content-Length".into(),
+                ))
+            }
+            other => other,
+        }
     }
 
     /// `POST /internal/labels/{tracking}/fetch` with `{"url": "..."}`.
@@ -368,5 +393,26 @@ mod tests {
             HeaderValue::from_static("Basic s3cret"),
         );
         assert!(!authorized(Some(&token), &h));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        let token = Secret::new("s3cret");
+        for ok in ["bearer s3cret", "BEARER s3cret", "BeArEr  s3cret"] {
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, HeaderValue::from_static(ok));
+            assert!(authorized(Some(&token), &h), "{ok}");
+        }
+        for bad in [
+            "Bearers3cret",
+            "Bearer",
+            "Bearer ",
+            "Bear s3cret",
+            "bearer s3cret x",
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, HeaderValue::from_static(bad));
+            assert!(!authorized(Some(&token), &h), "{bad}");
+        }
     }
 }

@@ -118,11 +118,14 @@ impl Gateway {
         req: &LabelRequest<'_>,
         trace: &mut Trace,
     ) -> Result<Verdict, GatewayError> {
-        let cookie = self.auth.session_cookie(&req.parts.headers);
+        let cookie = self
+            .auth
+            .session_cookie(&req.parts.headers, req.parts.version);
         let client = ClientInfo {
             peer: req.peer.ip(),
             headers: &req.parts.headers,
             request_id: req.request_id,
+            trusted_proxies: &self.trusted_proxies,
         };
         let (verdict, source) = self
             .auth
@@ -256,7 +259,7 @@ impl Gateway {
         // A denied or cookieless request never gets here: the session check came first.
         let session = self
             .auth
-            .session_key(&req.parts.headers)
+            .session_key(&req.parts.headers, req.parts.version)
             .unwrap_or_default();
         let outcome = regen
             .regenerate(req.tracking, session, req.request_id)

@@ -67,6 +67,8 @@ pub struct Gateway {
     draining: AtomicBool,
     readiness: ops::Readiness,
     request_ids: ops::RequestIds,
+    /// `[server] trusted_proxies`, parsed.
+    trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Gateway {
@@ -96,7 +98,9 @@ impl Gateway {
                 reason,
             }
         })?;
+        let trusted_proxies = config.server.trusted_nets().unwrap_or_default();
         Ok(Gateway {
+            trusted_proxies,
             cache,
             regenerator,
             carrier,

@@ -137,3 +137,157 @@ async fn regenerations_are_bounded_per_session_with_a_clear_429() {
     assert_eq!(ask("GONE5", "sessionid=picker-b").await.status(), 404);
     assert_eq!(app.hits(), 4);
 }
+
+/// For every tricky `Cookie` header (duplicates in one line and across lines, quotes,
+/// whitespace, empty values), the gateway reads the session Django itself reads: the
+/// same headers sent to the app's own check URL and to the gateway get the same verdict.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gateway_reads_the_same_session_cookie_as_django() {
+    let django = support::Django::start();
+    let s3 = S3Server::start().await;
+    s3.put_label("PARITY1", &pdf_bytes(2_000, 82)).await;
+    let gw = support::start_gateway(support::s3_config(
+        &s3,
+        &django.check_url(),
+        &[
+            ("LABEL_GATEWAY_AUTH__ALLOW_TTL", "1ms"),
+            ("LABEL_GATEWAY_AUTH__DENY_TTL", "1ms"),
+        ],
+    ))
+    .await;
+    let good = django.session("parity");
+    let bad = "forgedforgedforgedforgedforged12";
+    let cases: Vec<Vec<String>> = vec![
+        vec![format!("sessionid={bad}; sessionid={good}")],
+        vec![format!("sessionid={good}; sessionid={bad}")],
+        vec![format!("sessionid={good}; sessionid=")],
+        vec![format!("sessionid={good}; sessionid")],
+        vec![format!("sessionid={good}"), "csrftoken=abc".to_string()],
+        vec!["csrftoken=abc".to_string(), format!("sessionid={good}")],
+        vec!["theme=dark".to_string(), format!("a=1; sessionid={good}")],
+        vec![format!("sessionid=\"{good}\"")],
+        vec![format!("sessionid=\"\"{good}\"\"")],
+        vec![format!("sessionid=\"{good}")],
+        vec![format!("  sessionid  =   {good}  ;  theme = dark ")],
+        vec![format!("sessionid=\t{good}\t")],
+        vec![format!("\"sessionid\"={good}")],
+        vec![format!("SESSIONID={good}")],
+        vec![format!("sessionid={good},theme=dark")],
+    ];
+    let c = support::client();
+    let mut allowed = 0;
+    for lines in &cases {
+        let mut to_django = c.get(django.url("/internal/label-access/PARITY1/"));
+        let mut to_gateway = c.get(support::label_url(&gw, "PARITY1"));
+        for line in lines {
+            to_django = to_django.header("cookie", line);
+            to_gateway = to_gateway.header("cookie", line);
+        }
+        let django_allows = to_django.send().await.unwrap().status().is_success();
+        let gateway_status = to_gateway.send().await.unwrap().status().as_u16();
+        assert_eq!(
+            gateway_status,
+            if django_allows { 200 } else { 404 },
+            "cookie lines {lines:?}: Django allows = {django_allows}"
+        );
+        allowed += usize::from(django_allows);
+    }
+    // Both outcomes are exercised, not only denials.
+    assert!(allowed >= 4 && allowed < cases.len(), "allowed {allowed}");
+}
+
+/// A client that dies in the middle of a `PUT` is the client's fault: logged at info and
+/// answered (to nobody) as a 400, never a 502 counted as a storage error.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_abandoned_mid_body_is_not_a_storage_error() {
+    use tokio::io::AsyncWriteExt;
+    let token = "abandon-token-1";
+    let (s3, _check, gw) = setup(&[("LABEL_GATEWAY_INTERNAL__TOKEN", token)]).await;
+    let mut s = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
+    let head = format!(
+        "PUT /internal/labels/HALF1 HTTP/1.1\r\nHost: t\r\nAuthorization: bearer {token}\r\n\
+         Content-Type: application/pdf\r\nContent-Length: 200000\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&pdf_bytes(20_000, 83)).await.unwrap();
+    s.flush().await.unwrap();
+    // Let the upload reach storage, then vanish.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(s);
+    let metrics_url = format!("http://{}/metrics", gw.addr());
+    let deadline = tokio::time::Instant::now() + support::SLACK;
+    let text = loop {
+        let text = support::client()
+            .get(&metrics_url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.contains("label_gateway_responses_total{class=\"4xx\"} 1") {
+            break text;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{text}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        text.contains("label_gateway_storage_errors_total 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("label_gateway_responses_total{class=\"5xx\"} 0"),
+        "{text}"
+    );
+    assert!(s3.stored("labels/HALF1.pdf").is_none());
+}
+
+/// `X-Forwarded-*` from a client that reached the gateway directly are not passed to the
+/// app as its own: they are rebuilt from the connection; a trusted proxy's are extended.
+#[tokio::test(flavor = "multi_thread")]
+async fn forwarding_headers_are_believed_only_from_trusted_proxies() {
+    let django = support::Django::start();
+    let s3 = S3Server::start().await;
+    s3.put_label("FWD1", &pdf_bytes(1_000, 84)).await;
+    s3.put_label("FWD2", &pdf_bytes(1_000, 85)).await;
+    let cookie = format!("sessionid={}", django.session("fwd"));
+    let spoofed = [
+        ("x-forwarded-for", "203.0.113.9"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "shop.example"),
+    ];
+
+    // Loopback is not trusted here: the test client stands for anyone on the network.
+    let untrusting = support::start_gateway(support::s3_config(
+        &s3,
+        &django.check_url(),
+        &[("LABEL_GATEWAY_SERVER__TRUSTED_PROXIES", r#"["10.0.0.0/8"]"#)],
+    ))
+    .await;
+    let r = get_label(&untrusting, "FWD1")
+        .cookie(&cookie)
+        .headers(&spoofed)
+        .header("host", "gateway.internal")
+        .send()
+        .await;
+    assert_eq!(r.status(), 200);
+
+    // The default trusts loopback, where nginx runs.
+    let trusting = support::start_gateway(support::s3_config(&s3, &django.check_url(), &[])).await;
+    let r = get_label(&trusting, "FWD2")
+        .cookie(&cookie)
+        .headers(&spoofed)
+        .send()
+        .await;
+    assert_eq!(r.status(), 200);
+
+    let forwarded = &django.stats().await["forwarded"];
+    assert_eq!(
+        forwarded["FWD1"],
+        serde_json::json!({"for": "127.0.0.1", "proto": "http", "host": "gateway.internal"})
+    );
+    assert_eq!(
+        forwarded["FWD2"],
+        serde_json::json!({"for": "203.0.113.9, 127.0.0.1", "proto": "https", "host": "shop.example"})
+    );
+}

@@ -119,7 +119,7 @@ pub fn client() -> reqwest::Client {
 }
 
 /// `http://addr/shipping-label/{tracking}/`
-fn label_url(gw: &Running, tracking: &str) -> String {
+pub fn label_url(gw: &Running, tracking: &str) -> String {
     format!("http://{}/shipping-label/{tracking}/", gw.addr())
 }
 

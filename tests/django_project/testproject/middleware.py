@@ -15,6 +15,13 @@ def request_stats(get_response):
         match = _COUNTED_PATH.match(request.path_info)
         if match:
             stats.record(match.group(1), match.group(2))
+            stats.record_forwarded(
+                match.group(2),
+                {
+                    name: request.META.get("HTTP_X_FORWARDED_" + name.upper())
+                    for name in ("for", "proto", "host")
+                },
+            )
         return get_response(request)
 
     return middleware

@@ -11,6 +11,7 @@ ENDPOINTS = ("label-access", "label-regenerate")
 
 _lock = threading.Lock()
 _counts = {endpoint: Counter() for endpoint in ENDPOINTS}
+_forwarded = {}
 
 
 def record(endpoint, tracking):
@@ -18,16 +19,26 @@ def record(endpoint, tracking):
         _counts[endpoint][tracking] += 1
 
 
-def snapshot():
-    """Return ``{endpoint: {"total": n, "by_tracking": {tracking: n}}}``."""
+def record_forwarded(tracking, headers):
+    """Keep the X-Forwarded-* headers of the latest call for ``tracking``."""
     with _lock:
-        return {
+        _forwarded[tracking] = headers
+
+
+def snapshot():
+    """Return ``{endpoint: {"total": n, "by_tracking": {tracking: n}}}``, plus
+    ``"forwarded": {tracking: {"for", "proto", "host"}}`` of the latest calls."""
+    with _lock:
+        out = {
             endpoint: {"total": sum(counts.values()), "by_tracking": dict(counts)}
             for endpoint, counts in _counts.items()
         }
+        out["forwarded"] = dict(_forwarded)
+        return out
 
 
 def reset():
     with _lock:
         for counts in _counts.values():
             counts.clear()
+        _forwarded.clear()

@@ -117,6 +117,7 @@ class GatewayFlowTests(TestCase):
         counts = self.client.get("/test/stats/").json()
         self.assertEqual(counts["label-access"], {"total": 3, "by_tracking": {"A1": 2, "B2": 1}})
         self.assertEqual(counts["label-regenerate"], {"total": 1, "by_tracking": {"REGEN1": 1}})
+        self.assertEqual(counts["forwarded"]["B2"], {"for": None, "proto": None, "host": None})
 
         self.assertEqual(self.client.post("/test/stats/reset/").status_code, 204)
         counts = self.client.get("/test/stats/").json()
