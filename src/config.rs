@@ -90,9 +90,12 @@ pub struct Config {
 pub struct ServerConfig {
     /// Public listener (nginx proxies `/shipping-label/` here).
     pub listen: SocketAddr,
-    /// Optional second listener for `/internal/...` and `/metrics`; when set, the main
-    /// listener no longer answers those routes.
-    pub internal_listen: Option<SocketAddr>,
+    /// The listener for `/internal/...` (the app's calls) and `/metrics`, which the
+    /// public listener never answers: keep it off the public network.
+    pub internal_listen: SocketAddr,
+    /// Also answer `/internal/...` and `/metrics` on the public listener. Only for a
+    /// public listener that nothing but the app can reach; `check-config` warns otherwise.
+    pub internal_on_public: bool,
     /// A client must complete each request head within this time of connecting or of its
     /// previous response ending (slowloris guard, keep-alive idle limit).
     #[serde(with = "humantime_serde")]
@@ -152,7 +155,8 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            internal_listen: None,
+            internal_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            internal_on_public: false,
             header_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(60),
@@ -553,7 +557,7 @@ impl Config {
             return Err(invalid("server.max_header_bytes", "must be at least 1KiB"));
         }
         s.trusted_nets()?;
-        if s.internal_listen == Some(s.listen) {
+        if s.internal_listen == s.listen && s.listen.port() != 0 {
             return Err(invalid(
                 "server.internal_listen",
                 "must differ from server.listen",

@@ -66,10 +66,14 @@ fn main() -> ExitCode {
     };
     match cli.command.unwrap_or(Command::Serve) {
         Command::CheckConfig => {
+            let report = label_gateway::cli::check::check(&config);
             println!("configuration OK: {}", cli.config.display());
-            println!("  listen   {}", config.server.listen);
-            println!("  storage  {:?}", config.storage.backend);
-            println!("  check    {}", config.auth.check_url);
+            for line in &report.lines {
+                println!("{line}");
+            }
+            for warning in &report.warnings {
+                println!("warning: {warning}");
+            }
             ExitCode::SUCCESS
         }
         Command::Serve => serve(config),
@@ -175,7 +179,7 @@ fn serve(config: Config) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        tracing::info!(addr = %running.addr(), internal = ?running.internal_addr(), "label-gateway listening");
+        tracing::info!(addr = %running.addr(), internal = %running.internal_addr(), "label-gateway listening");
         wait_for_signal().await;
         tracing::info!("shutting down: new connections refused, draining in-flight requests");
         tokio::select! {

@@ -58,7 +58,7 @@ pub const EVICT_MIN_IDLE: Duration = Duration::from_millis(50);
 pub struct Running {
     pub gateway: Arc<Gateway>,
     addr: SocketAddr,
-    internal_addr: Option<SocketAddr>,
+    internal_addr: SocketAddr,
     stop: watch::Sender<bool>,
     tasks: TaskTracker,
     grace: Duration,
@@ -70,8 +70,8 @@ impl Running {
         self.addr
     }
 
-    /// The internal listener's address, when `internal_listen` is set.
-    pub fn internal_addr(&self) -> Option<SocketAddr> {
+    /// The internal listener's address (`/internal/...`, `/metrics`).
+    pub fn internal_addr(&self) -> SocketAddr {
         self.internal_addr
     }
 
@@ -99,25 +99,24 @@ pub async fn start(config: Config) -> Result<Running, StartupError> {
             })
     };
     let public = bind("server.listen", config.server.listen).await?;
-    let internal = match config.server.internal_listen {
-        Some(a) => Some(bind("server.internal_listen", a).await?),
-        None => None,
-    };
+    let internal = bind("server.internal_listen", config.server.internal_listen).await?;
     let gateway = Arc::new(Gateway::new(config)?);
     Ok(serve(gateway, public, internal))
 }
 
 /// Serves already-bound listeners.
-pub fn serve(gateway: Arc<Gateway>, public: TcpListener, internal: Option<TcpListener>) -> Running {
+pub fn serve(gateway: Arc<Gateway>, public: TcpListener, internal: TcpListener) -> Running {
     let (stop, stop_rx) = watch::channel(false);
     let tasks = TaskTracker::new();
     let slots = Arc::new(Slots::new(gateway.config.server.max_connections));
     let addr = public.local_addr().expect("bound listener has an address");
-    let internal_addr = internal.as_ref().and_then(|l| l.local_addr().ok());
-    let kind = if internal.is_some() {
-        Listener::Public
-    } else {
+    let internal_addr = internal
+        .local_addr()
+        .expect("bound listener has an address");
+    let kind = if gateway.config.server.internal_on_public {
         Listener::Combined
+    } else {
+        Listener::Public
     };
     tasks.spawn(accept_loop(
         public,
@@ -127,16 +126,14 @@ pub fn serve(gateway: Arc<Gateway>, public: TcpListener, internal: Option<TcpLis
         stop_rx.clone(),
         tasks.clone(),
     ));
-    if let Some(l) = internal {
-        tasks.spawn(accept_loop(
-            l,
-            Listener::Internal,
-            gateway.clone(),
-            slots,
-            stop_rx,
-            tasks.clone(),
-        ));
-    }
+    tasks.spawn(accept_loop(
+        internal,
+        Listener::Internal,
+        gateway.clone(),
+        slots,
+        stop_rx,
+        tasks.clone(),
+    ));
     let grace = gateway.config.server.shutdown_grace;
     Running {
         gateway,

@@ -41,7 +41,10 @@ async fn the_environment_proxy_is_never_used() {
     ))
     .await;
     let r = support::client()
-        .post(format!("http://{}/internal/labels/PROXY1/fetch", gw.addr()))
+        .post(format!(
+            "http://{}/internal/labels/PROXY1/fetch",
+            gw.internal_addr()
+        ))
         .bearer_auth(TOKEN)
         .json(&serde_json::json!({ "url": carrier.url("/label.pdf") }))
         .send()

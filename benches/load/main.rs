@@ -382,7 +382,7 @@ async fn soak_run(
         secs: s.soak_secs,
         allowed_cookie: ANY_SESSION,
     };
-    soak::run(gw.addr, gw.guard.pid(), labels, &settings).await
+    soak::run(gw.addr, gw.internal, gw.guard.pid(), labels, &settings).await
 }
 
 /// Probes and validates every row, then runs the matrix: rows interleaved within each

@@ -99,6 +99,8 @@ pub async fn put_label(s3: SocketAddr, tracking: &str, data: &[u8]) -> anyhow::R
 /// overrides an operator would set.
 pub struct GatewayChild {
     pub addr: SocketAddr,
+    /// The internal listener (`/internal/...`, `/metrics`).
+    pub internal: SocketAddr,
     pub guard: ChildGuard,
     pub config: Config,
 }
@@ -117,8 +119,13 @@ impl GatewayChild {
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_label-gateway")));
         let config_path = Path::new(REPO).join("config.toml");
         let port = free_port()?;
+        let internal_port = free_port()?;
         let env: BTreeMap<String, String> = [
             ("LABEL_GATEWAY_SERVER__LISTEN", format!("127.0.0.1:{port}")),
+            (
+                "LABEL_GATEWAY_SERVER__INTERNAL_LISTEN",
+                format!("127.0.0.1:{internal_port}"),
+            ),
             ("LABEL_GATEWAY_STORAGE__BACKEND", "s3".into()),
             ("LABEL_GATEWAY_AUTH__CHECK_URL", check_url.into()),
             ("LABEL_GATEWAY_CACHE__ENABLED", cache_enabled.to_string()),
@@ -161,6 +168,7 @@ impl GatewayChild {
         guard.wait_http(addr, "/healthz", START_WITHIN)?;
         Ok(GatewayChild {
             addr,
+            internal: ([127, 0, 0, 1], internal_port).into(),
             guard,
             config,
         })

@@ -127,10 +127,11 @@ pub struct Settings {
     pub allowed_cookie: &'static str,
 }
 
-/// Runs the soak against the gateway at `addr` (process `pid`) and prints its report.
-/// Fails on any unexpected response or an RSS that grew across the run.
+/// Runs the soak against the gateway at `addr` (process `pid`, metrics on `internal`) and
+/// prints its report. Fails on any unexpected response or an RSS that grew across the run.
 pub async fn run(
     addr: SocketAddr,
+    internal: SocketAddr,
     pid: u32,
     labels: Arc<Labels>,
     s: &Settings,
@@ -188,7 +189,7 @@ pub async fn run(
     let elapsed = began.elapsed();
     let peak_rss = peak.finish();
     sampler.abort();
-    let cache_line = cache_metrics(addr)
+    let cache_line = cache_metrics(internal)
         .await
         .unwrap_or_else(|e| format!("unknown ({e:#})"));
 

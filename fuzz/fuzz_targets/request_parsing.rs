@@ -12,7 +12,8 @@ use std::time::{Duration, SystemTime};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use label_gateway::auth::session_cookie;
-use label_gateway::gateway::{route, valid_tracking, Route, LABEL_PREFIX};
+use label_gateway::gateway::{route, Route, LABEL_PREFIX};
+use label_gateway::tracking::Tracking;
 use label_gateway::http::{
     parse_range, Conditions, Precondition, RangeRequest, RangeSpec, Validators,
 };
@@ -102,7 +103,7 @@ fn check_route(raw: &[u8]) {
     match route(&path) {
         Route::Label(t) => {
             assert!(path.starts_with(LABEL_PREFIX), "{path:?}");
-            assert!(valid_tracking(t), "{t:?} from {path:?}");
+            assert!(Tracking::is_valid(&t), "{t:?} from {path:?}");
             assert!((1..=64).contains(&t.len()));
             assert!(
                 t.bytes()

@@ -10,9 +10,9 @@ pub const LABEL_PREFIX: &str = "/shipping-label/";
 /// Which routes a listener answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Listener {
-    /// The only listener: every route.
+    /// The public listener with `internal_on_public`: every route.
     Combined,
-    /// The public one when `internal_listen` is set: labels and health only.
+    /// The public listener: labels and health only.
     Public,
     /// `internal_listen`: `/internal/...`, `/metrics` and health.
     Internal,

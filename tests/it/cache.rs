@@ -257,7 +257,7 @@ async fn purge_with_the_token_evicts_a_label_and_without_it_is_refused() {
     let get = || get_label(&gw, "PURGE1").cookie(ANY_SESSION).send();
     get().await.bytes().await.unwrap();
     assert_eq!(get().await.headers()["x-cache"], "HIT");
-    let url = format!("http://{}/internal/cache/PURGE1", gw.addr());
+    let url = format!("http://{}/internal/cache/PURGE1", gw.internal_addr());
     let r = support::client().delete(&url).send().await.unwrap();
     assert_eq!(r.status(), 401);
     let r = support::client()
@@ -307,7 +307,7 @@ async fn metrics_expose_cache_counters() {
     get().await.bytes().await.unwrap();
     get().await.bytes().await.unwrap();
     let text = support::client()
-        .get(format!("http://{}/metrics", gw.addr()))
+        .get(format!("http://{}/metrics", gw.internal_addr()))
         .send()
         .await
         .unwrap()

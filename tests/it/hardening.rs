@@ -78,7 +78,7 @@ async fn a_client_that_reads_nothing_does_not_hold_back_others_of_the_same_label
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap(), data);
     let metrics = support::client()
-        .get(format!("http://{}/metrics", gw.addr()))
+        .get(format!("http://{}/metrics", gw.internal_addr()))
         .send()
         .await
         .unwrap()
@@ -203,7 +203,9 @@ async fn an_upload_abandoned_mid_body_is_not_a_storage_error() {
     use tokio::io::AsyncWriteExt;
     let token = "abandon-token-1";
     let (s3, _check, gw) = setup(&[("LABEL_GATEWAY_INTERNAL__TOKEN", token)]).await;
-    let mut s = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(gw.internal_addr())
+        .await
+        .unwrap();
     let head = format!(
         "PUT /internal/labels/HALF1 HTTP/1.1\r\nHost: t\r\nAuthorization: bearer {token}\r\n\
          Content-Type: application/pdf\r\nContent-Length: 200000\r\n\r\n"
@@ -214,7 +216,7 @@ async fn an_upload_abandoned_mid_body_is_not_a_storage_error() {
     // Let the upload reach storage, then vanish.
     tokio::time::sleep(Duration::from_millis(200)).await;
     drop(s);
-    let metrics_url = format!("http://{}/metrics", gw.addr());
+    let metrics_url = format!("http://{}/metrics", gw.internal_addr());
     let deadline = tokio::time::Instant::now() + support::SLACK;
     let text = loop {
         let text = support::client()
@@ -290,4 +292,55 @@ async fn forwarding_headers_are_believed_only_from_trusted_proxies() {
         forwarded["FWD2"],
         serde_json::json!({"for": "203.0.113.9, 127.0.0.1", "proto": "https", "host": "shop.example"})
     );
+}
+
+/// `/internal/...` and `/metrics` are answered on the internal listener only: the public
+/// port (the one nginx, or a Docker port mapping, exposes) never serves them, unless
+/// `internal_on_public` says so explicitly.
+#[tokio::test(flavor = "multi_thread")]
+async fn internal_routes_and_metrics_stay_off_the_public_listener() {
+    let token = "listener-token-1";
+    let (_s3, _check, gw) = setup(&[("LABEL_GATEWAY_INTERNAL__TOKEN", token)]).await;
+    let c = support::client();
+    let on = |addr: std::net::SocketAddr, path: &str| format!("http://{addr}{path}");
+    for (method, path) in [
+        (reqwest::Method::GET, "/metrics"),
+        (reqwest::Method::DELETE, "/internal/cache/LSN1"),
+        (reqwest::Method::PUT, "/internal/labels/LSN1"),
+    ] {
+        let public = c
+            .request(method.clone(), on(gw.addr(), path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            public.status(),
+            404,
+            "{method} {path} on the public listener"
+        );
+        let internal = c
+            .request(method.clone(), on(gw.internal_addr(), path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(
+            internal.status(),
+            404,
+            "{method} {path} on the internal one"
+        );
+    }
+    // Labels are not served on the internal listener either.
+    let r = c
+        .get(on(gw.internal_addr(), "/shipping-label/LSN1/"))
+        .header("cookie", ANY_SESSION)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    let (_s3, _check, gw) = setup(&[("LABEL_GATEWAY_SERVER__INTERNAL_ON_PUBLIC", "true")]).await;
+    let r = c.get(on(gw.addr(), "/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
 }

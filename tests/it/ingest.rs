@@ -24,7 +24,7 @@ async fn setup(extra: &[(&str, &str)]) -> (S3Server, Responder, label_gateway::s
 }
 
 fn put_url(gw: &label_gateway::server::Running, tracking: &str) -> String {
-    format!("http://{}/internal/labels/{tracking}", gw.addr())
+    format!("http://{}/internal/labels/{tracking}", gw.internal_addr())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -319,7 +319,7 @@ except LabelGatewayError as e:
     assert e.status == 401 and "bogus-token-zzz" not in str(e), e
 print("ok")
 "#;
-    let gw_url = format!("http://{}", gw.addr());
+    let gw_url = format!("http://{}", gw.internal_addr());
     let carrier_url = carrier.url("/PYC2.pdf");
     let out = tokio::process::Command::new(support::django::python())
         .args(["-c", script])

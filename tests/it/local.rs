@@ -9,7 +9,7 @@ async fn local_folder_serves_labels_with_ranges_and_404() {
     std::fs::write(dir.path().join("LOCAL1.pdf"), &data).unwrap();
     let check = Responder::allow_all().await;
     let toml = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\nbackend = \"local\"\nlocal_root = \"{}\"\n\
+        "[server]\nlisten = \"127.0.0.1:0\"\ninternal_listen = \"127.0.0.1:0\"\n[storage]\nbackend = \"local\"\nlocal_root = \"{}\"\n\
          [auth]\ncheck_url = \"{}\"\n[log]\naccess_log = false\n",
         dir.path().display(),
         check.url()

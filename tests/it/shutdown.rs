@@ -17,6 +17,8 @@ use crate::support::{self, pdf_bytes, s3, Django, Responder, S3Server, ANY_SESSI
 struct GatewayProcess {
     child: Child,
     addr: SocketAddr,
+    /// The internal listener (`/internal/...`, `/metrics`).
+    internal: SocketAddr,
     logs: Arc<Mutex<Vec<String>>>,
     _dir: tempfile::TempDir,
 }
@@ -47,17 +49,18 @@ impl GatewayProcess {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 if line.contains("label-gateway listening") {
-                    let addr = line
-                        .split_whitespace()
-                        .find_map(|w| w.strip_prefix("addr="))
-                        .and_then(|a| a.parse::<SocketAddr>().ok());
-                    let _ = tx.send(addr);
+                    let field = |name: &str| {
+                        line.split_whitespace()
+                            .find_map(|w| w.strip_prefix(name))
+                            .and_then(|a| a.parse::<SocketAddr>().ok())
+                    };
+                    let _ = tx.send(field("addr=").zip(field("internal=")));
                 }
                 sink.lock().expect("logs").push(line);
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(Some(a)) => a,
+        let (addr, internal) = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(Some(addrs)) => addrs,
             _ => {
                 let _ = child.kill();
                 panic!(
@@ -69,6 +72,7 @@ impl GatewayProcess {
         GatewayProcess {
             child,
             addr,
+            internal,
             logs,
             _dir: dir,
         }
@@ -128,7 +132,7 @@ fn kill_with_parent(cmd: &mut Command) {
 /// whole sections.
 fn s3_toml(s3: &S3Server, check_url: &str, server: &str, extra: &str) -> String {
     format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nworker_threads = 2\n{server}\
+        "[server]\nlisten = \"127.0.0.1:0\"\ninternal_listen = \"127.0.0.1:0\"\nworker_threads = 2\n{server}\
          [storage]\nbackend = \"s3\"\nendpoint = \"{}\"\nregion = \"{}\"\nbucket = \"{}\"\n\
          location = \"labels\"\n[auth]\ncheck_url = \"{check_url}\"\n{extra}",
         s3.endpoint(),
@@ -355,7 +359,7 @@ async fn logs_never_contain_cookies_signatures_secrets_or_tokens() {
     assert_eq!(r.status(), 404, "denied");
     let r = c.get(&url).send().await.unwrap();
     assert_eq!(r.status(), 404, "no cookie");
-    let purge = format!("http://{}/internal/cache/LOGS1", good.addr);
+    let purge = format!("http://{}/internal/cache/LOGS1", good.internal);
     let r = c
         .delete(&purge)
         .header("authorization", format!("Bearer {token}"))

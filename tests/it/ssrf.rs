@@ -29,7 +29,7 @@ async fn fetch(gw: &label_gateway::server::Running, tracking: &str, url: &str) -
     let r = support::client()
         .post(format!(
             "http://{}/internal/labels/{tracking}/fetch",
-            gw.addr()
+            gw.internal_addr()
         ))
         .bearer_auth(TOKEN)
         .json(&serde_json::json!({ "url": url }))

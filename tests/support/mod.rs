@@ -35,6 +35,7 @@ pub fn s3_config(s3: &S3Server, check_url: &str, extra: &[(&str, &str)]) -> Conf
         r#"
 [server]
 listen = "127.0.0.1:0"
+internal_listen = "127.0.0.1:0"
 [storage]
 backend = "s3"
 endpoint = "{endpoint}"
@@ -73,6 +74,7 @@ pub fn origin_config(endpoint: &str, check_url: &str, extra: &[(&str, &str)]) ->
         r#"
 [server]
 listen = "127.0.0.1:0"
+internal_listen = "127.0.0.1:0"
 [storage]
 backend = "s3"
 endpoint = "{endpoint}"
