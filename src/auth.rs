@@ -85,7 +85,14 @@ impl ClientInfo<'_> {
     }
 }
 
-type Key = [u8; 32];
+/// A cached verdict's key: the session (a SHA-256 of the value Django reads, never the
+/// value) and, when the check URL names it, the label. Keeping the session part apart
+/// lets a logout drop every verdict of that session at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Key {
+    session: [u8; 32],
+    tracking: Option<Tracking>,
+}
 
 struct VerdictExpiry {
     allow: Duration,
@@ -106,6 +113,7 @@ impl Expiry<Key, Verdict> for VerdictExpiry {
 pub struct AuthStats {
     pub app_calls: AtomicU64,
     pub unavailable: AtomicU64,
+    pub revoked: AtomicU64,
 }
 
 pub struct Authenticator {
@@ -134,6 +142,7 @@ impl Authenticator {
                 allow: cfg.allow_ttl,
                 deny: cfg.deny_ttl,
             })
+            .support_invalidation_closures()
             .build();
         Ok(Authenticator {
             client,
@@ -155,11 +164,29 @@ impl Authenticator {
         }
     }
 
-    /// The session's own key (a SHA-256 of the cookie value, never the value): what
-    /// per-session limits are kept under.
+    /// The session's own key (a SHA-256 of the session key Django reads, never the
+    /// value): what per-session limits and cached verdicts are kept under.
     pub fn session_key(&self, headers: &HeaderMap, version: http::Version) -> Option<[u8; 32]> {
         let cookie = self.session_cookie(headers, version)?;
-        Some(Sha256::digest(cookie.as_bytes()).into())
+        Some(session_hash(&cookie))
+    }
+
+    /// Drops every cached verdict of the session whose key Django knows as `session_key`
+    /// (its logout signal sends it): the next request with that cookie asks the app again.
+    pub fn revoke(&self, session_key: &str) {
+        let session = session_hash(session_key);
+        self.stats.revoked.fetch_add(1, Ordering::Relaxed);
+        // Entries matching are never returned by a lookup from now on; moka removes them
+        // in the background.
+        if self
+            .cache
+            .invalidate_entries_if(move |k, _| k.session == session)
+            .is_err()
+        {
+            // Only when closures are not enabled, which `new` always does; fall back to
+            // dropping every verdict rather than keeping a revoked one.
+            self.cache.invalidate_all();
+        }
     }
 
     /// Decides whether `cookie` may read `tracking`.
@@ -218,13 +245,10 @@ impl Authenticator {
     }
 
     fn key(&self, cookie: &str, tracking: Tracking) -> Key {
-        let mut h = Sha256::new();
-        h.update(cookie.as_bytes());
-        if self.per_tracking {
-            h.update([0u8]);
-            h.update(tracking.as_bytes());
+        Key {
+            session: session_hash(cookie),
+            tracking: self.per_tracking.then_some(tracking),
         }
-        h.finalize().into()
     }
 
     async fn ask_app(
@@ -291,6 +315,17 @@ impl Authenticator {
 /// ASCII, counts as no session (Django finds no session for it either).
 pub fn session_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     django_cookie(headers, name, ",")
+}
+
+/// The hash a session is known by: SHA-256 of the session key as Django reads it (the
+/// forwarded cookie value, unquoted when it came in quotes), so the cookie a browser sent
+/// and the key Django's logout names hash alike.
+pub fn session_hash(value: &str) -> [u8; 32] {
+    if value.len() >= 2 && value.starts_with('"') && value.ends_with('"') {
+        Sha256::digest(unquote(value).as_bytes()).into()
+    } else {
+        Sha256::digest(value.as_bytes()).into()
+    }
 }
 
 /// [`session_cookie`] for an HTTP/2 request, whose `Cookie` lines join with `; `.

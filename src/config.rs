@@ -119,9 +119,13 @@ pub struct ServerConfig {
     /// In-flight downloads get this long to finish on SIGTERM/SIGINT.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
-    /// `Cache-Control: private, max-age=` sent with labels.
+    /// Unset (the default): labels go out `Cache-Control: private, no-cache`, so a
+    /// browser asks every time (a cheap 304 after the session check) and a logged-out
+    /// browser is refused. Set: `private, max-age=` this long, and a browser shows a label
+    /// from its own cache without asking, even after logout (on a shared packing-station
+    /// PC the next person sees the previous user's labels).
     #[serde(with = "humantime_serde")]
-    pub response_max_age: Duration,
+    pub response_max_age: Option<Duration>,
     /// `Retry-After` sent with 503 answers.
     #[serde(with = "humantime_serde")]
     pub retry_after: Duration,
@@ -165,7 +169,7 @@ impl Default for ServerConfig {
             max_header_bytes: ByteSize::kib(32),
             max_cookie_bytes: ByteSize::kib(8),
             shutdown_grace: Duration::from_secs(30),
-            response_max_age: Duration::from_secs(86_400),
+            response_max_age: None,
             retry_after: Duration::from_secs(2),
             worker_threads: 0,
             trusted_proxies: vec!["127.0.0.1/32".into(), "::1/128".into()],

@@ -31,8 +31,9 @@ pub struct Audience {
 #[derive(Debug)]
 pub enum Refusal {
     /// Denied session, answered as the Django view did: a 404 that does not reveal whether
-    /// the label exists.
-    Denied,
+    /// the label exists. For a browser (`Accept: text/html`), `login` is the login page
+    /// with `next=` back to the label, shown on a small HTML page.
+    Denied { login: Option<String> },
     /// Denied session with `on_deny = "redirect"`.
     LoginRedirect { location: HeaderValue },
     /// Storage has no such label and regeneration did not produce one.
@@ -50,7 +51,7 @@ impl Refusal {
     /// The status of each normal refusal.
     pub fn status(&self) -> StatusCode {
         match self {
-            Refusal::Denied | Refusal::LabelMissing { .. } => StatusCode::NOT_FOUND,
+            Refusal::Denied { .. } | Refusal::LabelMissing { .. } => StatusCode::NOT_FOUND,
             Refusal::LoginRedirect { .. } => StatusCode::FOUND,
             Refusal::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Refusal::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
@@ -64,9 +65,10 @@ impl Refusal {
                 tracking,
                 tracking_url,
             } if !to.json => missing_page(tracking, tracking_url.as_deref()),
-            Refusal::Denied | Refusal::LabelMissing { .. } => {
+            Refusal::Denied { login: Some(login) } if !to.json => html(denied_html(login)),
+            Refusal::Denied { .. } | Refusal::LabelMissing { .. } => {
                 let reason = match &self {
-                    Refusal::Denied => "not found".to_string(),
+                    Refusal::Denied { .. } => "not found".to_string(),
                     Refusal::LabelMissing { tracking, .. } => {
                         format!("no label for tracking number {tracking}")
                     }
@@ -295,12 +297,28 @@ fn common_headers(h: &mut HeaderMap) {
 /// The "label missing" page, as the Django view showed it: the tracking number and, when
 /// known, a link to the carrier's tracking page.
 fn missing_page(tracking: &Tracking, tracking_url: Option<&str>) -> Response<Body> {
-    let mut r = Response::new(full(missing_html(tracking, tracking_url)));
+    html(missing_html(tracking, tracking_url))
+}
+
+fn html(page: String) -> Response<Body> {
+    let mut r = Response::new(full(page));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     r
+}
+
+/// The denial a browser sees, in the look of the missing-label page: the label cannot be
+/// shown, and the way to log in. It depends only on the request, never on whether the
+/// label exists.
+fn denied_html(login: &str) -> String {
+    let login = html_escape(login);
+    "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Label not available</title></head>\n\
+     <body><h1>Label not available</h1>\n<p>This label cannot be shown to you. Your session may \
+     have ended, or this account may not print it.</p>\n"
+        .to_string()
+        + &format!("<p><a href=\"{login}\">Log in to print it</a></p>\n</body></html>\n")
 }
 
 fn missing_html(tracking: &Tracking, tracking_url: Option<&str>) -> String {
@@ -311,11 +329,20 @@ fn missing_html(tracking: &Tracking, tracking_url: Option<&str>) -> String {
         }
         _ => String::new(),
     };
+    // Carriers print tracking numbers in capitals, and they are case-sensitive here.
+    let case = if tracking.bytes().any(|b| b.is_ascii_lowercase()) {
+        format!(
+            "<p>Tracking numbers are case-sensitive: did you mean <strong>{}</strong>?</p>\n",
+            tracking.to_ascii_uppercase()
+        )
+    } else {
+        String::new()
+    };
     // A `Tracking` is [A-Za-z0-9_-]: nothing to escape.
     format!(
         "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Label not available</title></head>\n\
          <body><h1>Label not available</h1>\n<p>No shipping label is available for tracking number \
-         <strong>{tracking}</strong>.</p>\n{link}</body></html>\n"
+         <strong>{tracking}</strong>.</p>\n{case}{link}</body></html>\n"
     )
 }
 
@@ -402,7 +429,10 @@ mod tests {
 
     #[test]
     fn refusals_map_to_their_statuses() {
-        assert_eq!(Refusal::Denied.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            Refusal::Denied { login: None }.status(),
+            StatusCode::NOT_FOUND
+        );
         let missing = Refusal::LabelMissing {
             tracking: t("1Z"),
             tracking_url: None,
@@ -429,5 +459,29 @@ mod tests {
             "{html}"
         );
         assert!(!missing_html(&t("1Z"), Some("javascript:alert(1)")).contains("javascript"));
+    }
+
+    #[test]
+    fn a_lower_case_tracking_number_is_told_that_case_matters() {
+        let html = missing_html(&t("1z999aa1"), None);
+        assert!(html.contains("case-sensitive"), "{html}");
+        assert!(html.contains("1Z999AA1"), "{html}");
+        assert!(!missing_html(&t("1Z999AA1"), None).contains("case-sensitive"));
+    }
+
+    #[test]
+    fn a_browser_denial_links_to_the_login_page_and_is_never_stored() {
+        let r = Refusal::Denied {
+            login: Some("/accounts/login/?next=/shipping-label/A%26B/".into()),
+        }
+        .into_response(TEXT);
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
+        assert_eq!(r.headers()["cache-control"], "no-store");
+        let page = denied_html("/accounts/login/?next=/x&y");
+        assert!(
+            page.contains("href=\"/accounts/login/?next=/x&amp;y\""),
+            "{page}"
+        );
     }
 }

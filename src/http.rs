@@ -329,10 +329,14 @@ impl LabelHeaders<'_> {
     }
 }
 
-/// `Cache-Control` for labels: private always (labels carry home addresses).
-pub fn cache_control(max_age: Duration) -> HeaderValue {
-    HeaderValue::try_from(format!("private, max-age={}", max_age.as_secs()))
-        .unwrap_or_else(|_| HeaderValue::from_static("private"))
+/// `Cache-Control` for labels: private always (labels carry home addresses), and
+/// revalidated on every use unless a `max_age` is configured.
+pub fn cache_control(max_age: Option<Duration>) -> HeaderValue {
+    match max_age {
+        None => HeaderValue::from_static("private, no-cache"),
+        Some(age) => HeaderValue::try_from(format!("private, max-age={}", age.as_secs()))
+            .unwrap_or_else(|_| HeaderValue::from_static("private, no-cache")),
+    }
 }
 
 #[cfg(test)]
@@ -527,7 +531,7 @@ mod tests {
     #[test]
     fn label_headers_are_private_and_named() {
         let mut h = HeaderMap::new();
-        let cc = cache_control(Duration::from_secs(86400));
+        let cc = cache_control(Some(Duration::from_secs(86400)));
         LabelHeaders {
             tracking: "1Z999",
             etag: Some(&hv("\"e\"")),
@@ -538,6 +542,7 @@ mod tests {
         .write(&mut h);
         assert_eq!(h["content-type"], "application/pdf");
         assert_eq!(h["cache-control"], "private, max-age=86400");
+        assert_eq!(cache_control(None), "private, no-cache");
         assert_eq!(h["content-disposition"], "inline; filename=\"1Z999.pdf\"");
         assert_eq!(h["x-content-type-options"], "nosniff");
         assert_eq!(h["x-cache"], "MISS");

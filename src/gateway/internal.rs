@@ -7,6 +7,8 @@
 //! - `POST /internal/labels/{tracking}/fetch` `{"url": "https://..."}`: download a carrier
 //!   label and store it the same way.
 //! - `DELETE /internal/cache/{tracking}`: evict one label from memory.
+//! - `POST /internal/sessions/revoke` `{"session_key": "..."}`: drop a logged-out session's
+//!   cached verdicts (the app's logout signal calls it on every copy).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -92,6 +94,12 @@ impl Gateway {
                 *r.status_mut() = StatusCode::NO_CONTENT;
                 Ok(r)
             }
+            InternalRoute::RevokeSession => {
+                if parts.method != Method::POST {
+                    return Err(GatewayError::MethodNotAllowed { allow: "POST" });
+                }
+                self.revoke_session(body).await
+            }
             InternalRoute::BadTracking => Err(GatewayError::BadTracking),
             InternalRoute::NotFound => Err(GatewayError::RouteNotFound),
         }?;
@@ -171,6 +179,37 @@ impl Gateway {
             }
             other => other,
         }
+    }
+
+    /// `POST /internal/sessions/revoke` with `{"session_key": "..."}`: the app's logout
+    /// signal drops that session's cached verdicts, so a logged-out cookie is refused at
+    /// once instead of after `allow_ttl`. The key is never logged.
+    async fn revoke_session(&self, body: Incoming) -> Result<Response<Body>, GatewayError> {
+        let raw = http_body_util::Limited::new(body, 4 * 1024)
+            .collect()
+            .await
+            .map_err(|_| {
+                GatewayError::BadRequest("request body must be a small JSON object".into())
+            })?
+            .to_bytes();
+        #[derive(serde::Deserialize)]
+        struct Revoke {
+            session_key: String,
+        }
+        let req: Revoke = serde_json::from_slice(&raw).map_err(|_| {
+            GatewayError::BadRequest("expected JSON {\"session_key\": \"...\"}".into())
+        })?;
+        let key = req.session_key.trim();
+        if key.is_empty() || key.len() > 1024 || key.bytes().any(|b| !(0x21..0x7f).contains(&b)) {
+            return Err(GatewayError::BadRequest(
+                "session_key must be a non-empty printable token".into(),
+            ));
+        }
+        self.auth.revoke(key);
+        tracing::info!("session verdicts revoked");
+        let mut r = Response::new(empty());
+        *r.status_mut() = StatusCode::NO_CONTENT;
+        Ok(r)
     }
 
     /// `POST /internal/labels/{tracking}/fetch` with `{"url": "..."}`.

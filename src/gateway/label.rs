@@ -279,21 +279,32 @@ impl Gateway {
         }
     }
 
-    /// The denied answer: a 404 that reveals nothing, or the login redirect.
-    fn denial(&self, parts: &Parts) -> Refusal {
+    /// The denied answer: a 404 that reveals nothing (for a browser, a page with the way
+    /// to log in), or the login redirect. It depends on the request only, never on the
+    /// label: the same bytes whether or not it exists.
+    pub(super) fn denial(&self, parts: &Parts) -> Refusal {
+        let wants_html = parts
+            .headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .any(|v| v.as_bytes().windows(9).any(|w| w == b"text/html"));
         match self.config.auth.on_deny {
-            OnDeny::NotFound => Refusal::Denied,
-            OnDeny::Redirect => {
-                let next = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-                let login = &self.config.auth.login_url;
-                let sep = if login.contains('?') { '&' } else { '?' };
-                let location = format!("{login}{sep}next={}", utf8_percent_encode(next, NEXT));
-                match HeaderValue::try_from(location) {
-                    Ok(location) => Refusal::LoginRedirect { location },
-                    Err(_) => Refusal::Denied,
-                }
-            }
+            OnDeny::NotFound => Refusal::Denied {
+                login: wants_html.then(|| self.login_location(parts)),
+            },
+            OnDeny::Redirect => match HeaderValue::try_from(self.login_location(parts)) {
+                Ok(location) => Refusal::LoginRedirect { location },
+                Err(_) => Refusal::Denied { login: None },
+            },
         }
+    }
+
+    /// `login_url` with `next=` back to this request's path and query.
+    fn login_location(&self, parts: &Parts) -> String {
+        let next = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let login = &self.config.auth.login_url;
+        let sep = if login.contains('?') { '&' } else { '?' };
+        format!("{login}{sep}next={}", utf8_percent_encode(next, NEXT))
     }
 
     fn tracking_url(&self, tracking: Tracking) -> Option<String> {

@@ -162,7 +162,10 @@ impl Gateway {
         let mut resp = match outcome {
             Ok(Reply::Response(resp)) => resp,
             Ok(Reply::Refused(refusal)) => {
-                if matches!(refusal, Refusal::Denied | Refusal::LoginRedirect { .. }) {
+                if matches!(
+                    refusal,
+                    Refusal::Denied { .. } | Refusal::LoginRedirect { .. }
+                ) {
                     self.metrics.denied.fetch_add(1, Ordering::Relaxed);
                 }
                 refusal.into_response(self.audience(path))

@@ -123,6 +123,13 @@ impl Gateway {
             "Session checks that failed (answered 503).",
             a.unavailable.load(Ordering::Relaxed),
         );
+        write_metric(
+            &mut out,
+            "label_gateway_auth_revocations_total",
+            "counter",
+            "Logouts whose cached verdicts were dropped.",
+            a.revoked.load(Ordering::Relaxed),
+        );
         let mut resp = Response::new(full(out));
         resp.headers_mut().insert(
             header::CONTENT_TYPE,

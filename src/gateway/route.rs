@@ -54,6 +54,8 @@ pub enum InternalRoute {
     Fetch(Tracking),
     /// `DELETE /internal/cache/{tracking}`
     Purge(Tracking),
+    /// `POST /internal/sessions/revoke`: drop a logged-out session's cached verdicts.
+    RevokeSession,
     /// A known internal route with a tracking number that is not one.
     BadTracking,
     NotFound,
@@ -97,6 +99,9 @@ fn internal_route(rest: &str) -> InternalRoute {
     }
     if let Some(t) = rest.strip_prefix("cache/") {
         return with(t, InternalRoute::Purge);
+    }
+    if rest == "sessions/revoke" {
+        return InternalRoute::RevokeSession;
     }
     InternalRoute::NotFound
 }
@@ -170,6 +175,10 @@ mod tests {
         assert_eq!(internal_route("cache/ABC/"), InternalRoute::Purge(t("ABC")));
         assert_eq!(internal_route("cache/../x"), InternalRoute::BadTracking);
         assert_eq!(internal_route("nothing"), InternalRoute::NotFound);
+        assert_eq!(
+            internal_route("sessions/revoke"),
+            InternalRoute::RevokeSession
+        );
     }
 
     #[test]

@@ -18,3 +18,4 @@ mod regenerate;
 mod shutdown;
 mod ssrf;
 mod storage;
+mod terminals;

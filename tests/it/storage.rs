@@ -28,7 +28,7 @@ async fn small_label_round_trips_exactly_with_label_headers() {
     let h = resp.headers().clone();
     assert_eq!(h["content-type"], "application/pdf");
     assert_eq!(h["content-length"], (50 * 1024).to_string().as_str());
-    assert_eq!(h["cache-control"], "private, max-age=86400");
+    assert_eq!(h["cache-control"], "private, no-cache");
     assert_eq!(
         h["content-disposition"],
         "inline; filename=\"1Z999AA10123456784.pdf\""
