@@ -82,6 +82,37 @@ pub struct Config {
     pub internal: InternalConfig,
     pub regenerate: RegenerateConfig,
     pub log: LogConfig,
+    pub redirect: RedirectConfig,
+}
+
+/// `[redirect]`: deliver labels by a 307 to a short-lived presigned URL instead of
+/// streaming them (after the same session check), so the bytes go from the bucket to the
+/// client directly.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedirectConfig {
+    pub enabled: bool,
+    /// Lifetime of each URL (at most 7 days, SigV4's limit). Each URL is a bearer token
+    /// for this long: keep it short.
+    #[serde(with = "humantime_serde")]
+    pub expires: Duration,
+    /// Host named (and signed for) in the URL, e.g. a custom domain in front of the
+    /// bucket; empty: the storage endpoint.
+    pub host: String,
+    /// A signed HEAD first, so a missing label regenerates or gets the 404 page instead of
+    /// a redirect to an S3 error.
+    pub check_exists: bool,
+}
+
+impl Default for RedirectConfig {
+    fn default() -> Self {
+        RedirectConfig {
+            enabled: false,
+            expires: Duration::from_secs(300),
+            host: String::new(),
+            check_exists: true,
+        }
+    }
 }
 
 /// `[server]`: listeners, client-facing timeouts and limits.
@@ -583,6 +614,28 @@ impl Config {
             check_http_url("regenerate.url", &self.regenerate.url)?;
         }
         self.validate_internal()?;
+        let rd = &self.redirect;
+        if rd.enabled {
+            if self.storage.backend != Backend::S3 {
+                return Err(invalid(
+                    "redirect.enabled",
+                    "needs storage.backend = \"s3\" (a local folder has no URLs to sign)",
+                ));
+            }
+            if rd.expires.is_zero() || rd.expires > Duration::from_secs(7 * 24 * 3600) {
+                return Err(invalid("redirect.expires", "must be between 1s and 7d"));
+            }
+        }
+        if !rd.host.is_empty()
+            && (rd.host.contains('/')
+                || rd.host.contains(char::is_whitespace)
+                || rd.host.parse::<http::uri::Authority>().is_err())
+        {
+            return Err(invalid(
+                "redirect.host",
+                "a host name (and optional :port), without scheme or path",
+            ));
+        }
         let r = &self.regenerate;
         if r.per_session_burst == 0 || r.per_session_per_minute == 0 {
             return Err(invalid(
@@ -897,6 +950,23 @@ mod tests {
             &[],
         );
         assert!(e.starts_with("cache.max_object_bytes"), "{e}");
+    }
+
+    #[test]
+    fn redirect_mode_needs_s3_and_a_sane_lifetime() {
+        let e = err("[redirect]\nenabled = true\n", &[]);
+        assert!(e.starts_with("redirect.enabled"), "{e}");
+        let keys = [
+            ("SPACES_ACCESS_KEY_ID", "k"),
+            ("SPACES_SECRET_ACCESS_KEY", "s"),
+        ];
+        let e = err(
+            "[storage]\nbackend = \"s3\"\n[redirect]\nenabled = true\nexpires = \"8d\"\n",
+            &keys,
+        );
+        assert!(e.starts_with("redirect.expires"), "{e}");
+        let e = err("[redirect]\nhost = \"https://cdn.example/x\"\n", &[]);
+        assert!(e.starts_with("redirect.host"), "{e}");
     }
 
     #[test]

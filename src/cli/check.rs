@@ -52,6 +52,35 @@ pub fn check(config: &Config) -> Report {
         },
     );
     line(
+        "delivery",
+        if config.redirect.enabled {
+            format!(
+                "redirect: 307 to a presigned URL valid {} ({}{})",
+                humantime::format_duration(config.redirect.expires),
+                if config.redirect.host.is_empty() {
+                    "storage endpoint".to_string()
+                } else {
+                    format!("host {}", config.redirect.host)
+                },
+                if config.redirect.check_exists {
+                    ", HEAD first"
+                } else {
+                    ""
+                }
+            )
+        } else {
+            "stream: the bytes pass through the gateway".to_string()
+        },
+    );
+    line(
+        "fleet",
+        format!(
+            "hash nginx upstreams by tracking number; this copy: max_connections {}, \
+             trusted_proxies {:?}",
+            s.max_connections, s.trusted_proxies
+        ),
+    );
+    line(
         "cache",
         if config.cache.enabled {
             format!(
@@ -123,6 +152,26 @@ mod tests {
         );
         let r = check(&config("[server]\nlisten = \"0.0.0.0:8080\"\n"));
         assert!(!r.warnings.iter().any(|w| w.contains("internal_on_public")));
+    }
+
+    #[test]
+    fn the_delivery_mode_is_reported() {
+        let r = check(&config(""));
+        assert!(r.lines.iter().any(|l| l.contains("stream")));
+        let toml = "[storage]\nbackend = \"s3\"\n[redirect]\nenabled = true\nexpires = \"2m\"\n";
+        let env: BTreeMap<String, String> = [
+            ("SPACES_ACCESS_KEY_ID".to_string(), "k".to_string()),
+            ("SPACES_SECRET_ACCESS_KEY".to_string(), "s".to_string()),
+        ]
+        .into();
+        let r = check(&Config::from_toml_str(toml, &env).unwrap());
+        assert!(
+            r.lines
+                .iter()
+                .any(|l| l.contains("redirect") && l.contains("2m") && l.contains("HEAD first")),
+            "{:?}",
+            r.lines
+        );
     }
 
     #[test]

@@ -72,10 +72,16 @@ impl Gateway {
         if self.check_session(&req, trace).await? == Verdict::Deny {
             return Ok(Reply::Refused(self.denial(parts)));
         }
-        match self.lookup_cache(&req, trace).await {
+        // In redirect mode a hot label is still served from memory (faster than a
+        // redirect), but a miss never fills the cache: its bytes go around the gateway.
+        let may_fill = self.redirect.is_none();
+        match self.lookup_cache(&req, trace, may_fill).await {
             Lookup::Hit(label) => Ok(self.serve_from_memory(&req, &label, true)),
             // Boxed: a hit should not carry (and move) the storage call's state.
-            Lookup::Miss(fill) => Box::pin(self.serve_from_storage(&req, fill)).await,
+            Lookup::Miss(fill) => match &self.redirect {
+                Some(redirect) => Box::pin(self.serve_redirect(redirect, &req)).await,
+                None => Box::pin(self.serve_from_storage(&req, fill)).await,
+            },
         }
     }
 
@@ -138,7 +144,12 @@ impl Gateway {
 
     /// Phase 2: the hot cache. A miss that may fill the cache takes the fill lock, or waits
     /// for the request that holds it and looks once more.
-    async fn lookup_cache(&self, req: &LabelRequest<'_>, trace: &mut Trace) -> Lookup {
+    async fn lookup_cache(
+        &self,
+        req: &LabelRequest<'_>,
+        trace: &mut Trace,
+        may_fill: bool,
+    ) -> Lookup {
         let Some(cache) = &self.cache else {
             trace.cache = Some(false);
             return Lookup::Miss(None);
@@ -148,7 +159,7 @@ impl Gateway {
             trace.cache = Some(true);
             return Lookup::Hit(label);
         }
-        let lookup = if !req.can_fill() {
+        let lookup = if !may_fill || !req.can_fill() {
             Lookup::Miss(None)
         } else {
             match cache.begin_fill(&key) {
@@ -245,7 +256,10 @@ impl Gateway {
 
     /// Storage has no such label: ask the app to regenerate it (GET only), else the
     /// "label missing" page.
-    async fn regenerate_missing(&self, req: &LabelRequest<'_>) -> Result<Reply, GatewayError> {
+    pub(super) async fn regenerate_missing(
+        &self,
+        req: &LabelRequest<'_>,
+    ) -> Result<Reply, GatewayError> {
         let missing = |tracking_url: Option<String>| {
             Reply::Refused(Refusal::LabelMissing {
                 tracking: req.tracking,

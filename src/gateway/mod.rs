@@ -7,11 +7,13 @@
 //! - `label.rs`: the label path as named phases (session → cache → storage → respond);
 //! - `respond.rs`: label responses (200/206/304, their headers, from storage or memory);
 //! - `internal.rs`: `/internal/...` calls from the app (ingest, carrier fetch, purge);
+//! - `redirect.rs`: redirect mode (a 307 to a presigned URL instead of the bytes);
 //! - `ops.rs`: readiness, `/metrics` and request ids.
 
 mod internal;
 mod label;
 mod ops;
+mod redirect;
 mod respond;
 mod route;
 
@@ -69,6 +71,8 @@ pub struct Gateway {
     request_ids: ops::RequestIds,
     /// `[server] trusted_proxies`, parsed.
     trusted_proxies: Vec<ipnet::IpNet>,
+    /// `Some` in redirect mode (`[redirect] enabled`).
+    redirect: Option<redirect::Redirector>,
 }
 
 impl Gateway {
@@ -101,6 +105,7 @@ impl Gateway {
         let trusted_proxies = config.server.trusted_nets().unwrap_or_default();
         Ok(Gateway {
             trusted_proxies,
+            redirect: redirect::Redirector::new(&config.redirect),
             cache,
             regenerator,
             carrier,

@@ -41,6 +41,8 @@ pub struct S3Store {
     /// The bucket as a path to list: `/bucket` path-style, `/` on a virtual host.
     list_url: String,
     host: HeaderValue,
+    /// `http` or `https`, as the endpoint says.
+    scheme: String,
     location: String,
     identity: String,
     connect_timeout: Duration,
@@ -92,6 +94,7 @@ impl S3Store {
             bucket_url,
             list_url,
             host,
+            scheme: scheme.to_string(),
             location: cfg.location.clone(),
             identity: format!("s3:{authority}/{}/{}", cfg.bucket, cfg.location),
             connect_timeout: cfg.connect_timeout,
@@ -117,6 +120,39 @@ impl S3Store {
     /// The URL of a label's object.
     pub fn object_url(&self, tracking: &Tracking) -> String {
         format!("{}{tracking}.pdf", self.base)
+    }
+
+    /// A query-signed URL for `method` on a label, valid for `expires`: the URL
+    /// `presign` prints and redirect mode sends. `host` (a custom domain or CDN host in
+    /// front of the bucket, virtual-host style) is named in the URL and signed for;
+    /// `overrides` become S3's `response-*` query parameters, so the answer carries the
+    /// headers the gateway would have sent.
+    pub fn presign_label(
+        &self,
+        tracking: &Tracking,
+        method: &http::Method,
+        expires: Duration,
+        host: Option<&str>,
+        overrides: &[(&str, &str)],
+    ) -> Result<String, StorageError> {
+        let mut url = match host {
+            Some(host) => format!("{}://{host}/{}", self.scheme, self.key(tracking)),
+            None => self.object_url(tracking),
+        };
+        let mut sep = '?';
+        for (name, value) in overrides {
+            url.push(sep);
+            sep = '&';
+            url.push_str(name);
+            url.push('=');
+            url.extend(percent_encoding::utf8_percent_encode(
+                value,
+                super::sigv4::QUERY,
+            ));
+        }
+        self.signer()
+            .presign(method, &url, expires, std::time::SystemTime::now())
+            .map_err(|e| StorageError::Protocol(format!("cannot presign: {e}")))
     }
 
     pub fn signer(&self) -> &Signer {

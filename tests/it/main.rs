@@ -14,6 +14,7 @@ mod hardening;
 mod ingest;
 mod local;
 mod origin_faults;
+mod redirect;
 mod regenerate;
 mod shutdown;
 mod ssrf;
