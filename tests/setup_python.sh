@@ -19,6 +19,7 @@ esac
 requirements=(
     "Django>=5.0,<6"
     "boto3"
+    "selenium>=4.10,<5"
     "-e" "$repo_root/django"
 )
 

@@ -34,12 +34,14 @@
 //! `LOAD_MEMORY_CLIENTS` (default 1000), `LOAD_MEMORY_ONLY=1` (only the memory run),
 //! `LOAD_SOAK_SECONDS` (the judged window after a 40 s warm-up, default 60; quick: 20 s
 //! with no warm-up, the RSS trend printed, not judged),
-//! `LOAD_SOAK_ONLY=1` (only the soak),
+//! `LOAD_SOAK_ONLY=1` (only the soak), `LOAD_CALLGRIND=1` (only instructions per response
+//! of the gateway's hit and miss and of bare hyper, under callgrind: see `callgrind.rs`),
 //! `LOAD_GATEWAY_BIN` (another gateway binary, e.g. to compare a change).
 //!
 //! Under `cargo test --all-targets` this binary does nothing: only `cargo bench` (which
 //! passes `--bench`) runs it.
 
+mod callgrind;
 mod memory;
 mod peers;
 mod procs;
@@ -85,6 +87,7 @@ struct Settings {
     memory_only: bool,
     soak_secs: u64,
     soak_only: bool,
+    callgrind_only: bool,
 }
 
 impl Settings {
@@ -107,6 +110,7 @@ impl Settings {
                 .unwrap_or(if quick { 20 } else { 60 })
                 .max(3),
             soak_only: var("LOAD_SOAK_ONLY").is_some_and(|v| v != "0"),
+            callgrind_only: var("LOAD_CALLGRIND").is_some_and(|v| v != "0"),
         }
     }
 }
@@ -220,6 +224,34 @@ async fn drive(s: Settings) -> anyhow::Result<()> {
         let check = responder.check_url();
         let gw = GatewayChild::start("gateway-hit", dir, s3.addr, &check, true, &[])?;
         return memory_run(&gw, &big, &s).await;
+    }
+    if s.callgrind_only {
+        let limit_file = dir.join("limit.pdf");
+        std::fs::write(&limit_file, &*small)?;
+        let target = Target {
+            url: String::new(),
+            headers: vec![format!("Cookie: sessionid={ANY_SESSION}")],
+            body_len: SMALL_LEN as u64,
+            x_cache: None,
+        };
+        let counts = callgrind::run_rows(
+            dir,
+            s3.addr,
+            &responder.check_url(),
+            &wrk,
+            target,
+            &format!("/shipping-label/{SMALL}/"),
+            &limit_file,
+        )
+        .await?;
+        println!();
+        println!("Instructions per response under callgrind (wrk -t1 -c4, one worker thread):");
+        println!("| row | responses | instructions per response |");
+        println!("|---|---:|---:|");
+        for c in &counts {
+            println!("| {} | {} | {} |", c.row, c.responses, c.per_response());
+        }
+        return Ok(());
     }
     if s.soak_only {
         return soak_run(s3.addr, &responder, dir, &s).await;

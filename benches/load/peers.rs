@@ -33,7 +33,18 @@ pub struct SelfChild {
 impl SelfChild {
     pub fn start(mode: &str, arg: &Path, log: PathBuf) -> anyhow::Result<SelfChild> {
         let exe = std::env::current_exe().context("path of the bench binary")?;
-        let mut cmd = Command::new(exe);
+        Self::start_with(&exe, mode, arg, log)
+    }
+
+    /// As [`SelfChild::start`], through `program` (the bench binary, or a wrapper that runs
+    /// it, e.g. under callgrind).
+    pub fn start_with(
+        program: &Path,
+        mode: &str,
+        arg: &Path,
+        log: PathBuf,
+    ) -> anyhow::Result<SelfChild> {
+        let mut cmd = Command::new(program);
         cmd.arg(mode)
             .arg(arg)
             .stdin(Stdio::piped())
