@@ -108,7 +108,7 @@ impl Fleet {
         })
     }
 
-    /// Label `i` through nginx at `path`, which must be 200 with its bytes; its X-Cache.
+    /// `GET {path}` through nginx, which must be 200 with `expected`; its X-Cache.
     async fn get_ok(&self, path: &str, expected: &[u8]) -> String {
         let a = self.get(path).await.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(a.status, 200, "GET {path}:\n{}", self.nginx.logs());
@@ -118,16 +118,27 @@ impl Fleet {
 
     /// A call through nginx's internal server, with the app's bearer token.
     async fn internal(&self, method: reqwest::Method, path: &str, body: Vec<u8>) -> u16 {
-        self.client
+        self.internal_text(method, path, body).await.0
+    }
+
+    /// [`Fleet::internal`], with the answer's body.
+    async fn internal_text(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> (u16, String) {
+        let r = self
+            .client
             .request(method, format!("http://{}{path}", self.nginx.internal))
             .header("authorization", format!("Bearer {TOKEN}"))
             .body(body)
             .timeout(support::HANG)
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{path} through the internal server: {e}"))
-            .status()
-            .as_u16()
+            .unwrap_or_else(|e| panic!("{path} through the internal server: {e}"));
+        let status = r.status().as_u16();
+        (status, r.text().await.unwrap_or_default())
     }
 
     /// Whether copy `c` holds `tracking` in memory: a HEAD straight to the copy says HIT
@@ -357,6 +368,21 @@ async fn purge_and_overwrite_through_the_internal_server_reach_the_copy_holding_
     assert_eq!(fleet.get_ok(&path, &new).await, "MISS", "new bytes at once");
     assert_eq!(fleet.get_ok(&path, &new).await, "HIT");
     assert_eq!(fleet.holders(t, &all).await, [owner]);
+
+    // A call every copy must see (a session revocation) is refused, not handed to one
+    // copy: the app sends those to each copy's internal listener.
+    let (status, text) = fleet
+        .internal_text(
+            reqwest::Method::POST,
+            "/internal/sessions/revoke",
+            br#"{"session_key": "abc"}"#.to_vec(),
+        )
+        .await;
+    assert_eq!(status, 404, "{text}");
+    assert!(
+        text.contains("each copy"),
+        "answered by nginx itself: {text}"
+    );
 
     // Every label purged through the internal server, either spelling: nothing left
     // anywhere, so each purge reached the copy the public server had sent the label to.
