@@ -8,6 +8,18 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 python="$(bash tests/setup_python.sh | tail -n 1)"
 export LABEL_GATEWAY_TEST_PYTHON="$python"
 
+# The fleet tests (tests/it/fleet.rs) run real nginx in front of three gateway copies, and
+# fail without it: install Debian's nginx-light when there is no nginx.
+if ! command -v nginx >/dev/null 2>&1 && [[ ! -x /usr/sbin/nginx ]]; then
+    echo "== installing nginx-light"
+    sudo=()
+    if [[ "$(id -u)" != 0 ]]; then sudo=(sudo); fi
+    if ! "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y nginx-light; then
+        "${sudo[@]}" apt-get update
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y nginx-light
+    fi
+fi
+
 echo "== Django app tests"
 db_dir="$(mktemp -d)"
 trap 'rm -rf "$db_dir"' EXIT

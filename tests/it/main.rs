@@ -10,6 +10,7 @@ mod badinput;
 mod cache;
 mod cli;
 mod connections;
+mod fleet;
 mod hardening;
 mod ingest;
 mod local;

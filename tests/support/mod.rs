@@ -2,10 +2,14 @@
 //! real Django test app (a child process on its own sqlite copy), a tiny allow-all check
 //! endpoint for storage-focused tests, and helpers to start the gateway on `127.0.0.1:0`.
 //! One way each to configure a gateway ([`s3_config`], [`origin_config`]), to ask it for a
-//! label ([`get_label`]) and to talk to it over a raw socket ([`raw_request`]).
+//! label ([`get_label`]) and to talk to it over a raw socket ([`raw_request`]). The real
+//! binary as a child process ([`process`]) and real nginx running the shipped
+//! `deploy/nginx/` config in front of several copies ([`nginx`]).
 #![allow(dead_code)]
 
 pub mod django;
+pub mod nginx;
+pub mod process;
 pub mod s3;
 pub mod standins;
 

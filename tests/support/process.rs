@@ -1,0 +1,191 @@
+//! The real `label-gateway` binary as a child process of the test: configured through a
+//! file and the environment, its stderr captured, its addresses read from its "listening"
+//! log line, killed with the test. Restartable on the same ports, as an orchestrator
+//! restarts a crashed copy behind nginx.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{s3, S3Server};
+
+/// A running `label-gateway` child; killed when dropped.
+pub struct GatewayProcess {
+    child: Child,
+    /// The public listener (labels, health).
+    pub addr: SocketAddr,
+    /// The internal listener (`/internal/...`, `/metrics`).
+    pub internal: SocketAddr,
+    logs: Arc<Mutex<Vec<String>>>,
+    config: PathBuf,
+    env: Vec<(String, String)>,
+    _dir: tempfile::TempDir,
+}
+
+impl GatewayProcess {
+    /// Starts the binary with `toml` as its config file and exactly `env` (plus PATH), and
+    /// waits for its "listening" line on stderr.
+    pub fn start(toml: &str, env: &[(&str, &str)]) -> GatewayProcess {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("config.toml");
+        std::fs::write(&config, toml).expect("write config");
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let logs: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (child, addr, internal) = spawn(&config, &env, &logs);
+        GatewayProcess {
+            child,
+            addr,
+            internal,
+            logs,
+            config,
+            env,
+            _dir: dir,
+        }
+    }
+
+    /// Kills the process (if still running) and starts it again with the same config and
+    /// environment on the same two addresses. Its logs go on in the same record.
+    pub fn restart(&mut self) {
+        self.kill();
+        let mut env = self.env.clone();
+        env.push(("LABEL_GATEWAY_SERVER__LISTEN".into(), self.addr.to_string()));
+        env.push((
+            "LABEL_GATEWAY_SERVER__INTERNAL_LISTEN".into(),
+            self.internal.to_string(),
+        ));
+        let (child, addr, internal) = spawn(&self.config, &env, &self.logs);
+        assert_eq!(
+            (addr, internal),
+            (self.addr, self.internal),
+            "restarted on other addresses"
+        );
+        self.child = child;
+    }
+
+    /// SIGKILL, then reaps it: the copy is gone at once, as in a crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits for the exit, at most `limit`.
+    pub fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "label-gateway did not exit within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Everything logged so far (the reader thread may lag a moment behind).
+    pub fn logs(&self) -> String {
+        self.logs.lock().expect("logs").join("\n")
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts the binary and waits for its "listening" line; its stderr lines are appended
+/// to `logs` by a reader thread.
+fn spawn(
+    config: &std::path::Path,
+    env: &[(String, String)],
+    logs: &Arc<Mutex<Vec<String>>>,
+) -> (Child, SocketAddr, SocketAddr) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_label-gateway"));
+    cmd.arg("--config")
+        .arg(config)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    kill_with_parent(&mut cmd);
+    let mut child = cmd.spawn().expect("start label-gateway");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = logs.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if line.contains("label-gateway listening") {
+                let field = |name: &str| {
+                    line.split_whitespace()
+                        .find_map(|w| w.strip_prefix(name))
+                        .and_then(|a| a.parse::<SocketAddr>().ok())
+                };
+                let _ = tx.send(field("addr=").zip(field("internal=")));
+            }
+            sink.lock().expect("logs").push(line);
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(Some((addr, internal))) => (child, addr, internal),
+        _ => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "label-gateway did not start:\n{}",
+                logs.lock().expect("logs").join("\n")
+            );
+        }
+    }
+}
+
+/// The child dies with the thread that started it, so a failed test leaves no server.
+pub fn kill_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches only the child's own state.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}
+
+/// A config file for the in-process S3 server; `server` adds `[server]` keys, `extra`
+/// whole sections.
+pub fn s3_toml(s3: &S3Server, check_url: &str, server: &str, extra: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ninternal_listen = \"127.0.0.1:0\"\nworker_threads = 2\n{server}\
+         [storage]\nbackend = \"s3\"\nendpoint = \"{}\"\nregion = \"{}\"\nbucket = \"{}\"\n\
+         location = \"labels\"\n[auth]\ncheck_url = \"{check_url}\"\n{extra}",
+        s3.endpoint(),
+        s3::REGION,
+        s3::BUCKET,
+    )
+}
+
+/// The credentials of the in-process S3 server, as the environment a copy runs with.
+pub const S3_ENV: [(&str, &str); 2] = [
+    ("SPACES_ACCESS_KEY_ID", s3::ACCESS_KEY),
+    ("SPACES_SECRET_ACCESS_KEY", s3::SECRET_KEY),
+];
