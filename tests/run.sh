@@ -8,15 +8,22 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 python="$(bash tests/setup_python.sh | tail -n 1)"
 export LABEL_GATEWAY_TEST_PYTHON="$python"
 
-# The fleet tests (tests/it/fleet.rs) run real nginx in front of three gateway copies, and
-# fail without it: install Debian's nginx-light when there is no nginx.
+# Debian packages some tests run for real, and fail without (never skip): nginx in front of
+# gateway copies (tests/it/fleet.rs, tests/it/browser.rs), Chromium and its driver for the
+# browser test (tests/it/browser.rs). Installed when missing.
+packages=()
 if ! command -v nginx >/dev/null 2>&1 && [[ ! -x /usr/sbin/nginx ]]; then
-    echo "== installing nginx-light"
+    packages+=(nginx-light)
+fi
+[[ -x /usr/bin/chromium ]] || packages+=(chromium)
+[[ -x /usr/bin/chromedriver ]] || packages+=(chromium-driver)
+if ((${#packages[@]})); then
+    echo "== installing ${packages[*]}"
     sudo=()
     if [[ "$(id -u)" != 0 ]]; then sudo=(sudo); fi
-    if ! "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y nginx-light; then
+    if ! "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y "${packages[@]}"; then
         "${sudo[@]}" apt-get update
-        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y nginx-light
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y "${packages[@]}"
     fi
 fi
 

@@ -7,6 +7,7 @@ mod support;
 mod auth;
 mod auth_faults;
 mod badinput;
+mod browser;
 mod cache;
 mod cli;
 mod connections;
