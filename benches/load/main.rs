@@ -45,6 +45,7 @@ mod callgrind;
 mod memory;
 mod peers;
 mod procs;
+mod redirect;
 mod report;
 mod servers;
 mod soak;
@@ -367,6 +368,24 @@ async fn drive(s: Settings) -> anyhow::Result<()> {
         "Session checks that reached a check endpoint during the whole run: 204 responder {}, \
          Django {django_calls} (verdicts are cached, by the gateway and by nginx alike).",
         responder.calls()
+    );
+
+    let redirect = redirect::run(
+        dir,
+        s3.addr,
+        &responder.check_url(),
+        &wrk,
+        (&label_path, &small, ANY_SESSION),
+        (HEADLINE, s.secs),
+    )
+    .await?;
+    println!();
+    println!(
+        "Redirect mode ({HEADLINE} connections): {:.0} 307s/s, p99 {:.2} ms, {:.1} µs CPU per \
+         307 at the gateway; the client's following GET is the origin row's.",
+        redirect.rps,
+        redirect.p99_us / 1000.0,
+        redirect.cpu_us_per_response
     );
 
     memory_run(&gw_hit, &big, &s).await?;
