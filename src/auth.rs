@@ -335,22 +335,21 @@ pub fn session_cookie_h2(headers: &HeaderMap, name: &str) -> Option<String> {
 
 fn django_cookie(headers: &HeaderMap, name: &str, join: &str) -> Option<String> {
     let mut lines = headers.get_all(header::COOKIE).iter();
-    let first = lines.next()?;
-    let mut joined = String::from_utf8_lossy(first.as_bytes()).into_owned();
+    // One line (the normal case) is read in place; only several are joined.
+    let mut joined = String::from_utf8_lossy(lines.next()?.as_bytes());
     for more in lines {
-        joined.push_str(join);
-        joined.push_str(&String::from_utf8_lossy(more.as_bytes()));
+        let text = joined.to_mut();
+        text.push_str(join);
+        text.push_str(&String::from_utf8_lossy(more.as_bytes()));
     }
-    let mut found = None;
-    for piece in joined.split(';') {
+    // The last pair of that name wins: look from the end.
+    let raw = joined.rsplit(';').find_map(|piece| {
         let (key, value) = piece.split_once('=').unwrap_or(("", piece));
-        if key.trim() == name {
-            found = Some(value.trim());
-        }
-    }
-    let raw = found?;
-    let read = unquote(raw);
-    if read.is_empty() || read.bytes().any(|b| !(0x21..0x7f).contains(&b)) {
+        (key.trim() == name).then(|| value.trim())
+    })?;
+    let printable = |v: &str| !v.is_empty() && v.bytes().all(|b| (0x21..0x7f).contains(&b));
+    let quoted = raw.len() >= 2 && raw.starts_with('"') && raw.ends_with('"');
+    if !(if quoted { printable(&unquote(raw)) } else { printable(raw) }) {
         return None;
     }
     Some(raw.to_string())

@@ -36,7 +36,8 @@
 //! with no warm-up, the RSS trend printed, not judged),
 //! `LOAD_SOAK_ONLY=1` (only the soak), `LOAD_CALLGRIND=1` (only instructions per response
 //! of the gateway's hit and miss and of bare hyper, under callgrind: see `callgrind.rs`),
-//! `LOAD_GATEWAY_BIN` (another gateway binary, e.g. to compare a change).
+//! `LOAD_GATEWAY_BIN` (another gateway binary, e.g. to compare a change) and
+//! `LOAD_GATEWAY_CONFIG` (the config file it runs with, when its release needs another).
 //!
 //! Under `cargo test --all-targets` this binary does nothing: only `cargo bench` (which
 //! passes `--bench`) runs it.

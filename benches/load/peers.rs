@@ -128,7 +128,10 @@ impl GatewayChild {
         let bin = std::env::var_os("LOAD_GATEWAY_BIN")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_label-gateway")));
-        let config_path = Path::new(REPO).join("config.toml");
+        // Another binary may need its own release's config file (LOAD_GATEWAY_CONFIG).
+        let config_path = std::env::var_os("LOAD_GATEWAY_CONFIG")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(REPO).join("config.toml"));
         let port = free_port()?;
         let internal_port = free_port()?;
         let env: BTreeMap<String, String> = [
