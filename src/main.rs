@@ -1,14 +1,19 @@
 //! The `label-gateway` binary: parse the command line, load and validate the config,
-//! start logging, then serve until SIGTERM/SIGINT and drain, or run an operator command.
+//! start logging, then serve until SIGTERM/SIGINT and drain (re-reading secret files on
+//! SIGHUP), or run an operator command.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use label_gateway::config::{Config, ProcessEnv};
+use label_gateway::cli::progress::Progress;
+use label_gateway::config::{Config, ConfigError, ProcessEnv};
 
+/// Serves shipping-label PDFs from a private S3-compatible bucket (or a local folder) to
+/// the shop's logged-in users, and the operator commands around it. Every command reads
+/// the same configuration file and environment as the server.
 #[derive(Parser)]
-#[command(name = "label-gateway", version, about)]
+#[command(name = "label-gateway", version)]
 struct Cli {
     /// Configuration file; environment variables override it.
     #[arg(long, global = true, default_value = "config.toml")]
@@ -19,10 +24,21 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve labels (the default).
+    /// Serve labels (the default). SIGTERM/SIGINT drain and exit; SIGHUP re-reads the
+    /// secret files (*_FILE) and signs every later request with the new key.
     Serve,
-    /// Load and validate the configuration, print a summary, and exit.
+    /// Load and validate the configuration, print a summary and risky settings, and exit
+    /// (2 when it is invalid, naming the key).
     CheckConfig,
+    /// Check the deployment end to end and say what to fix: configuration, credentials,
+    /// the storage endpoint (DNS, TCP, TLS), a signed listing of the bucket, the clock,
+    /// the session check URL and the regeneration URL. One line per check; exit 1 when
+    /// any fails.
+    Doctor {
+        /// Also PUT, HEAD, GET and DELETE a scratch object (never a label) in the store.
+        #[arg(long)]
+        write: bool,
+    },
     /// Print a time-limited GET link to one label in the bucket (bypasses the session
     /// check: keep it short).
     Presign {
@@ -40,6 +56,26 @@ enum Command {
         /// List what would be downloaded without writing.
         #[arg(long)]
         dry_run: bool,
+        /// Labels downloaded at once.
+        #[arg(long, default_value_t = label_gateway::cli::DEFAULT_JOBS, value_parser = jobs)]
+        jobs: usize,
+    },
+    /// Delete labels the shop no longer needs, by age and/or from a list of tracking
+    /// numbers (both given: a label must match both). A dry run unless --yes: it prints
+    /// how many labels would go, their bytes, the oldest and the newest. Never touches
+    /// keys that are not {location}/{tracking}.pdf; exit 1 if any delete failed.
+    #[command(group(clap::ArgGroup::new("which").required(true).multiple(true).args(["older_than", "from_file"])))]
+    Prune {
+        /// Labels last written longer ago than this, e.g. 90d.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        older_than: Option<std::time::Duration>,
+        /// Labels whose tracking number is a line of this file (e.g. the app's closed
+        /// orders); blank lines and # comments are skipped.
+        #[arg(long)]
+        from_file: Option<PathBuf>,
+        /// Delete for real (otherwise only list what would go).
+        #[arg(long)]
+        yes: bool,
     },
     /// Copy old local labels ({tracking}.pdf files) into the configured store.
     Migrate {
@@ -52,7 +88,18 @@ enum Command {
         /// List what would be uploaded without writing.
         #[arg(long)]
         dry_run: bool,
+        /// Labels uploaded at once.
+        #[arg(long, default_value_t = label_gateway::cli::DEFAULT_JOBS, value_parser = jobs)]
+        jobs: usize,
     },
+}
+
+/// `--jobs`: 1 to 256.
+fn jobs(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=256).contains(&n) => Ok(n),
+        _ => Err("a number from 1 to 256".into()),
+    }
 }
 
 fn main() -> ExitCode {
@@ -60,6 +107,10 @@ fn main() -> ExitCode {
     let config = match Config::load(&cli.config, &ProcessEnv) {
         Ok(c) => c,
         Err(e) => {
+            if let Some(Command::Doctor { write }) = cli.command {
+                // An invalid configuration is doctor's first finding, not a reason to stop.
+                return doctor(Err(e), &cli.config, write);
+            }
             eprintln!("label-gateway: invalid configuration: {e}");
             return ExitCode::from(2);
         }
@@ -89,14 +140,27 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Backup { to, dry_run } => backup(config, to, dry_run),
+        Command::Doctor { write } => doctor(Ok(config), &cli.config, write),
+        Command::Backup { to, dry_run, jobs } => backup(config, to, dry_run, jobs),
+        Command::Prune {
+            older_than,
+            from_file,
+            yes,
+        } => prune(config, older_than, from_file, yes),
         Command::Migrate {
             from,
             overwrite,
             dry_run,
+            jobs,
         } => run_async(async move {
-            let report =
-                label_gateway::cli::migrate::migrate(&config, &from, overwrite, dry_run).await?;
+            use label_gateway::cli::migrate::{migrate_with, MigrateOptions};
+            let options = MigrateOptions {
+                overwrite,
+                dry_run,
+                jobs,
+            };
+            let progress = Progress::for_stderr("migrate");
+            let report = migrate_with(&config, &from, options, &progress).await?;
             for (path, err) in &report.failed {
                 eprintln!("failed: {}: {err}", path.display());
             }
@@ -114,10 +178,64 @@ fn main() -> ExitCode {
     }
 }
 
-fn backup(config: label_gateway::config::Config, to: PathBuf, dry_run: bool) -> ExitCode {
-    use label_gateway::cli::backup::{backup, PAGE_SIZE};
+fn doctor(loaded: Result<Config, ConfigError>, path: &Path, write: bool) -> ExitCode {
     run_async(async move {
-        let report = backup(&config, &to, dry_run, PAGE_SIZE).await?;
+        let report = label_gateway::cli::doctor::doctor(loaded, path, write).await;
+        for check in &report.checks {
+            println!("{check}");
+        }
+        anyhow::ensure!(report.passed(), "some checks failed");
+        Ok(())
+    })
+}
+
+fn prune(
+    config: Config,
+    older_than: Option<std::time::Duration>,
+    from_file: Option<PathBuf>,
+    yes: bool,
+) -> ExitCode {
+    use label_gateway::cli::prune::{prune, PruneOptions};
+    run_async(async move {
+        let options = PruneOptions::new(older_than, from_file, yes);
+        let report = prune(&config, &options, &Progress::for_stderr("prune")).await?;
+        for (line, text) in &report.bad_lines {
+            eprintln!("not a tracking number, ignored: line {line}: {text}");
+        }
+        if !report.not_in_store.is_empty() {
+            eprintln!(
+                "{} tracking numbers of the list have no label in the store",
+                report.not_in_store.len()
+            );
+        }
+        if report.dry_run {
+            for c in &report.chosen {
+                let when = c
+                    .last_modified
+                    .map(|t| humantime::format_rfc3339_seconds(t).to_string())
+                    .unwrap_or_else(|| "-".into());
+                println!("would delete: {} ({} bytes, {when})", c.tracking, c.size);
+            }
+        }
+        for (tracking, err) in &report.failed {
+            eprintln!("failed: {tracking}: {err}");
+        }
+        println!("{}", report.summary());
+        anyhow::ensure!(report.failed.is_empty(), "some labels could not be deleted");
+        Ok(())
+    })
+}
+
+fn backup(config: Config, to: PathBuf, dry_run: bool, jobs: usize) -> ExitCode {
+    use label_gateway::cli::backup::{backup_with, BackupOptions, PAGE_SIZE};
+    run_async(async move {
+        let options = BackupOptions {
+            dry_run,
+            page_size: PAGE_SIZE,
+            jobs,
+        };
+        let progress = Progress::for_stderr("backup");
+        let report = backup_with(&config, &to, options, &progress).await?;
         for (tracking, err) in &report.failed {
             eprintln!("failed: {tracking}: {err}");
         }
@@ -179,6 +297,9 @@ fn serve(config: Config) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        // Registered before the "listening" line: from then on a SIGHUP reloads the
+        // secrets instead of ending the process.
+        reload_on_sighup(running.gateway.clone());
         tracing::info!(addr = %running.addr(), internal = %running.internal_addr(), "label-gateway listening");
         wait_for_signal().await;
         tracing::info!("shutting down: new connections refused, draining in-flight requests");
@@ -201,6 +322,29 @@ fn serve(config: Config) -> ExitCode {
     // not hold the exit: give it a moment, then go.
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
     code
+}
+
+/// Key rotation: each SIGHUP re-reads the secret files (`Gateway::reload_secrets`).
+fn reload_on_sighup(gateway: std::sync::Arc<label_gateway::gateway::Gateway>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP: rotating keys needs a restart");
+                return;
+            }
+        };
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reading the secret files again");
+                let _ = gateway.reload_secrets();
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = gateway;
 }
 
 async fn wait_for_signal() {

@@ -7,18 +7,20 @@
 //! - `label.rs`: the label path as named phases (session → cache → storage → respond);
 //! - `respond.rs`: label responses (200/206/304, their headers, from storage or memory);
 //! - `internal.rs`: `/internal/...` calls from the app (ingest, carrier fetch, purge);
-//! - `ops.rs`: readiness, `/metrics` and request ids.
+//! - `ops.rs`: readiness, `/metrics` and request ids;
+//! - `reload.rs`: key rotation on `SIGHUP` (secrets read again from their files).
 
 mod internal;
 mod label;
 mod ops;
+mod reload;
 mod respond;
 mod route;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Instant;
 
@@ -69,6 +71,10 @@ pub struct Gateway {
     request_ids: ops::RequestIds,
     /// `[server] trusted_proxies`, parsed.
     trusted_proxies: Vec<ipnet::IpNet>,
+    /// The `/internal/` bearer token in force: replaced by [`Gateway::reload_secrets`].
+    internal_token: arc_swap::ArcSwapOption<crate::secret::Secret>,
+    /// Every secret in force, by variable name, for [`Gateway::reload_secrets`].
+    secrets: Mutex<reload::Secrets>,
 }
 
 impl Gateway {
@@ -99,7 +105,11 @@ impl Gateway {
             }
         })?;
         let trusted_proxies = config.server.trusted_nets().unwrap_or_default();
+        let internal_token = arc_swap::ArcSwapOption::from_pointee(config.internal.token.clone());
+        let secrets = Mutex::new(reload::Secrets::from_config(&config));
         Ok(Gateway {
+            internal_token,
+            secrets,
             trusted_proxies,
             cache,
             regenerator,

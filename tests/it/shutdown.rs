@@ -2,144 +2,15 @@
 //! environment against the in-process S3 server: graceful drain on SIGTERM, and what it
 //! writes to its logs (never a cookie, a signature, a secret or a token).
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
+use crate::support::process::{s3_toml, GatewayProcess};
 use crate::support::{self, pdf_bytes, s3, Django, Responder, S3Server, ANY_SESSION};
-
-/// A running `label-gateway` child; killed when dropped.
-struct GatewayProcess {
-    child: Child,
-    addr: SocketAddr,
-    /// The internal listener (`/internal/...`, `/metrics`).
-    internal: SocketAddr,
-    logs: Arc<Mutex<Vec<String>>>,
-    _dir: tempfile::TempDir,
-}
-
-impl GatewayProcess {
-    /// Starts the binary with `toml` as its config file and exactly `env` (plus PATH), and
-    /// waits for its "listening" line on stderr.
-    fn start(toml: &str, env: &[(&str, &str)]) -> GatewayProcess {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = dir.path().join("config.toml");
-        std::fs::write(&config, toml).expect("write config");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_label-gateway"));
-        cmd.arg("--config")
-            .arg(&config)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        kill_with_parent(&mut cmd);
-        let mut child = cmd.spawn().expect("start label-gateway");
-        let stderr = child.stderr.take().expect("stderr");
-        let logs: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let sink = logs.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if line.contains("label-gateway listening") {
-                    let field = |name: &str| {
-                        line.split_whitespace()
-                            .find_map(|w| w.strip_prefix(name))
-                            .and_then(|a| a.parse::<SocketAddr>().ok())
-                    };
-                    let _ = tx.send(field("addr=").zip(field("internal=")));
-                }
-                sink.lock().expect("logs").push(line);
-            }
-        });
-        let (addr, internal) = match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(Some(addrs)) => addrs,
-            _ => {
-                let _ = child.kill();
-                panic!(
-                    "label-gateway did not start:\n{}",
-                    logs.lock().expect("logs").join("\n")
-                );
-            }
-        };
-        GatewayProcess {
-            child,
-            addr,
-            internal,
-            logs,
-            _dir: dir,
-        }
-    }
-
-    fn signal(&self, sig: libc::c_int) {
-        // SAFETY: kill(2) on our own child's pid.
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
-        assert_eq!(rc, 0, "kill failed");
-    }
-
-    fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// Waits for the exit, at most `limit`.
-    fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "label-gateway did not exit within {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Everything logged so far (the reader thread may lag a moment behind).
-    fn logs(&self) -> String {
-        self.logs.lock().expect("logs").join("\n")
-    }
-}
-
-impl Drop for GatewayProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The child dies with the thread that started it, so a failed test leaves no server.
-fn kill_with_parent(cmd: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: prctl is async-signal-safe and touches only the child's own state.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-}
-
-/// A config file for the in-process S3 server; `server` adds `[server]` keys, `extra`
-/// whole sections.
-fn s3_toml(s3: &S3Server, check_url: &str, server: &str, extra: &str) -> String {
-    format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ninternal_listen = \"127.0.0.1:0\"\nworker_threads = 2\n{server}\
-         [storage]\nbackend = \"s3\"\nendpoint = \"{}\"\nregion = \"{}\"\nbucket = \"{}\"\n\
-         location = \"labels\"\n[auth]\ncheck_url = \"{check_url}\"\n{extra}",
-        s3.endpoint(),
-        s3::REGION,
-        s3::BUCKET,
-    )
-}
 
 /// One download over a raw socket with a small receive buffer, so the client controls
 /// how fast the gateway can send: reads `hold_at` bytes of body, reports, waits for `go`,
