@@ -756,7 +756,8 @@ fn code_in(bytes: &[u8]) -> String {
 fn hint(code: &str) -> &'static str {
     match code {
         "SignatureDoesNotMatch" => "check SPACES_SECRET_ACCESS_KEY and SPACES_REGION",
-        "InvalidAccessKeyId" => "check SPACES_ACCESS_KEY_ID",
+        // s3s (and so the test server) says NotSignedUp for an unknown key id.
+        "InvalidAccessKeyId" | "NotSignedUp" => "check SPACES_ACCESS_KEY_ID",
         "RequestTimeTooSkewed" => "the gateway's clock is off: sync it with NTP",
         "AccessDenied" => "the key may not read this bucket: check its permissions",
         "AuthorizationHeaderMalformed" => "check SPACES_REGION (Spaces wants its slug, e.g. lon1)",
@@ -893,6 +894,7 @@ mod tests {
                 "check SPACES_SECRET_ACCESS_KEY and SPACES_REGION",
             ),
             ("InvalidAccessKeyId", "check SPACES_ACCESS_KEY_ID"),
+            ("NotSignedUp", "check SPACES_ACCESS_KEY_ID"),
             (
                 "RequestTimeTooSkewed",
                 "the gateway's clock is off: sync it with NTP",

@@ -17,6 +17,7 @@ mod local;
 mod origin_faults;
 mod prune;
 mod regenerate;
+mod rotation;
 mod shutdown;
 mod ssrf;
 mod storage;
