@@ -67,13 +67,20 @@ impl Progress {
         let bytes = p.bytes.clone();
         let rate_bytes = p.bytes.clone();
         let style = ProgressStyle::with_template(
-            "{prefix} {wide_bar} {pos}/{len} {bytes_done} {byte_rate} ({per_sec}) ETA {eta}",
+            "{prefix} {wide_bar} {pos}/{len} {bytes_done} {byte_rate} {label_rate} ETA {eta}",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .with_key(
             "bytes_done",
             move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
                 let _ = write!(w, "{}", ByteSize(bytes.load(Ordering::Relaxed)));
+            },
+        )
+        .with_key(
+            "label_rate",
+            |s: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let secs = s.elapsed().as_secs_f64().max(0.001);
+                let _ = write!(w, "{:.0}/s", s.pos() as f64 / secs);
             },
         )
         .with_key(
