@@ -9,9 +9,11 @@ use clap::{Parser, Subcommand};
 use label_gateway::cli::progress::Progress;
 use label_gateway::config::{Config, ConfigError, ProcessEnv};
 
-/// Serves shipping-label PDFs from a private S3-compatible bucket (or a local folder) to
-/// the shop's logged-in users, and the operator commands around it. Every command reads
-/// the same configuration file and environment as the server.
+/// Serves shipping-label PDFs from a private bucket to the shop's logged-in users.
+///
+/// Labels come from an S3-compatible bucket (or a local folder) after the Django session
+/// check. The operator commands around it read the same configuration file and
+/// environment as the server.
 #[derive(Parser)]
 #[command(name = "label-gateway", version)]
 struct Cli {
@@ -24,31 +26,43 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve labels (the default). SIGTERM/SIGINT drain and exit; SIGHUP re-reads the
-    /// secret files (*_FILE) and signs every later request with the new key.
+    /// Serve labels (the default).
+    ///
+    /// SIGTERM/SIGINT drain in-flight requests and exit; SIGHUP re-reads the secret files
+    /// (*_FILE) and signs every later storage request with the new key.
     Serve,
-    /// Load and validate the configuration, print a summary and risky settings, and exit
-    /// (2 when it is invalid, naming the key).
+    /// Validate the configuration and print a summary.
+    ///
+    /// Prints the configuration as the gateway will run it and warns about risky
+    /// settings; exit 2 when it is invalid, naming the key.
     CheckConfig,
-    /// Check the deployment end to end and say what to fix: configuration, credentials,
-    /// the storage endpoint (DNS, TCP, TLS), a signed listing of the bucket, the clock,
-    /// the session check URL and the regeneration URL. One line per check; exit 1 when
-    /// any fails.
+    /// Check the deployment end to end and say what to fix.
+    ///
+    /// In order: configuration, credentials, the storage endpoint (DNS, TCP, TLS), a
+    /// signed listing of the bucket (each S3 refusal named by its cause), the clock
+    /// against the storage server's, with --write a round trip of a scratch object, the
+    /// session check URL and the regeneration URL. One line per check (ok, warn, FAIL,
+    /// skip); exit 1 when any fails.
     Doctor {
         /// Also PUT, HEAD, GET and DELETE a scratch object (never a label) in the store.
         #[arg(long)]
         write: bool,
     },
-    /// Print a time-limited GET link to one label in the bucket (bypasses the session
-    /// check: keep it short).
+    /// Print a time-limited GET link to one label in the bucket.
+    ///
+    /// The link bypasses the session check by design: keep its lifetime short.
     Presign {
+        /// The label's tracking number.
         tracking: String,
         /// Lifetime, e.g. 15m, 1h (at most 7d).
         #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
         expires: std::time::Duration,
     },
-    /// Copy every label of the configured store into a folder as {tracking}.pdf (the
-    /// layout `migrate --from` restores); re-running fetches only what is new.
+    /// Copy every label of the store into a folder.
+    ///
+    /// Labels land as {tracking}.pdf, the layout `migrate --from` restores; re-running
+    /// fetches only what is new or was cut short. Progress on stderr; exit 1 if any
+    /// label failed.
     Backup {
         /// The folder to copy into (created when missing).
         #[arg(long)]
@@ -60,10 +74,13 @@ enum Command {
         #[arg(long, default_value_t = label_gateway::cli::DEFAULT_JOBS, value_parser = jobs)]
         jobs: usize,
     },
-    /// Delete labels the shop no longer needs, by age and/or from a list of tracking
-    /// numbers (both given: a label must match both). A dry run unless --yes: it prints
-    /// how many labels would go, their bytes, the oldest and the newest. Never touches
-    /// keys that are not {location}/{tracking}.pdf; exit 1 if any delete failed.
+    /// Delete labels the shop no longer needs (a dry run unless --yes).
+    ///
+    /// Chooses labels by age and/or from a list of tracking numbers (both given: a label
+    /// must match both). Without --yes it prints what would go: each label, the count,
+    /// bytes, oldest and newest. With --yes it deletes in batches of at most 1,000 and
+    /// prints every label the store would not delete. Never touches keys that are not
+    /// {location}/{tracking}.pdf; exit 1 if any delete failed.
     #[command(group(clap::ArgGroup::new("which").required(true).multiple(true).args(["older_than", "from_file"])))]
     Prune {
         /// Labels last written longer ago than this, e.g. 90d.
@@ -77,7 +94,11 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
-    /// Copy old local labels ({tracking}.pdf files) into the configured store.
+    /// Copy old local labels into the store.
+    ///
+    /// Uploads each {tracking}.pdf of the folder as {location}/{tracking}.pdf; never
+    /// overwrites unless --overwrite, skips and reports what is not a label. Safe to
+    /// re-run. Progress on stderr; exit 1 if any upload failed.
     Migrate {
         /// The app's old folder, e.g. ./media/shipping_labels
         #[arg(long)]
@@ -367,5 +388,32 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_command_and_option_says_what_it_does() {
+        let cli = Cli::command();
+        cli.clone().debug_assert();
+        for sub in cli.get_subcommands().filter(|s| s.get_name() != "help") {
+            assert!(
+                sub.get_about().is_some(),
+                "{}: no help text",
+                sub.get_name()
+            );
+            for arg in sub.get_arguments().filter(|a| a.get_id() != "help") {
+                assert!(
+                    arg.get_help().is_some(),
+                    "{} {}: no help text",
+                    sub.get_name(),
+                    arg.get_id()
+                );
+            }
+        }
     }
 }
