@@ -349,7 +349,11 @@ fn django_cookie(headers: &HeaderMap, name: &str, join: &str) -> Option<String> 
     })?;
     let printable = |v: &str| !v.is_empty() && v.bytes().all(|b| (0x21..0x7f).contains(&b));
     let quoted = raw.len() >= 2 && raw.starts_with('"') && raw.ends_with('"');
-    if !(if quoted { printable(&unquote(raw)) } else { printable(raw) }) {
+    if !(if quoted {
+        printable(&unquote(raw))
+    } else {
+        printable(raw)
+    }) {
         return None;
     }
     Some(raw.to_string())

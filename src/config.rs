@@ -5,6 +5,11 @@
 //! `SPACES_*` variables, then `LABEL_GATEWAY_SECTION__KEY` variables. Secrets (Spaces
 //! credentials, bearer tokens) come from the environment only and are held in [`Secret`],
 //! which never prints. The environment is read through [`Env`] so tests pass a map.
+//!
+//! Each secret may instead come from a file named by its variable with `_FILE` appended
+//! (the container convention: `SPACES_SECRET_ACCESS_KEY_FILE=/run/secrets/spaces`).
+//! Those files are remembered in [`Config::secret_files`] so that `SIGHUP` can read them
+//! again ([`read_secret_file`]): key rotation without a restart.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -27,8 +32,8 @@ const SPACES_VARS: &[(&str, &str)] = &[
     ("SPACES_CDN_DOMAIN", "storage.cdn_domain"),
 ];
 
-/// Keys that hold secrets: only the environment may set them.
-const SECRET_VARS: &[(&str, &str)] = &[
+/// Keys that hold secrets: only the environment (or a `{VAR}_FILE` it names) may set them.
+pub const SECRET_VARS: &[(&str, &str)] = &[
     ("SPACES_ACCESS_KEY_ID", "storage.access_key_id"),
     ("SPACES_SECRET_ACCESS_KEY", "storage.secret_access_key"),
     ("LABEL_GATEWAY_INTERNAL__TOKEN", "internal.token"),
@@ -82,6 +87,10 @@ pub struct Config {
     pub internal: InternalConfig,
     pub regenerate: RegenerateConfig,
     pub log: LogConfig,
+    /// The secrets read from a file (`{VAR}_FILE`): variable name → path. `SIGHUP` reads
+    /// these again; secrets given as plain variables keep their start-up value.
+    #[serde(skip)]
+    pub secret_files: BTreeMap<&'static str, PathBuf>,
     pub redirect: RedirectConfig,
 }
 
@@ -532,7 +541,7 @@ impl Config {
             let Some(rest) = var.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
-            if !rest.contains("__") || SECRET_VARS.iter().any(|(v, _)| *v == var) {
+            if !rest.contains("__") || is_secret_var(&var) {
                 continue;
             }
             let key = rest.to_ascii_lowercase().replace("__", ".");
@@ -554,13 +563,36 @@ impl Config {
             }
             ConfigError::Parse(msgs.join("; "))
         })?;
-        let secret = |name: &str| env.var(name).map(Secret::new);
-        config.storage.access_key_id = secret("SPACES_ACCESS_KEY_ID");
-        config.storage.secret_access_key = secret("SPACES_SECRET_ACCESS_KEY");
-        config.internal.token = secret("LABEL_GATEWAY_INTERNAL__TOKEN");
-        config.regenerate.token = secret("LABEL_GATEWAY_REGENERATE__TOKEN");
+        for (var, key) in SECRET_VARS {
+            let value = env_secret(env, var, key, &mut config.secret_files)?;
+            if let Some(slot) = config.secret_slot(var) {
+                *slot = value;
+            }
+        }
         config.validate()?;
         Ok(config)
+    }
+
+    /// The secret of variable `var` (one of [`SECRET_VARS`]), when set.
+    pub fn secret(&self, var: &str) -> Option<&Secret> {
+        match var {
+            "SPACES_ACCESS_KEY_ID" => self.storage.access_key_id.as_ref(),
+            "SPACES_SECRET_ACCESS_KEY" => self.storage.secret_access_key.as_ref(),
+            "LABEL_GATEWAY_INTERNAL__TOKEN" => self.internal.token.as_ref(),
+            "LABEL_GATEWAY_REGENERATE__TOKEN" => self.regenerate.token.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Where the secret of variable `var` (one of [`SECRET_VARS`]) is held.
+    pub fn secret_slot(&mut self, var: &str) -> Option<&mut Option<Secret>> {
+        Some(match var {
+            "SPACES_ACCESS_KEY_ID" => &mut self.storage.access_key_id,
+            "SPACES_SECRET_ACCESS_KEY" => &mut self.storage.secret_access_key,
+            "LABEL_GATEWAY_INTERNAL__TOKEN" => &mut self.internal.token,
+            "LABEL_GATEWAY_REGENERATE__TOKEN" => &mut self.regenerate.token,
+            _ => return None,
+        })
     }
 
     /// Checks every value a start-up or a request could trip on.
@@ -695,13 +727,15 @@ impl Config {
                 if st.access_key_id.is_none() {
                     return Err(invalid(
                         "storage.access_key_id",
-                        "missing: set SPACES_ACCESS_KEY_ID in the environment",
+                        "missing: set SPACES_ACCESS_KEY_ID (or SPACES_ACCESS_KEY_ID_FILE) in \
+                         the environment",
                     ));
                 }
                 if st.secret_access_key.is_none() {
                     return Err(invalid(
                         "storage.secret_access_key",
-                        "missing: set SPACES_SECRET_ACCESS_KEY in the environment",
+                        "missing: set SPACES_SECRET_ACCESS_KEY (or \
+                         SPACES_SECRET_ACCESS_KEY_FILE) in the environment",
                     ));
                 }
             }
@@ -775,6 +809,51 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// A secret variable or its `_FILE` twin.
+fn is_secret_var(var: &str) -> bool {
+    let var = var.strip_suffix("_FILE").unwrap_or(var);
+    SECRET_VARS.iter().any(|(v, _)| *v == var)
+}
+
+/// The secret of `var` (config key `key`): from the variable itself or from the file its
+/// `_FILE` twin names (remembered in `files`), never both.
+fn env_secret(
+    env: &dyn Env,
+    var: &'static str,
+    key: &str,
+    files: &mut BTreeMap<&'static str, PathBuf>,
+) -> Result<Option<Secret>, ConfigError> {
+    let file_var = format!("{var}_FILE");
+    match (env.var(var), env.var(&file_var)) {
+        (Some(_), Some(_)) => Err(invalid(
+            key,
+            format!("both {var} and {file_var} are set: set only one"),
+        )),
+        (Some(value), None) => Ok(Some(Secret::new(value))),
+        (None, Some(path)) => {
+            let path = PathBuf::from(path);
+            let secret = read_secret_file(var, &path).map_err(|reason| invalid(key, reason))?;
+            files.insert(var, path);
+            Ok(Some(secret))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// Reads the secret of `var` from `path` (its `{var}_FILE`): surrounding whitespace and
+/// the trailing newline trimmed. A missing, unreadable or empty file is an error naming
+/// the variable and the path, never the content.
+pub fn read_secret_file(var: &str, path: &Path) -> Result<Secret, String> {
+    let mut text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{var}_FILE: cannot read {}: {e}", path.display()))?;
+    let secret = Secret::new(text.trim());
+    zeroize::Zeroize::zeroize(&mut text);
+    if secret.is_empty() {
+        return Err(format!("{var}_FILE: {} is empty", path.display()));
+    }
+    Ok(secret)
 }
 
 fn check_http_url(key: &str, url: &str) -> Result<(), ConfigError> {
@@ -973,6 +1052,97 @@ mod tests {
     fn zero_timeout_is_refused() {
         let e = err("[storage]\nfirst_byte_timeout = \"0s\"\n", &[]);
         assert!(e.starts_with("storage.first_byte_timeout"), "{e}");
+    }
+
+    #[test]
+    fn secrets_come_from_the_files_their_file_variables_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key-id");
+        let secret = dir.path().join("secret");
+        let token = dir.path().join("token");
+        std::fs::write(&key, "AKIDFROMFILE\n").unwrap();
+        std::fs::write(&secret, "  secret-from-file\r\n").unwrap();
+        std::fs::write(&token, "internal-from-file").unwrap();
+        let (k, s, t) = (
+            key.display().to_string(),
+            secret.display().to_string(),
+            token.display().to_string(),
+        );
+        let c = Config::from_toml_str(
+            "[storage]\nbackend = \"s3\"\n",
+            &env(&[
+                ("SPACES_ACCESS_KEY_ID_FILE", &k),
+                ("SPACES_SECRET_ACCESS_KEY_FILE", &s),
+                ("LABEL_GATEWAY_INTERNAL__TOKEN_FILE", &t),
+                ("LABEL_GATEWAY_REGENERATE__TOKEN", "plain-regenerate-token"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.storage.access_key_id.unwrap().expose(), "AKIDFROMFILE");
+        assert_eq!(
+            c.storage.secret_access_key.unwrap().expose(),
+            "secret-from-file"
+        );
+        assert_eq!(c.internal.token.unwrap().expose(), "internal-from-file");
+        assert_eq!(
+            c.regenerate.token.unwrap().expose(),
+            "plain-regenerate-token"
+        );
+        assert_eq!(
+            c.secret_files.keys().copied().collect::<Vec<_>>(),
+            vec![
+                "LABEL_GATEWAY_INTERNAL__TOKEN",
+                "SPACES_ACCESS_KEY_ID",
+                "SPACES_SECRET_ACCESS_KEY"
+            ],
+            "only the file-backed secrets are re-read on SIGHUP"
+        );
+    }
+
+    #[test]
+    fn a_secret_and_its_file_twin_both_set_is_an_error_naming_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "x").unwrap();
+        let path = path.display().to_string();
+        let e = err(
+            "",
+            &[
+                ("SPACES_SECRET_ACCESS_KEY", "plain"),
+                ("SPACES_SECRET_ACCESS_KEY_FILE", &path),
+            ],
+        );
+        assert!(
+            e.contains("SPACES_SECRET_ACCESS_KEY and SPACES_SECRET_ACCESS_KEY_FILE"),
+            "{e}"
+        );
+        let e = err(
+            "",
+            &[
+                ("LABEL_GATEWAY_INTERNAL__TOKEN", "plain"),
+                ("LABEL_GATEWAY_INTERNAL__TOKEN_FILE", &path),
+            ],
+        );
+        assert!(
+            e.contains("LABEL_GATEWAY_INTERNAL__TOKEN and LABEL_GATEWAY_INTERNAL__TOKEN_FILE"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_missing_or_empty_secret_file_names_the_variable_never_the_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope").display().to_string();
+        let e = err("", &[("LABEL_GATEWAY_REGENERATE__TOKEN_FILE", &missing)]);
+        assert!(e.starts_with("regenerate.token"), "{e}");
+        assert!(e.contains("LABEL_GATEWAY_REGENERATE__TOKEN_FILE"), "{e}");
+        assert!(e.contains(&missing), "{e}");
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n  \n").unwrap();
+        let empty = empty.display().to_string();
+        let e = err("", &[("SPACES_ACCESS_KEY_ID_FILE", &empty)]);
+        assert!(e.contains("SPACES_ACCESS_KEY_ID_FILE"), "{e}");
+        assert!(e.contains("is empty"), "{e}");
     }
 
     #[test]

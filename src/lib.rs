@@ -7,7 +7,7 @@
 //! - [`server`]: listeners, connection limit, hyper builder, graceful drain.
 //! - [`gateway`]: one request from route to access log: the route table, the label path
 //!   as named phases (session → cache → storage → respond), label responses, `/internal/`
-//!   calls, readiness and metrics.
+//!   calls, readiness and metrics; secrets re-read on SIGHUP.
 //! - [`error`]: every refusal and fault, and the one mapping to a status; start-up errors.
 //! - [`regenerate`]: asking the app for a missing label and storing it back.
 //! - [`auth`]: the Django session check and its verdict cache.
@@ -16,7 +16,8 @@
 //! - [`outbound`]: the carrier client and helpers shared by calls to other services.
 //! - [`body`]: every body wrapper on the streaming path.
 //! - [`http`]: body type, `Range` and conditional logic, label response headers.
-//! - [`cli`]: operator commands (`presign`, `migrate`, `backup`).
+//! - [`cli`]: operator commands (`check-config`, `doctor`, `presign`, `migrate`, `backup`,
+//!   `prune`) and the progress display of long ones.
 //! - Leaves: [`tracking`] (the validated tracking number), [`netguard`] (which
 //!   addresses an outbound fetch may reach), [`secret`], [`config`],
 //!   [`metrics`], [`telemetry`].

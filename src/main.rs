@@ -1,14 +1,21 @@
 //! The `label-gateway` binary: parse the command line, load and validate the config,
-//! start logging, then serve until SIGTERM/SIGINT and drain, or run an operator command.
+//! start logging, then serve until SIGTERM/SIGINT and drain (re-reading secret files on
+//! SIGHUP), or run an operator command.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use label_gateway::config::{Config, ProcessEnv};
+use label_gateway::cli::progress::Progress;
+use label_gateway::config::{Config, ConfigError, ProcessEnv};
 
+/// Serves shipping-label PDFs from a private bucket to the shop's logged-in users.
+///
+/// Labels come from an S3-compatible bucket (or a local folder) after the Django session
+/// check. The operator commands around it read the same configuration file and
+/// environment as the server.
 #[derive(Parser)]
-#[command(name = "label-gateway", version, about)]
+#[command(name = "label-gateway", version)]
 struct Cli {
     /// Configuration file; environment variables override it.
     #[arg(long, global = true, default_value = "config.toml")]
@@ -20,19 +27,42 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve labels (the default).
+    ///
+    /// SIGTERM/SIGINT drain in-flight requests and exit; SIGHUP re-reads the secret files
+    /// (*_FILE) and signs every later storage request with the new key.
     Serve,
-    /// Load and validate the configuration, print a summary, and exit.
+    /// Validate the configuration and print a summary.
+    ///
+    /// Prints the configuration as the gateway will run it and warns about risky
+    /// settings; exit 2 when it is invalid, naming the key.
     CheckConfig,
-    /// Print a time-limited GET link to one label in the bucket (bypasses the session
-    /// check: keep it short).
+    /// Check the deployment end to end and say what to fix.
+    ///
+    /// In order: configuration, credentials, the storage endpoint (DNS, TCP, TLS), a
+    /// signed listing of the bucket (each S3 refusal named by its cause), the clock
+    /// against the storage server's, with --write a round trip of a scratch object, the
+    /// session check URL and the regeneration URL. One line per check (ok, warn, FAIL,
+    /// skip); exit 1 when any fails.
+    Doctor {
+        /// Also PUT, HEAD, GET and DELETE a scratch object (never a label) in the store.
+        #[arg(long)]
+        write: bool,
+    },
+    /// Print a time-limited GET link to one label in the bucket.
+    ///
+    /// The link bypasses the session check by design: keep its lifetime short.
     Presign {
+        /// The label's tracking number.
         tracking: String,
         /// Lifetime, e.g. 15m, 1h (at most 7d).
         #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
         expires: std::time::Duration,
     },
-    /// Copy every label of the configured store into a folder as {tracking}.pdf (the
-    /// layout `migrate --from` restores); re-running fetches only what is new.
+    /// Copy every label of the store into a folder.
+    ///
+    /// Labels land as {tracking}.pdf, the layout `migrate --from` restores; re-running
+    /// fetches only what is new or was cut short. Progress on stderr; exit 1 if any
+    /// label failed.
     Backup {
         /// The folder to copy into (created when missing).
         #[arg(long)]
@@ -40,8 +70,35 @@ enum Command {
         /// List what would be downloaded without writing.
         #[arg(long)]
         dry_run: bool,
+        /// Labels downloaded at once.
+        #[arg(long, default_value_t = label_gateway::cli::DEFAULT_JOBS, value_parser = jobs)]
+        jobs: usize,
     },
-    /// Copy old local labels ({tracking}.pdf files) into the configured store.
+    /// Delete labels the shop no longer needs (a dry run unless --yes).
+    ///
+    /// Chooses labels by age and/or from a list of tracking numbers (both given: a label
+    /// must match both). Without --yes it prints what would go: each label, the count,
+    /// bytes, oldest and newest. With --yes it deletes in batches of at most 1,000 and
+    /// prints every label the store would not delete. Never touches keys that are not
+    /// {location}/{tracking}.pdf; exit 1 if any delete failed.
+    #[command(group(clap::ArgGroup::new("which").required(true).multiple(true).args(["older_than", "from_file"])))]
+    Prune {
+        /// Labels last written longer ago than this, e.g. 90d.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        older_than: Option<std::time::Duration>,
+        /// Labels whose tracking number is a line of this file (e.g. the app's closed
+        /// orders); blank lines and # comments are skipped.
+        #[arg(long)]
+        from_file: Option<PathBuf>,
+        /// Delete for real (otherwise only list what would go).
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Copy old local labels into the store.
+    ///
+    /// Uploads each {tracking}.pdf of the folder as {location}/{tracking}.pdf; never
+    /// overwrites unless --overwrite, skips and reports what is not a label. Safe to
+    /// re-run. Progress on stderr; exit 1 if any upload failed.
     Migrate {
         /// The app's old folder, e.g. ./media/shipping_labels
         #[arg(long)]
@@ -52,7 +109,18 @@ enum Command {
         /// List what would be uploaded without writing.
         #[arg(long)]
         dry_run: bool,
+        /// Labels uploaded at once.
+        #[arg(long, default_value_t = label_gateway::cli::DEFAULT_JOBS, value_parser = jobs)]
+        jobs: usize,
     },
+}
+
+/// `--jobs`: 1 to 256.
+fn jobs(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=256).contains(&n) => Ok(n),
+        _ => Err("a number from 1 to 256".into()),
+    }
 }
 
 fn main() -> ExitCode {
@@ -60,6 +128,10 @@ fn main() -> ExitCode {
     let config = match Config::load(&cli.config, &ProcessEnv) {
         Ok(c) => c,
         Err(e) => {
+            if let Some(Command::Doctor { write }) = cli.command {
+                // An invalid configuration is doctor's first finding, not a reason to stop.
+                return doctor(Err(e), &cli.config, write);
+            }
             eprintln!("label-gateway: invalid configuration: {e}");
             return ExitCode::from(2);
         }
@@ -89,14 +161,27 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Backup { to, dry_run } => backup(config, to, dry_run),
+        Command::Doctor { write } => doctor(Ok(config), &cli.config, write),
+        Command::Backup { to, dry_run, jobs } => backup(config, to, dry_run, jobs),
+        Command::Prune {
+            older_than,
+            from_file,
+            yes,
+        } => prune(config, older_than, from_file, yes),
         Command::Migrate {
             from,
             overwrite,
             dry_run,
+            jobs,
         } => run_async(async move {
-            let report =
-                label_gateway::cli::migrate::migrate(&config, &from, overwrite, dry_run).await?;
+            use label_gateway::cli::migrate::{migrate_with, MigrateOptions};
+            let options = MigrateOptions {
+                overwrite,
+                dry_run,
+                jobs,
+            };
+            let progress = Progress::for_stderr("migrate");
+            let report = migrate_with(&config, &from, options, &progress).await?;
             for (path, err) in &report.failed {
                 eprintln!("failed: {}: {err}", path.display());
             }
@@ -114,10 +199,64 @@ fn main() -> ExitCode {
     }
 }
 
-fn backup(config: label_gateway::config::Config, to: PathBuf, dry_run: bool) -> ExitCode {
-    use label_gateway::cli::backup::{backup, PAGE_SIZE};
+fn doctor(loaded: Result<Config, ConfigError>, path: &Path, write: bool) -> ExitCode {
     run_async(async move {
-        let report = backup(&config, &to, dry_run, PAGE_SIZE).await?;
+        let report = label_gateway::cli::doctor::doctor(loaded, path, write).await;
+        for check in &report.checks {
+            println!("{check}");
+        }
+        anyhow::ensure!(report.passed(), "some checks failed");
+        Ok(())
+    })
+}
+
+fn prune(
+    config: Config,
+    older_than: Option<std::time::Duration>,
+    from_file: Option<PathBuf>,
+    yes: bool,
+) -> ExitCode {
+    use label_gateway::cli::prune::{prune, PruneOptions};
+    run_async(async move {
+        let options = PruneOptions::new(older_than, from_file, yes);
+        let report = prune(&config, &options, &Progress::for_stderr("prune")).await?;
+        for (line, text) in &report.bad_lines {
+            eprintln!("not a tracking number, ignored: line {line}: {text}");
+        }
+        if !report.not_in_store.is_empty() {
+            eprintln!(
+                "{} tracking numbers of the list have no label in the store",
+                report.not_in_store.len()
+            );
+        }
+        if report.dry_run {
+            for c in &report.chosen {
+                let when = c
+                    .last_modified
+                    .map(|t| humantime::format_rfc3339_seconds(t).to_string())
+                    .unwrap_or_else(|| "-".into());
+                println!("would delete: {} ({} bytes, {when})", c.tracking, c.size);
+            }
+        }
+        for (tracking, err) in &report.failed {
+            eprintln!("failed: {tracking}: {err}");
+        }
+        println!("{}", report.summary());
+        anyhow::ensure!(report.failed.is_empty(), "some labels could not be deleted");
+        Ok(())
+    })
+}
+
+fn backup(config: Config, to: PathBuf, dry_run: bool, jobs: usize) -> ExitCode {
+    use label_gateway::cli::backup::{backup_with, BackupOptions, PAGE_SIZE};
+    run_async(async move {
+        let options = BackupOptions {
+            dry_run,
+            page_size: PAGE_SIZE,
+            jobs,
+        };
+        let progress = Progress::for_stderr("backup");
+        let report = backup_with(&config, &to, options, &progress).await?;
         for (tracking, err) in &report.failed {
             eprintln!("failed: {tracking}: {err}");
         }
@@ -179,6 +318,9 @@ fn serve(config: Config) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        // Registered before the "listening" line: from then on a SIGHUP reloads the
+        // secrets instead of ending the process.
+        reload_on_sighup(running.gateway.clone());
         tracing::info!(addr = %running.addr(), internal = %running.internal_addr(), "label-gateway listening");
         wait_for_signal().await;
         tracing::info!("shutting down: new connections refused, draining in-flight requests");
@@ -203,6 +345,29 @@ fn serve(config: Config) -> ExitCode {
     code
 }
 
+/// Key rotation: each SIGHUP re-reads the secret files (`Gateway::reload_secrets`).
+fn reload_on_sighup(gateway: std::sync::Arc<label_gateway::gateway::Gateway>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP: rotating keys needs a restart");
+                return;
+            }
+        };
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reading the secret files again");
+                let _ = gateway.reload_secrets();
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = gateway;
+}
+
 async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
@@ -223,5 +388,32 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_command_and_option_says_what_it_does() {
+        let cli = Cli::command();
+        cli.clone().debug_assert();
+        for sub in cli.get_subcommands().filter(|s| s.get_name() != "help") {
+            assert!(
+                sub.get_about().is_some(),
+                "{}: no help text",
+                sub.get_name()
+            );
+            for arg in sub.get_arguments().filter(|a| a.get_id() != "help") {
+                assert!(
+                    arg.get_help().is_some(),
+                    "{} {}: no help text",
+                    sub.get_name(),
+                    arg.get_id()
+                );
+            }
+        }
     }
 }

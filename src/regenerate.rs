@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use http::HeaderValue;
 use moka::future::Cache;
@@ -123,7 +124,8 @@ impl SessionLimit {
 pub struct Regenerator {
     client: reqwest::Client,
     url: String,
-    token: Option<Secret>,
+    /// Replaced on key rotation (`SIGHUP`).
+    token: ArcSwapOption<Secret>,
     max_bytes: u64,
     outcomes: Cache<Tracking, Arc<Regenerated>>,
     /// Where a regenerated label is stored back, and the cache it primes.
@@ -155,7 +157,7 @@ impl Regenerator {
         Ok(Some(Regenerator {
             client,
             url: r.url.clone(),
-            token: r.token.clone(),
+            token: ArcSwapOption::from_pointee(r.token.clone()),
             max_bytes: config.internal.max_upload_bytes.as_u64(),
             outcomes: Cache::builder()
                 .max_capacity(r.remember_bytes.as_u64())
@@ -239,6 +241,11 @@ impl Regenerator {
         });
     }
 
+    /// Sends `token` with every call to the app from now on (key rotation).
+    pub fn set_token(&self, token: Option<Secret>) {
+        self.token.store(token.map(Arc::new));
+    }
+
     /// Forgets a remembered outcome (a label was ingested meanwhile).
     pub async fn forget(&self, tracking: Tracking) {
         self.outcomes.invalidate(&tracking).await;
@@ -255,7 +262,7 @@ impl Regenerator {
             .client
             .post(url)
             .header("x-request-id", request_id.clone());
-        if let Some(token) = &self.token {
+        if let Some(token) = &*self.token.load() {
             req = req.bearer_auth(token.expose());
         }
         let resp = req.send().await.map_err(|e| describe(&e))?;

@@ -3,7 +3,8 @@
 //! restored with one command. Each label streams to a temporary file that is renamed into
 //! place only once complete, so a cut download never looks like a label. Labels are never
 //! rewritten by the app, so a file already there with the label's size is kept: re-running
-//! fetches only what is new or was cut short.
+//! fetches only what is new or was cut short. The store is listed whole first, then the
+//! labels are copied `--jobs` at a time.
 
 use std::path::{Path, PathBuf};
 
@@ -11,6 +12,8 @@ use futures_util::StreamExt;
 use http_body_util::BodyExt;
 use tokio::io::AsyncWriteExt;
 
+use super::progress::Progress;
+use super::DEFAULT_JOBS;
 use crate::config::Config;
 use crate::http::Conditions;
 use crate::storage::{Fetch, GetRequest, Listed, Storage};
@@ -18,8 +21,6 @@ use crate::tracking::Tracking;
 
 /// Objects asked for per listing page (S3's own maximum).
 pub const PAGE_SIZE: u32 = 1000;
-/// Labels downloaded at once.
-const PARALLEL: usize = 8;
 
 /// What happened to the objects of one run.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -45,32 +46,60 @@ impl BackupReport {
     }
 }
 
+/// How a backup runs.
+#[derive(Debug, Clone, Copy)]
+pub struct BackupOptions {
+    /// Report what would be downloaded; write nothing.
+    pub dry_run: bool,
+    /// Keys asked for per listing request (at most [`PAGE_SIZE`]).
+    pub page_size: u32,
+    /// Downloads at once (at least 1).
+    pub jobs: usize,
+}
+
 /// Copies the store's labels into `to` (created when missing), `page_size` keys per
-/// listing request.
+/// listing request, [`DEFAULT_JOBS`] downloads at once, no progress display.
 pub async fn backup(
     config: &Config,
     to: &Path,
     dry_run: bool,
     page_size: u32,
 ) -> anyhow::Result<BackupReport> {
+    let options = BackupOptions {
+        dry_run,
+        page_size,
+        jobs: DEFAULT_JOBS,
+    };
+    backup_with(config, to, options, &Progress::hidden()).await
+}
+
+/// Lists the whole store first (so the progress has a total), then copies what is new,
+/// `options.jobs` at a time.
+pub async fn backup_with(
+    config: &Config,
+    to: &Path,
+    options: BackupOptions,
+    progress: &Progress,
+) -> anyhow::Result<BackupReport> {
     let storage = Storage::from_config(config)?;
-    if !dry_run {
+    if !options.dry_run {
         tokio::fs::create_dir_all(to)
             .await
             .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", to.display()))?;
     }
     let mut report = BackupReport::default();
+    let mut wanted = Vec::new();
     let mut token: Option<String> = None;
     loop {
         let (objects, next) = storage
-            .list(token.as_deref(), page_size.max(1))
+            .list(token.as_deref(), options.page_size.clamp(1, PAGE_SIZE))
             .await
             .map_err(|e| anyhow::anyhow!("cannot list the store: {e}"))?;
-        let mut wanted = Vec::new();
         for Listed {
             key,
             tracking,
             size,
+            ..
         } in objects
         {
             let Some(tracking) = tracking else {
@@ -82,21 +111,8 @@ pub async fn backup(
                 Ok(meta) if meta.is_file() && meta.len() == size => {
                     report.up_to_date.push(tracking.to_string())
                 }
-                _ if dry_run => report.downloaded.push(tracking.to_string()),
-                _ => wanted.push((tracking, dest)),
-            }
-        }
-        let storage = &storage;
-        let mut copies = futures_util::stream::iter(wanted)
-            .map(|(tracking, dest)| async move {
-                let outcome = copy_label(storage, tracking, &dest).await;
-                (tracking, outcome)
-            })
-            .buffer_unordered(PARALLEL);
-        while let Some((tracking, outcome)) = copies.next().await {
-            match outcome {
-                Ok(()) => report.downloaded.push(tracking.to_string()),
-                Err(why) => report.failed.push((tracking.to_string(), why)),
+                _ if options.dry_run => report.downloaded.push(tracking.to_string()),
+                _ => wanted.push((tracking, dest, size)),
             }
         }
         match next {
@@ -104,6 +120,22 @@ pub async fn backup(
             None => break,
         }
     }
+    progress.set_total(wanted.len() as u64);
+    let storage = &storage;
+    let mut copies = futures_util::stream::iter(wanted)
+        .map(|(tracking, dest, size)| async move {
+            let outcome = copy_label(storage, tracking, &dest).await;
+            progress.advance(1, if outcome.is_ok() { size } else { 0 });
+            (tracking, outcome)
+        })
+        .buffer_unordered(options.jobs.max(1));
+    while let Some((tracking, outcome)) = copies.next().await {
+        match outcome {
+            Ok(()) => report.downloaded.push(tracking.to_string()),
+            Err(why) => report.failed.push((tracking.to_string(), why)),
+        }
+    }
+    progress.finish();
     report.downloaded.sort();
     report.failed.sort();
     Ok(report)

@@ -66,7 +66,7 @@ impl Gateway {
         if route == InternalRoute::NotFound {
             return Err(GatewayError::RouteNotFound);
         }
-        if !authorized(self.config.internal.token.as_ref(), &parts.headers) {
+        if !authorized(self.internal_token.load().as_deref(), &parts.headers) {
             return Err(GatewayError::Unauthorized);
         }
         let resp = match route {

@@ -8,19 +8,21 @@
 //! - `respond.rs`: label responses (200/206/304, their headers, from storage or memory);
 //! - `internal.rs`: `/internal/...` calls from the app (ingest, carrier fetch, purge);
 //! - `redirect.rs`: redirect mode (a 307 to a presigned URL instead of the bytes);
-//! - `ops.rs`: readiness, `/metrics` and request ids.
+//! - `ops.rs`: readiness, `/metrics` and request ids;
+//! - `reload.rs`: key rotation on `SIGHUP` (secrets read again from their files).
 
 mod internal;
 mod label;
 mod ops;
 mod redirect;
+mod reload;
 mod respond;
 mod route;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Instant;
 
@@ -73,6 +75,10 @@ pub struct Gateway {
     trusted_proxies: Vec<ipnet::IpNet>,
     /// `Some` in redirect mode (`[redirect] enabled`).
     redirect: Option<redirect::Redirector>,
+    /// The `/internal/` bearer token in force: replaced by [`Gateway::reload_secrets`].
+    internal_token: arc_swap::ArcSwapOption<crate::secret::Secret>,
+    /// Every secret in force, by variable name, for [`Gateway::reload_secrets`].
+    secrets: Mutex<reload::Secrets>,
 }
 
 impl Gateway {
@@ -103,7 +109,11 @@ impl Gateway {
             }
         })?;
         let trusted_proxies = config.server.trusted_nets().unwrap_or_default();
+        let internal_token = arc_swap::ArcSwapOption::from_pointee(config.internal.token.clone());
+        let secrets = Mutex::new(reload::Secrets::from_config(&config));
         Ok(Gateway {
+            internal_token,
+            secrets,
             trusted_proxies,
             redirect: redirect::Redirector::new(&config.redirect),
             cache,

@@ -14,7 +14,7 @@ use http_body_util::{BodyExt, StreamBody};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
 
-use super::{Fetch, GetRequest, Listed, ObjectHead, PutOutcome, StorageError};
+use super::{Fetch, GetRequest, Listed, ObjectHead, PutOutcome, StorageError, MAX_DELETE_BATCH};
 use crate::config::StorageConfig;
 use crate::http::{empty, Body, BoxError};
 use crate::tracking::Tracking;
@@ -190,7 +190,7 @@ impl LocalStore {
                         && !name.starts_with('.')
                         && after.is_none_or(|a| name.as_str() > a) =>
                 {
-                    files.push((name, meta.len()));
+                    files.push((name, meta.len(), meta.modified().ok()));
                 }
                 _ => {}
             }
@@ -198,18 +198,43 @@ impl LocalStore {
         files.sort_unstable();
         let more = files.len() > max as usize;
         files.truncate(max as usize);
-        let next = more.then(|| files.last().map(|(n, _)| n.clone())).flatten();
+        let next = more
+            .then(|| files.last().map(|(n, ..)| n.clone()))
+            .flatten();
         let listed = files
             .into_iter()
-            .map(|(key, size)| Listed {
+            .map(|(key, size, last_modified)| Listed {
                 tracking: key
                     .strip_suffix(".pdf")
                     .and_then(|t| Tracking::parse(t).ok()),
                 key,
                 size,
+                last_modified,
             })
             .collect();
         Ok((listed, next))
+    }
+
+    /// Removes `{root}/{tracking}.pdf` for each label; one already gone counts as removed.
+    pub async fn delete_many(
+        &self,
+        labels: &[Tracking],
+    ) -> Result<Vec<(Tracking, String)>, StorageError> {
+        if labels.len() > MAX_DELETE_BATCH {
+            return Err(StorageError::Protocol(format!(
+                "at most {MAX_DELETE_BATCH} labels per delete, not {}",
+                labels.len()
+            )));
+        }
+        let mut failed = Vec::new();
+        for tracking in labels {
+            match tokio::fs::remove_file(self.path(tracking)).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => failed.push((*tracking, e.to_string())),
+            }
+        }
+        Ok(failed)
     }
 
     pub async fn probe(&self) -> Result<(), StorageError> {

@@ -76,7 +76,12 @@ pub struct Listed {
     /// valid one; anything else in the bucket is not a label.
     pub tracking: Option<Tracking>,
     pub size: u64,
+    /// When the object was written (`LastModified`, or the file's mtime), when known.
+    pub last_modified: Option<std::time::SystemTime>,
 }
+
+/// Labels one [`Storage::delete_many`] call deletes at most (S3's Multi-Object Delete limit).
+pub const MAX_DELETE_BATCH: usize = 1000;
 
 /// A storage fault. Messages name the S3 error code and the likely fix, never a secret.
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +158,32 @@ impl Storage {
         match self {
             Storage::Local(s) => s.list(after, page_size).await,
             Storage::S3(s) => s.list(after, page_size).await,
+        }
+    }
+
+    /// Deletes up to [`MAX_DELETE_BATCH`] labels at once. Only labels can be named (the
+    /// keys are built from their tracking numbers); a label already gone counts as
+    /// deleted. Returns the labels that could not be deleted and why; an error means the
+    /// whole call failed.
+    pub async fn delete_many(
+        &self,
+        labels: &[Tracking],
+    ) -> Result<Vec<(Tracking, String)>, StorageError> {
+        match self {
+            Storage::Local(s) => s.delete_many(labels).await,
+            Storage::S3(s) => s.delete_many(labels).await,
+        }
+    }
+
+    /// Signs every storage request from now on with this key (`SIGHUP` key rotation). The
+    /// local backend has no key.
+    pub fn set_credentials(
+        &self,
+        access_key_id: &crate::secret::Secret,
+        secret: &crate::secret::Secret,
+    ) {
+        if let Storage::S3(s) = self {
+            s.set_credentials(access_key_id, secret);
         }
     }
 

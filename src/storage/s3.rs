@@ -5,12 +5,17 @@
 //! Response bodies are handed on as they arrive, wrapped in an idle timeout; nothing here
 //! collects an object. Faults are retried only before the answer's head is returned, i.e.
 //! before a byte can have reached the client.
+//!
+//! The signer is swapped whole when the credentials rotate (`SIGHUP`): each request loads
+//! it once (an atomic read) and is signed with the key current when it started.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -20,10 +25,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::sigv4::{Payload, Signer};
-use super::{Fetch, GetRequest, Listed, ObjectHead, PutOutcome, StorageError};
+use super::{Fetch, GetRequest, Listed, ObjectHead, PutOutcome, StorageError, MAX_DELETE_BATCH};
 use crate::body::IdleTimeout;
 use crate::config::{Addressing, StorageConfig};
-use crate::http::{empty, Body};
+use crate::http::{empty, full, Body};
+use crate::secret::Secret;
 use crate::tracking::Tracking;
 
 type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
@@ -33,7 +39,9 @@ const ERROR_BODY_LIMIT: usize = 16 * 1024;
 
 pub struct S3Store {
     client: HttpClient,
-    signer: Signer,
+    /// Replaced whole on key rotation; loaded once per request.
+    signer: ArcSwap<Signer>,
+    region: String,
     /// URL prefix of label keys, ending in `/`: `{endpoint}/{bucket}/{location}/`.
     base: String,
     /// URL of the bucket itself, for the readiness probe.
@@ -89,7 +97,8 @@ impl S3Store {
             .map_err(|_| StorageError::Protocol("storage.endpoint host is not valid".into()))?;
         Ok(S3Store {
             client: build_client(cfg.connect_timeout),
-            signer: Signer::new(ak, sk, &cfg.region),
+            signer: ArcSwap::from_pointee(Signer::new(ak, sk, &cfg.region)),
+            region: cfg.region.clone(),
             base,
             bucket_url,
             list_url,
@@ -155,8 +164,56 @@ impl S3Store {
             .map_err(|e| StorageError::Protocol(format!("cannot presign: {e}")))
     }
 
-    pub fn signer(&self) -> &Signer {
-        &self.signer
+    /// The signer of requests starting now.
+    pub fn signer(&self) -> Arc<Signer> {
+        self.signer.load_full()
+    }
+
+    /// Signs every request that starts from now on with this key (key rotation); requests
+    /// already sent, and downloads in flight, are not touched.
+    pub fn set_credentials(&self, access_key_id: &Secret, secret_access_key: &Secret) {
+        self.signer.store(Arc::new(Signer::new(
+            access_key_id,
+            secret_access_key,
+            &self.region,
+        )));
+    }
+
+    /// The bucket's URL: `{endpoint}/{bucket}` path-style, `https://{bucket}.{host}` on a
+    /// virtual host.
+    pub fn bucket_url(&self) -> &str {
+        &self.bucket_url
+    }
+
+    /// The key prefix of labels, `{location}/` (empty when the location is).
+    pub fn prefix(&self) -> String {
+        if self.location.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.location)
+        }
+    }
+
+    /// The `ListObjectsV2` URL of one page under `{location}/`.
+    pub fn listing_url(&self, max_keys: u32, after: Option<&str>) -> String {
+        let enc =
+            |v: &str| percent_encoding::utf8_percent_encode(v, super::sigv4::QUERY).to_string();
+        let mut url = format!(
+            "{}?list-type=2&max-keys={max_keys}&prefix={}",
+            self.list_url,
+            enc(&self.prefix())
+        );
+        if let Some(token) = after {
+            url.push_str("&continuation-token=");
+            url.push_str(&enc(token));
+        }
+        url
+    }
+
+    /// The URL of `{location}/{name}`, for objects that are not labels (`doctor`'s scratch
+    /// object). `name` must be URL-safe.
+    pub fn scratch_url(&self, name: &str) -> String {
+        format!("{}{name}", self.base)
     }
 
     pub async fn get(&self, req: GetRequest<'_>) -> Result<Fetch, StorageError> {
@@ -254,6 +311,7 @@ impl S3Store {
             .body(body)
             .map_err(|e| StorageError::Protocol(e.to_string()))?;
         self.signer
+            .load()
             .sign(&mut req, Payload::Unsigned, SystemTime::now())
             .map_err(|e| StorageError::Protocol(e.to_string()))?;
         let resp = self.send_once(req).await?;
@@ -277,22 +335,8 @@ impl S3Store {
         after: Option<&str>,
         max_keys: u32,
     ) -> Result<(Vec<Listed>, Option<String>), StorageError> {
-        let prefix = if self.location.is_empty() {
-            String::new()
-        } else {
-            format!("{}/", self.location)
-        };
-        let enc =
-            |v: &str| percent_encoding::utf8_percent_encode(v, super::sigv4::QUERY).to_string();
-        let mut url = format!(
-            "{}?list-type=2&max-keys={max_keys}&prefix={}",
-            self.list_url,
-            enc(&prefix)
-        );
-        if let Some(token) = after {
-            url.push_str("&continuation-token=");
-            url.push_str(&enc(token));
-        }
+        let prefix = self.prefix();
+        let url = self.listing_url(max_keys, after);
         let resp = self
             .send_with_retries(|| {
                 Request::builder()
@@ -330,18 +374,129 @@ impl S3Store {
         }
     }
 
+    /// Deletes up to [`MAX_DELETE_BATCH`] labels with one S3 Multi-Object Delete
+    /// (`POST ?delete`, `Content-MD5` as S3 requires). Keys are built from the tracking
+    /// numbers only, so nothing outside `{location}/` can be named. Returns the labels the
+    /// store could not delete, with its reason; a key that was already gone counts as
+    /// deleted, as S3 says.
+    pub async fn delete_many(
+        &self,
+        labels: &[Tracking],
+    ) -> Result<Vec<(Tracking, String)>, StorageError> {
+        if labels.is_empty() {
+            return Ok(Vec::new());
+        }
+        if labels.len() > MAX_DELETE_BATCH {
+            return Err(StorageError::Protocol(format!(
+                "at most {MAX_DELETE_BATCH} keys per delete, not {}",
+                labels.len()
+            )));
+        }
+        let keys: HashMap<String, Tracking> = labels.iter().map(|t| (self.key(t), *t)).collect();
+        let xml = delete_request_xml(labels.iter().map(|t| self.key(t)));
+        let md5 = content_md5(xml.as_bytes());
+        let url = format!("{}?delete", self.list_url);
+        let resp = self
+            .send_signed_with_retries(
+                || {
+                    Request::builder()
+                        .method(Method::POST)
+                        .uri(&url)
+                        .header(header::HOST, self.host.clone())
+                        .header(header::CONTENT_TYPE, "application/xml")
+                        .header(header::CONTENT_LENGTH, xml.len())
+                        .header("content-md5", md5.as_str())
+                        .body(full(Bytes::from(xml.clone())))
+                },
+                Payload::Bytes(xml.as_bytes()),
+            )
+            .await?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            return Err(unexpected(status, error_code(resp).await));
+        }
+        let answer = http_body_util::Limited::new(resp.into_body(), LIST_BODY_LIMIT)
+            .collect()
+            .await
+            .map_err(|e| StorageError::Protocol(format!("delete answer: {e}")))?
+            .to_bytes();
+        let failed = parse_delete_errors(&answer)?
+            .into_iter()
+            .filter_map(|(key, why)| keys.get(&key).map(|t| (*t, why)))
+            .collect();
+        Ok(failed)
+    }
+
+    /// One signed request, sent once, its answer read whole (at most 64 KiB of body): for
+    /// `doctor`, which wants the status, the S3 error code and the server's `Date` even
+    /// when the answer is a refusal. `url` is one of this store's (see [`Self::listing_url`],
+    /// [`Self::scratch_url`]).
+    pub async fn raw(
+        &self,
+        method: Method,
+        url: &str,
+        body: Bytes,
+        headers: &[(HeaderName, HeaderValue)],
+    ) -> Result<RawAnswer, StorageError> {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(url)
+            .header(header::HOST, self.host.clone());
+        if !body.is_empty() {
+            b = b.header(header::CONTENT_LENGTH, body.len());
+        }
+        for (name, value) in headers {
+            b = b.header(name, value);
+        }
+        let mut req = b
+            .body(full(body.clone()))
+            .map_err(|e| StorageError::Protocol(e.to_string()))?;
+        self.signer
+            .load()
+            .sign(&mut req, Payload::Bytes(&body), SystemTime::now())
+            .map_err(|e| StorageError::Protocol(e.to_string()))?;
+        let resp = self.send_once(req).await?;
+        let (parts, body) = resp.into_parts();
+        let body = match tokio::time::timeout(
+            self.first_byte_timeout,
+            http_body_util::Limited::new(body, RAW_BODY_LIMIT).collect(),
+        )
+        .await
+        {
+            Ok(Ok(c)) => c.to_bytes(),
+            Ok(Err(e)) => return Err(StorageError::Protocol(format!("answer body: {e}"))),
+            Err(_) => return Err(StorageError::Timeout(self.first_byte_timeout)),
+        };
+        Ok(RawAnswer {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+
     /// Sends a bodiless request, retrying connection faults, 5xx and `SlowDown` with
     /// jittered exponential backoff. A timeout is not retried: the caller's budget is spent.
     async fn send_with_retries(
         &self,
         build: impl Fn() -> http::Result<Request<Body>>,
     ) -> Result<Response<Incoming>, StorageError> {
+        self.send_signed_with_retries(build, Payload::Empty).await
+    }
+
+    /// [`Self::send_with_retries`] for a request whose body `build` makes afresh each time
+    /// and `payload` describes.
+    async fn send_signed_with_retries(
+        &self,
+        build: impl Fn() -> http::Result<Request<Body>>,
+        payload: Payload<'_>,
+    ) -> Result<Response<Incoming>, StorageError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             let mut req = build().map_err(|e| StorageError::Protocol(e.to_string()))?;
             self.signer
-                .sign(&mut req, Payload::Empty, SystemTime::now())
+                .load()
+                .sign(&mut req, payload, SystemTime::now())
                 .map_err(|e| StorageError::Protocol(e.to_string()))?;
             let outcome = self.send_once(req).await;
             let retry = match &outcome {
@@ -387,6 +542,88 @@ impl S3Store {
 /// The largest bucket listing page read (1,000 keys take about 300 KB).
 const LIST_BODY_LIMIT: usize = 16 * 1024 * 1024;
 
+/// The largest body [`S3Store::raw`] reads.
+const RAW_BODY_LIMIT: usize = 64 * 1024;
+
+/// A whole answer to [`S3Store::raw`].
+#[derive(Debug)]
+pub struct RawAnswer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl RawAnswer {
+    /// The S3 error document's `<Code>`, or "".
+    pub fn code(&self) -> String {
+        code_in(&self.body)
+    }
+
+    /// The server's clock, from its `Date` header.
+    pub fn date(&self) -> Option<SystemTime> {
+        let date = self.headers.get(header::DATE)?.to_str().ok()?;
+        httpdate::parse_http_date(date).ok()
+    }
+}
+
+/// `Content-MD5`: the base64 of the body's MD5, which S3 requires on a Multi-Object Delete.
+pub fn content_md5(body: &[u8]) -> String {
+    use base64::Engine;
+    use md5::Digest;
+    base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(body))
+}
+
+/// The `<Delete>` document of a Multi-Object Delete: quiet, so only failures come back.
+fn delete_request_xml(keys: impl Iterator<Item = String>) -> String {
+    let mut xml = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
+         <Delete xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Quiet>true</Quiet>",
+    );
+    for key in keys {
+        xml.push_str("<Object><Key>");
+        xml.push_str(&quick_xml::escape::escape(key.as_str()));
+        xml.push_str("</Key></Object>");
+    }
+    xml.push_str("</Delete>");
+    xml
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DeleteResult {
+    #[serde(default)]
+    error: Vec<DeleteError>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DeleteError {
+    key: String,
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// The keys a `DeleteResult` reports as not deleted, each with `Code: Message`.
+fn parse_delete_errors(xml: &[u8]) -> Result<Vec<(String, String)>, StorageError> {
+    let result: DeleteResult = quick_xml::de::from_reader(xml)
+        .map_err(|e| StorageError::Protocol(format!("delete answer is not valid: {e}")))?;
+    Ok(result
+        .error
+        .into_iter()
+        .map(|e| {
+            let why = match (e.code.is_empty(), e.message.is_empty()) {
+                (false, false) => format!("{}: {}", e.code, e.message),
+                (false, true) => e.code,
+                (true, false) => e.message,
+                (true, true) => "not deleted".to_string(),
+            };
+            (e.key, why)
+        })
+        .collect())
+}
+
 /// The parts of a `ListObjectsV2` answer the listing needs; the rest is ignored.
 #[derive(Debug, serde::Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -403,6 +640,7 @@ struct ListBucketResult {
 struct ListContents {
     key: String,
     size: u64,
+    last_modified: Option<String>,
 }
 
 /// The objects of one `ListObjectsV2` page, and the next page's token when it says it
@@ -421,6 +659,9 @@ fn parse_listing(xml: &[u8], prefix: &str) -> Result<(Vec<Listed>, Option<String
                 .and_then(|t| Tracking::parse(t).ok()),
             key: c.key,
             size: c.size,
+            last_modified: c
+                .last_modified
+                .and_then(|t| humantime::parse_rfc3339_weak(t.trim()).ok()),
         })
         .collect();
     let next = page
@@ -531,7 +772,12 @@ async fn error_code(resp: Response<Incoming>) -> String {
         Ok(Ok(c)) => c.to_bytes(),
         _ => Bytes::new(),
     };
-    let text = String::from_utf8_lossy(&bytes);
+    code_in(&bytes)
+}
+
+/// The `<Code>` of an S3 error document (letters and digits only, at most 64), or "".
+fn code_in(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
     text.split_once("<Code>")
         .and_then(|(_, rest)| rest.split_once("</Code>"))
         .map(|(code, _)| {
@@ -546,7 +792,8 @@ async fn error_code(resp: Response<Incoming>) -> String {
 fn hint(code: &str) -> &'static str {
     match code {
         "SignatureDoesNotMatch" => "check SPACES_SECRET_ACCESS_KEY and SPACES_REGION",
-        "InvalidAccessKeyId" => "check SPACES_ACCESS_KEY_ID",
+        // s3s (and so the test server) says NotSignedUp for an unknown key id.
+        "InvalidAccessKeyId" | "NotSignedUp" => "check SPACES_ACCESS_KEY_ID",
         "RequestTimeTooSkewed" => "the gateway's clock is off: sync it with NTP",
         "AccessDenied" => "the key may not read this bucket: check its permissions",
         "AuthorizationHeaderMalformed" => "check SPACES_REGION (Spaces wants its slug, e.g. lon1)",
@@ -597,16 +844,21 @@ mod tests {
                     key: "labels/1Z999AA10123456784.pdf".into(),
                     tracking: Tracking::parse("1Z999AA10123456784").ok(),
                     size: 51200,
+                    last_modified: Some(
+                        SystemTime::UNIX_EPOCH + Duration::from_secs(1_793_527_200)
+                    ),
                 },
                 Listed {
                     key: "labels/a&b.pdf".into(),
                     tracking: None,
                     size: 10,
+                    last_modified: None,
                 },
                 Listed {
                     key: "labels/nested/X1.pdf".into(),
                     tracking: None,
                     size: 11,
+                    last_modified: None,
                 },
             ]
         );
@@ -617,6 +869,49 @@ mod tests {
         let last = br#"<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>"#;
         assert_eq!(parse_listing(last, "labels/").unwrap(), (Vec::new(), None));
         assert!(parse_listing(b"<html>oops", "labels/").is_err());
+    }
+
+    #[test]
+    fn content_md5_is_the_base64_of_the_md5() {
+        // RFC 1321's test suite: MD5("") and MD5("abc"), then base64 as Content-MD5 wants.
+        assert_eq!(content_md5(b""), "1B2M2Y8AsgTpgAmY7PhCfg==");
+        assert_eq!(content_md5(b"abc"), "kAFQmDzST7DWlj99KOF/cg==");
+    }
+
+    #[test]
+    fn delete_request_names_each_key_escaped_and_asks_for_quiet() {
+        let xml = delete_request_xml(
+            ["labels/A1.pdf".to_string(), "l&<b>/B2.pdf".to_string()].into_iter(),
+        );
+        assert!(xml.contains("<Quiet>true</Quiet>"), "{xml}");
+        assert!(
+            xml.contains("<Object><Key>labels/A1.pdf</Key></Object>"),
+            "{xml}"
+        );
+        assert!(xml.contains("<Key>l&amp;&lt;b&gt;/B2.pdf</Key>"), "{xml}");
+    }
+
+    #[test]
+    fn delete_answer_gives_each_failed_key_with_its_reason() {
+        // The shape of the AWS documentation's DeleteObjects example answer.
+        let xml = br#"<?xml version="1.0" encoding="UTF-8"?>
+<DeleteResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+  <Deleted><Key>labels/A1.pdf</Key></Deleted>
+  <Error><Key>labels/B2.pdf</Key><Code>AccessDenied</Code><Message>Access Denied</Message></Error>
+  <Error><Key>labels/C3.pdf</Key><Code>InternalError</Code></Error>
+</DeleteResult>"#;
+        assert_eq!(
+            parse_delete_errors(xml).unwrap(),
+            vec![
+                (
+                    "labels/B2.pdf".to_string(),
+                    "AccessDenied: Access Denied".to_string()
+                ),
+                ("labels/C3.pdf".to_string(), "InternalError".to_string()),
+            ]
+        );
+        assert_eq!(parse_delete_errors(b"<DeleteResult/>").unwrap(), vec![]);
+        assert!(parse_delete_errors(b"<html>").is_err());
     }
 
     #[test]
@@ -635,6 +930,7 @@ mod tests {
                 "check SPACES_SECRET_ACCESS_KEY and SPACES_REGION",
             ),
             ("InvalidAccessKeyId", "check SPACES_ACCESS_KEY_ID"),
+            ("NotSignedUp", "check SPACES_ACCESS_KEY_ID"),
             (
                 "RequestTimeTooSkewed",
                 "the gateway's clock is off: sync it with NTP",

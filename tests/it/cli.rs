@@ -1,11 +1,14 @@
 //! Operator commands against the real S3 server: presigned links that the server accepts,
-//! the migration of an old local label folder, and backups (restored by migrating them).
+//! the migration of an old local label folder, and backups (restored by migrating them);
+//! both run `--jobs` at a time and show their progress.
 
 use std::time::Duration;
 
+use label_gateway::cli::migrate::{migrate_with, MigrateOptions};
+use label_gateway::cli::progress::Progress;
 use label_gateway::cli::{backup::backup, migrate::migrate, presign::presign};
 
-use crate::support::{self, pdf_bytes, Responder, S3Server};
+use crate::support::{self, pdf_bytes, process, s3, Responder, S3Server};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn presigned_link_fetches_the_label_from_the_bucket() {
@@ -167,4 +170,91 @@ async fn backup_of_the_local_store_pages_through_its_folder() {
             data
         );
     }
+}
+
+/// A folder of `n` old labels `{prefix}{i}.pdf`.
+fn old_folder(prefix: &str, n: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..n {
+        let data = pdf_bytes(2000 + i, i as u8);
+        std::fs::write(dir.path().join(format!("{prefix}{i:02}.pdf")), data).unwrap();
+    }
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn migrate_uploads_jobs_at_a_time_not_one_by_one() {
+    let s3 = S3Server::start().await;
+    let check = Responder::allow_all().await;
+    let old = old_folder("PAR", 16);
+    // Each upload is held until four are in flight together: only a parallel migrate
+    // gets past the gate without waiting it out.
+    s3.hold_puts_until_concurrent(4);
+    let config = support::s3_config(&s3, &check.url(), &[]);
+    let options = MigrateOptions {
+        overwrite: false,
+        dry_run: false,
+        jobs: 8,
+    };
+    let report = migrate_with(&config, old.path(), options, &Progress::hidden())
+        .await
+        .unwrap();
+    assert_eq!(report.uploaded.len(), 16);
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(report.uploaded[0], "PAR00", "reported in name order");
+    let most = s3.max_concurrent_puts();
+    assert!(
+        (4..=8).contains(&most),
+        "{most} uploads at once with --jobs 8"
+    );
+
+    let s3 = S3Server::start().await;
+    let config = support::s3_config(&s3, &check.url(), &[]);
+    let one = MigrateOptions { jobs: 1, ..options };
+    let report = migrate_with(
+        &config,
+        old_folder("SEQ", 4).path(),
+        one,
+        &Progress::hidden(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.uploaded.len(), 4);
+    assert_eq!(
+        s3.max_concurrent_puts(),
+        1,
+        "--jobs 1 uploads one at a time"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_binary_shows_migrate_and_backup_progress_as_plain_lines_off_a_terminal() {
+    let s3 = S3Server::start().await;
+    let check = Responder::allow_all().await;
+    let toml = process::s3_toml(&s3, &check.url(), "", "");
+    let env = [
+        ("SPACES_ACCESS_KEY_ID", s3::ACCESS_KEY),
+        ("SPACES_SECRET_ACCESS_KEY", s3::SECRET_KEY),
+    ];
+    let old = old_folder("BIN", 5);
+    let from = old.path().display().to_string();
+    let out = process::run(&toml, &["migrate", "--from", &from, "--jobs", "3"], &env).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("migrate: 5/5 (100%), 9.8 KiB"), "{stderr}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("uploaded 5,"),
+        "the summary is on stdout"
+    );
+
+    let to = tempfile::tempdir().unwrap();
+    let dest = to.path().join("backup").display().to_string();
+    let out = process::run(&toml, &["backup", "--to", &dest, "--jobs", "2"], &env).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("backup: 5/5 (100%), 9.8 KiB"), "{stderr}");
+    assert_eq!(std::fs::read_dir(&dest).unwrap().count(), 5);
+
+    let out = process::run(&toml, &["backup", "--to", &dest, "--jobs", "0"], &env).await;
+    assert_eq!(out.status.code(), Some(2), "--jobs 0 is a usage error");
 }

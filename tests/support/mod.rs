@@ -35,7 +35,23 @@ pub fn config(toml: &str, env: &[(&str, &str)]) -> Config {
 
 /// A config serving `s3` with the session check at `check_url`, plus `extra` overrides.
 pub fn s3_config(s3: &S3Server, check_url: &str, extra: &[(&str, &str)]) -> Config {
-    let toml = format!(
+    let mut env = vec![
+        ("SPACES_ACCESS_KEY_ID", s3::ACCESS_KEY),
+        ("SPACES_SECRET_ACCESS_KEY", s3::SECRET_KEY),
+    ];
+    env.extend_from_slice(extra);
+    s3_config_with_env(s3, check_url, &env)
+}
+
+/// [`s3_config`] with exactly `env`: no credentials unless `env` gives them (as plain
+/// variables or through `_FILE` twins).
+pub fn s3_config_with_env(s3: &S3Server, check_url: &str, env: &[(&str, &str)]) -> Config {
+    config(&s3_config_toml(s3, check_url), env)
+}
+
+/// The TOML of [`s3_config`].
+pub fn s3_config_toml(s3: &S3Server, check_url: &str) -> String {
+    format!(
         r#"
 [server]
 listen = "127.0.0.1:0"
@@ -60,13 +76,7 @@ access_log = false
         endpoint = s3.endpoint(),
         region = s3::REGION,
         bucket = s3::BUCKET,
-    );
-    let mut env = vec![
-        ("SPACES_ACCESS_KEY_ID", s3::ACCESS_KEY),
-        ("SPACES_SECRET_ACCESS_KEY", s3::SECRET_KEY),
-    ];
-    env.extend_from_slice(extra);
-    config(&toml, &env)
+    )
 }
 
 /// A config whose storage is a hand-written stand-in origin at `endpoint` (a

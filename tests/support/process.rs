@@ -1,12 +1,13 @@
-//! The real `label-gateway` binary as a child process of the test: configured through a
-//! file and the environment, its stderr captured, its addresses read from its "listening"
-//! log line, killed with the test. Restartable on the same ports, as an orchestrator
-//! restarts a crashed copy behind nginx.
+//! The real `label-gateway` binary as a child process of the test: [`GatewayProcess`]
+//! serves until signalled (configured through a file and exactly the environment the test
+//! gives, its stderr captured, its addresses read from its "listening" log line, killed
+//! with the test; restartable on the same ports, as an orchestrator restarts a crashed copy
+//! behind nginx), and [`run`] runs one operator command to its exit.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -189,3 +190,27 @@ pub const S3_ENV: [(&str, &str); 2] = [
     ("SPACES_ACCESS_KEY_ID", s3::ACCESS_KEY),
     ("SPACES_SECRET_ACCESS_KEY", s3::SECRET_KEY),
 ];
+
+/// Runs `label-gateway --config <toml> ARGS...` with exactly `env` to its exit (stdout and
+/// stderr piped, so progress shows as plain lines), on a blocking thread.
+pub async fn run(toml: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, toml).expect("write config");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_label-gateway"));
+    cmd.arg("--config")
+        .arg(&config)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .args(args)
+        .stdin(Stdio::null());
+    kill_with_parent(&mut cmd);
+    tokio::task::spawn_blocking(move || {
+        let out = cmd.output().expect("run label-gateway");
+        drop(dir);
+        out
+    })
+    .await
+    .expect("command thread")
+}
