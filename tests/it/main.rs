@@ -13,6 +13,7 @@ mod connections;
 mod hardening;
 mod ingest;
 mod local;
+mod observe;
 mod origin_faults;
 mod regenerate;
 mod shutdown;

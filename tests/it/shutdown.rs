@@ -14,19 +14,19 @@ use tokio::net::{TcpSocket, TcpStream};
 use crate::support::{self, pdf_bytes, s3, Django, Responder, S3Server, ANY_SESSION};
 
 /// A running `label-gateway` child; killed when dropped.
-struct GatewayProcess {
+pub(crate) struct GatewayProcess {
     child: Child,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     /// The internal listener (`/internal/...`, `/metrics`).
-    internal: SocketAddr,
+    pub(crate) internal: SocketAddr,
     logs: Arc<Mutex<Vec<String>>>,
     _dir: tempfile::TempDir,
 }
 
 impl GatewayProcess {
     /// Starts the binary with `toml` as its config file and exactly `env` (plus PATH), and
-    /// waits for its "listening" line on stderr.
-    fn start(toml: &str, env: &[(&str, &str)]) -> GatewayProcess {
+    /// waits for its "listening" line on stderr (text or JSON).
+    pub(crate) fn start(toml: &str, env: &[(&str, &str)]) -> GatewayProcess {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("config.toml");
         std::fs::write(&config, toml).expect("write config");
@@ -49,12 +49,18 @@ impl GatewayProcess {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 if line.contains("label-gateway listening") {
+                    let json = serde_json::from_str::<serde_json::Value>(&line).ok();
                     let field = |name: &str| {
-                        line.split_whitespace()
-                            .find_map(|w| w.strip_prefix(name))
-                            .and_then(|a| a.parse::<SocketAddr>().ok())
+                        match &json {
+                            Some(v) => v[name].as_str().map(str::to_string),
+                            None => line
+                                .split_whitespace()
+                                .find_map(|w| w.strip_prefix(&format!("{name}=")))
+                                .map(str::to_string),
+                        }
+                        .and_then(|a| a.parse::<SocketAddr>().ok())
                     };
-                    let _ = tx.send(field("addr=").zip(field("internal=")));
+                    let _ = tx.send(field("addr").zip(field("internal")));
                 }
                 sink.lock().expect("logs").push(line);
             }
@@ -104,7 +110,7 @@ impl GatewayProcess {
     }
 
     /// Everything logged so far (the reader thread may lag a moment behind).
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         self.logs.lock().expect("logs").join("\n")
     }
 }
