@@ -1,13 +1,16 @@
 //! What operators watch: the audit trail (`user=` in the access log, from the app's
 //! `X-Label-User`, with the real binary and the real Django app), JSON log lines, the
-//! latency histograms at `/metrics`.
+//! latency histograms at `/metrics`, and the shipped Grafana dashboard's queries checked
+//! against a real `/metrics`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::shutdown::GatewayProcess;
-use crate::support::{self, get_label, pdf_bytes, Django, S3Server};
+use crate::support::{self, get_label, pdf_bytes, Django, Responder, S3Server};
+
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
 /// A config file for the binary: the local store at `root`, the session check at
 /// `check_url`, and `log` as the `[log]` section's keys.
@@ -260,4 +263,101 @@ async fn metrics_histograms_count_each_outcome_and_keep_the_counters() {
     assert_eq!(sample(&text, "label_gateway_auth_app_calls_total"), 2.0);
     assert_eq!(sample(&text, "label_gateway_cache_hits_total"), 1.0);
     assert_eq!(sample(&text, "label_gateway_cache_entries"), 1.0);
+}
+
+/// Every metric name a string mentions (`label_gateway_...`).
+fn metric_names(expr: &str, out: &mut BTreeSet<String>) {
+    let mut rest = expr;
+    while let Some(at) = rest.find("label_gateway_") {
+        let name: String = rest[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        rest = &rest[at + name.len()..];
+        out.insert(name);
+    }
+}
+
+/// Walks the dashboard, collecting every query and every datasource reference.
+fn walk(v: &serde_json::Value, queries: &mut Vec<String>, datasources: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                match (k.as_str(), v) {
+                    ("expr" | "definition", serde_json::Value::String(s)) => {
+                        queries.push(s.clone())
+                    }
+                    ("datasource", serde_json::Value::Object(d)) => {
+                        datasources.push(d["uid"].as_str().unwrap_or("").to_string())
+                    }
+                    _ => walk(v, queries, datasources),
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, queries, datasources)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn grafana_dashboard_queries_only_metrics_the_gateway_exports() {
+    let path = Path::new(REPO).join("deploy/grafana/label-gateway.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("dashboard file"))
+            .expect("the dashboard is valid JSON");
+    let variables = dashboard["templating"]["list"]
+        .as_array()
+        .expect("variables");
+    assert!(
+        variables.iter().any(|v| v["type"] == "datasource"
+            && v["query"] == "prometheus"
+            && v["name"] == "datasource"),
+        "a Prometheus datasource variable, so the import asks which one"
+    );
+    let (mut queries, mut datasources) = (Vec::new(), Vec::new());
+    walk(&dashboard, &mut queries, &mut datasources);
+    assert!(queries.len() >= 10, "{queries:?}");
+    assert!(
+        datasources.iter().all(|uid| uid == "${datasource}"),
+        "every panel uses the variable: {datasources:?}"
+    );
+    let mut wanted = BTreeSet::new();
+    for q in &queries {
+        metric_names(q, &mut wanted);
+    }
+
+    let store = tempfile::tempdir().expect("tempdir");
+    let check = Responder::allow_all().await;
+    let mut config = support::config(
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ninternal_listen = \"127.0.0.1:0\"\n\
+             [storage]\nlocal_root = \"{}\"\n[auth]\ncheck_url = \"{}\"\n[regenerate]\nurl = \"\"\n",
+            store.path().display(),
+            check.url()
+        ),
+        &[],
+    );
+    config.log.access_log = false;
+    let gw = support::start_gateway(config).await;
+    let (_, text) = metrics_text(gw.internal_addr()).await;
+    let exported: BTreeSet<String> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(str::to_string)
+        .collect();
+    let unknown: Vec<&String> = wanted.difference(&exported).collect();
+    assert!(
+        unknown.is_empty(),
+        "the dashboard queries {unknown:?}, which /metrics does not export:\n{text}"
+    );
+    for name in [
+        "label_gateway_request_duration_seconds_bucket",
+        "label_gateway_storage_first_byte_seconds_bucket",
+        "label_gateway_auth_check_duration_seconds_bucket",
+        "label_gateway_cache_bytes",
+        "label_gateway_storage_errors_total",
+    ] {
+        assert!(wanted.contains(name), "the dashboard shows {name}");
+    }
 }
