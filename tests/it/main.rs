@@ -10,6 +10,7 @@ mod badinput;
 mod cache;
 mod cli;
 mod connections;
+mod demo;
 mod hardening;
 mod ingest;
 mod local;
