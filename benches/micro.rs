@@ -9,13 +9,19 @@
 //! - `range_conditional_eval`: `Range` parsing and resolution, and evaluation of
 //!   `If-None-Match`, `If-Modified-Since` and `If-Range` against an object's validators.
 //! - `label_headers_build`: writing a label response's headers into a fresh `HeaderMap`.
+//! - `latency_observe`: what every request adds for `/metrics`' latency histogram: a
+//!   timestamp at arrival, the elapsed time at the response head, one lock-free
+//!   observation (with the access log on, the timestamp was taken before anyway).
+//! - `label_hit`: one whole cache hit through the real server over a keep-alive loopback
+//!   connection (50 KiB label, verdict cached, access log off): request head to last body
+//!   byte, the client's share included.
 //!
 //! The end-to-end load bench is `benches/load/` (`bash benches/load.sh`).
 
 use std::convert::Infallible;
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -27,6 +33,7 @@ use label_gateway::auth::{Authenticator, ClientInfo, Verdict};
 use label_gateway::config::{AuthConfig, Secret};
 use label_gateway::gateway::{route, Route};
 use label_gateway::http::{cache_control, parse_range, Conditions, LabelHeaders, Validators};
+use label_gateway::metrics::{Outcome, RequestDurations, RouteKind};
 use label_gateway::storage::sigv4::{Payload, Signer};
 use label_gateway::tracking::Tracking;
 
@@ -194,12 +201,84 @@ fn label_headers_build(c: &mut Criterion) {
     });
 }
 
+fn latency_observe(c: &mut Criterion) {
+    let durations = RequestDurations::default();
+    c.bench_function("latency_observe", |b| {
+        b.iter(|| {
+            let started = Instant::now();
+            durations.observe(
+                black_box(RouteKind::Label),
+                black_box(Outcome::Hit),
+                black_box(started).elapsed(),
+            );
+        })
+    });
+}
+
+fn label_hit(c: &mut Criterion) {
+    use http_body_util::BodyExt;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let store = tempfile::tempdir().expect("tempdir");
+    let label = vec![b'%'; LABEL_BYTES as usize];
+    std::fs::write(store.path().join(format!("{TRACKING}.pdf")), &label).expect("label");
+    let (sender, addr) = rt.block_on(async {
+        let check = start_204_responder().await;
+        let mut config = label_gateway::config::Config::default();
+        config.server.listen = "127.0.0.1:0".parse().expect("addr");
+        config.server.internal_listen = "127.0.0.1:0".parse().expect("addr");
+        config.storage.local_root = store.path().to_path_buf();
+        config.auth.check_url = format!("http://{check}/internal/label-access/{{tracking}}/");
+        config.regenerate.url = String::new();
+        // Off, as the fastest deployments run: whatever the request path times is then new.
+        config.log.access_log = false;
+        let running = label_gateway::server::start(config)
+            .await
+            .expect("gateway starts");
+        let addr = running.addr();
+        std::mem::forget(running);
+        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("handshake");
+        tokio::spawn(conn);
+        (tokio::sync::Mutex::new(sender), addr)
+    });
+    let get = || {
+        http::Request::get(format!("http://{addr}/shipping-label/{TRACKING}/"))
+            .header(header::HOST, "labels.example.com")
+            .header(header::COOKIE, "sessionid=k2p9x7w3q8r5t1y6u4i0o2a7s9d3f5g8")
+            .body(http_body_util::Empty::<Bytes>::new())
+            .expect("request")
+    };
+    let one = || async {
+        let mut sender = sender.lock().await;
+        sender.ready().await.expect("connection open");
+        let resp = sender.send_request(get()).await.expect("response");
+        assert_eq!(resp.status(), http::StatusCode::OK);
+        let hit = resp.headers().get("x-cache").is_some_and(|v| v == "HIT");
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        assert_eq!(body.len() as u64, LABEL_BYTES);
+        hit
+    };
+    // The first request fills the cache; every measured one must be a hit.
+    rt.block_on(one());
+    assert!(rt.block_on(one()), "the label is served from memory");
+    c.bench_function("label_hit", |b| b.to_async(&rt).iter(one));
+}
+
 criterion_group!(
     benches,
     sign_get,
     auth_verdict_hit,
     route_validate,
     range_conditional_eval,
-    label_headers_build
+    label_headers_build,
+    latency_observe,
+    label_hit
 );
 criterion_main!(benches);

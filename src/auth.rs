@@ -6,6 +6,10 @@
 //! fails closed. Verdicts are cached under a SHA-256 of the cookie (plus the tracking
 //! number when the URL names it), never the cookie itself; concurrent checks of one key
 //! make one call.
+//!
+//! An allowing answer may name the session's user in `X-Label-User`: kept with the cached
+//! verdict (sanitized, see [`audit_user`]) so that every access-log line of the session
+//! says who printed the label, hit or miss.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,13 +22,37 @@ use moka::Expiry;
 use sha2::{Digest, Sha256};
 
 use crate::config::AuthConfig;
+use crate::metrics::{Histogram, Scrape};
 use crate::tracking::Tracking;
+
+/// The check's answer header naming the session's user (the shipped Django view sets it).
+pub const X_LABEL_USER: &str = "x-label-user";
+
+/// Longest user name kept from `X-Label-User`, in bytes as logged.
+pub const MAX_AUDIT_USER_BYTES: usize = 128;
 
 /// The app's answer about one session (and label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     Allow,
     Deny,
+}
+
+/// What the session check decided about one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub verdict: Verdict,
+    pub source: Source,
+    /// Who the app said the session belongs to (`X-Label-User` of its allowing answer, as
+    /// [`audit_user`] keeps it). `None` when denied, without a cookie, or not named.
+    pub user: Option<Arc<str>>,
+}
+
+/// A cached verdict: cloning it on a hit costs at most one reference count.
+#[derive(Debug, Clone)]
+struct Cached {
+    verdict: Verdict,
+    user: Option<Arc<str>>,
 }
 
 /// Where a verdict came from, for the access log.
@@ -99,21 +127,49 @@ struct VerdictExpiry {
     deny: Duration,
 }
 
-impl Expiry<Key, Verdict> for VerdictExpiry {
-    fn expire_after_create(&self, _key: &Key, value: &Verdict, _now: Instant) -> Option<Duration> {
-        Some(match value {
+impl Expiry<Key, Cached> for VerdictExpiry {
+    fn expire_after_create(&self, _key: &Key, value: &Cached, _now: Instant) -> Option<Duration> {
+        Some(match value.verdict {
             Verdict::Allow => self.allow,
             Verdict::Deny => self.deny,
         })
     }
 }
 
-/// Counters for `/metrics`.
+/// Counters and the check's latency, for `/metrics`.
 #[derive(Debug, Default)]
 pub struct AuthStats {
     pub app_calls: AtomicU64,
     pub unavailable: AtomicU64,
     pub revoked: AtomicU64,
+    /// Calls to the app, sent until answered (or failed).
+    pub check_duration: Histogram,
+}
+
+impl AuthStats {
+    /// Reads the session check's counters and latency into a `/metrics` scrape.
+    pub fn scrape(&self, s: &mut Scrape) {
+        s.counter(
+            "label_gateway_auth_app_calls_total",
+            "Session checks sent to the app.",
+            self.app_calls.load(Ordering::Relaxed),
+        );
+        s.counter(
+            "label_gateway_auth_unavailable_total",
+            "Session checks that failed (answered 503).",
+            self.unavailable.load(Ordering::Relaxed),
+        );
+        s.counter(
+            "label_gateway_auth_revocations_total",
+            "Logouts whose cached verdicts were dropped.",
+            self.revoked.load(Ordering::Relaxed),
+        );
+        s.histogram(
+            "label_gateway_auth_check_duration_seconds",
+            "Session checks sent to the app, until its answer or the failure.",
+            &self.check_duration,
+        );
+    }
 }
 
 pub struct Authenticator {
@@ -121,7 +177,7 @@ pub struct Authenticator {
     check_url: String,
     per_tracking: bool,
     cookie_name: String,
-    cache: Cache<Key, Verdict>,
+    cache: Cache<Key, Cached>,
     pub stats: Arc<AuthStats>,
 }
 
@@ -189,19 +245,38 @@ impl Authenticator {
         }
     }
 
-    /// Decides whether `cookie` may read `tracking`.
+    /// Decides whether `cookie` may read `tracking` (for callers that log no user).
     pub async fn check(
         &self,
         cookie: Option<&str>,
         tracking: Tracking,
         client: ClientInfo<'_>,
     ) -> Result<(Verdict, Source), AuthUnavailable> {
+        let d = self.decide(cookie, tracking, client).await?;
+        Ok((d.verdict, d.source))
+    }
+
+    /// Decides whether `cookie` may read `tracking`, and who the session's user is.
+    pub async fn decide(
+        &self,
+        cookie: Option<&str>,
+        tracking: Tracking,
+        client: ClientInfo<'_>,
+    ) -> Result<Decision, AuthUnavailable> {
         let Some(cookie) = cookie else {
-            return Ok((Verdict::Deny, Source::NoCookie));
+            return Ok(Decision {
+                verdict: Verdict::Deny,
+                source: Source::NoCookie,
+                user: None,
+            });
         };
         let key = self.key(cookie, tracking);
-        if let Some(v) = self.cache.get(&key).await {
-            return Ok((v, Source::Cache));
+        if let Some(c) = self.cache.get(&key).await {
+            return Ok(Decision {
+                verdict: c.verdict,
+                source: Source::Cache,
+                user: c.user,
+            });
         }
         // Boxed: the app call's state is large, and every request's future would carry it.
         Box::pin(self.check_app(key, cookie, tracking, client)).await
@@ -214,7 +289,7 @@ impl Authenticator {
         cookie: &str,
         tracking: Tracking,
         client: ClientInfo<'_>,
-    ) -> Result<(Verdict, Source), AuthUnavailable> {
+    ) -> Result<Decision, AuthUnavailable> {
         let entry = self
             .cache
             .entry(key)
@@ -226,7 +301,12 @@ impl Authenticator {
         } else {
             Source::Cache
         };
-        Ok((entry.into_value(), source))
+        let c = entry.into_value();
+        Ok(Decision {
+            verdict: c.verdict,
+            source,
+            user: c.user,
+        })
     }
 
     /// Readiness: the check endpoint answers at all (a 403 to a request without a
@@ -256,7 +336,7 @@ impl Authenticator {
         cookie: &str,
         tracking: Tracking,
         client: ClientInfo<'_>,
-    ) -> Result<Verdict, AuthUnavailable> {
+    ) -> Result<Cached, AuthUnavailable> {
         self.stats.app_calls.fetch_add(1, Ordering::Relaxed);
         let url = if self.per_tracking {
             self.check_url.replace("{tracking}", tracking.as_str())
@@ -278,14 +358,23 @@ impl Authenticator {
         if let Some(host) = host {
             req = req.header("x-forwarded-host", host);
         }
-        let outcome = match req.send().await {
+        let asked = Instant::now();
+        let answer = req.send().await;
+        self.stats.check_duration.observe(asked.elapsed());
+        let outcome = match answer {
             Err(e) => Err(AuthUnavailable(describe(&e))),
             Ok(resp) => {
                 let status = resp.status();
                 if status.is_success() {
-                    Ok(Verdict::Allow)
+                    Ok(Cached {
+                        verdict: Verdict::Allow,
+                        user: resp.headers().get(X_LABEL_USER).and_then(audit_user),
+                    })
                 } else if status.is_redirection() || matches!(status.as_u16(), 401 | 403 | 404) {
-                    Ok(Verdict::Deny)
+                    Ok(Cached {
+                        verdict: Verdict::Deny,
+                        user: None,
+                    })
                 } else {
                     Err(AuthUnavailable(format!("check endpoint answered {status}")))
                 }
@@ -392,6 +481,28 @@ pub fn unquote(v: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The user an `X-Label-User` value names, as the access log may show it: printable ASCII
+/// (`!` to `~`) kept, every other byte (space, tab, anything non-ASCII) percent-escaped as
+/// `%XX`, at most [`MAX_AUDIT_USER_BYTES`] (cut before an escape, never inside one).
+/// Empty: none. The shipped Django view already sends percent-encoded UTF-8, which passes
+/// unchanged; this bounds what any other check endpoint could put into a log line.
+pub fn audit_user(value: &HeaderValue) -> Option<Arc<str>> {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(value.len().min(MAX_AUDIT_USER_BYTES));
+    for &b in value.as_bytes() {
+        let printable = (0x21..0x7f).contains(&b);
+        if out.len() + if printable { 1 } else { 3 } > MAX_AUDIT_USER_BYTES {
+            break;
+        }
+        if printable {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    (!out.is_empty()).then(|| Arc::from(out))
+}
+
 /// Says what failed without echoing the URL's query or any header.
 fn describe(e: &reqwest::Error) -> String {
     if e.is_timeout() {
@@ -494,6 +605,28 @@ mod tests {
             b"sessionid=a b",
         ]);
         assert_eq!(session_cookie(&h, "sessionid"), None);
+    }
+
+    #[test]
+    fn audit_user_is_kept_printable_and_bounded() {
+        let user =
+            |raw: &[u8]| audit_user(&HeaderValue::from_bytes(raw).unwrap()).map(|u| u.to_string());
+        assert_eq!(user(b"alice").as_deref(), Some("alice"));
+        assert_eq!(
+            user(b"j%C3%B6rg@shop.example").as_deref(),
+            Some("j%C3%B6rg@shop.example"),
+            "the Django view's encoding passes unchanged"
+        );
+        assert_eq!(user(b"a b\tc").as_deref(), Some("a%20b%09c"));
+        assert_eq!(user(b"j\xc3\xb6rg").as_deref(), Some("j%C3%B6rg"));
+        assert_eq!(user(b"\"quoted\"").as_deref(), Some("\"quoted\""));
+        assert_eq!(user(b""), None);
+        let long = user(&[b'x'; 500]).unwrap();
+        assert_eq!(long.len(), MAX_AUDIT_USER_BYTES);
+        // An escape that would cross the bound is left out whole.
+        let mut raw = vec![b'x'; MAX_AUDIT_USER_BYTES - 2];
+        raw.push(0xff);
+        assert_eq!(user(&raw).unwrap().len(), MAX_AUDIT_USER_BYTES - 2);
     }
 
     #[test]

@@ -255,64 +255,47 @@ impl LabelCache {
         self.cache.entry_count()
     }
 
-    /// Appends the cache's counters in Prometheus text format.
-    pub fn render_metrics(&self, out: &mut String) {
-        use crate::metrics::write_metric;
+    /// Reads the cache's counters and sizes into a `/metrics` scrape.
+    pub fn scrape_metrics(&self, s: &mut crate::metrics::Scrape) {
         let st = &self.stats;
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        write_metric(
-            out,
+        s.counter(
             "label_gateway_cache_hits_total",
-            "counter",
             "Labels served from memory.",
             g(&st.hits),
         );
-        write_metric(
-            out,
+        s.counter(
             "label_gateway_cache_misses_total",
-            "counter",
             "Lookups that found no label.",
             g(&st.misses),
         );
-        write_metric(
-            out,
+        s.counter(
             "label_gateway_cache_inserts_total",
-            "counter",
             "Labels admitted.",
             g(&st.inserts),
         );
-        write_metric(
-            out,
+        s.counter(
             "label_gateway_cache_evictions_total",
-            "counter",
             "Labels evicted for size or age.",
             g(&st.evictions),
         );
-        write_metric(
-            out,
+        s.counter(
             "label_gateway_cache_coalesced_total",
-            "counter",
             "Misses that waited for another request's fetch.",
             g(&st.coalesced),
         );
-        write_metric(
-            out,
+        s.counter(
             "label_gateway_cache_fill_stalls_total",
-            "counter",
             "Misses that stopped waiting for another request's fetch that made no progress.",
             g(&st.stalled),
         );
-        write_metric(
-            out,
+        s.gauge(
             "label_gateway_cache_bytes",
-            "gauge",
             "Label bytes held.",
             self.bytes_held(),
         );
-        write_metric(
-            out,
+        s.gauge(
             "label_gateway_cache_entries",
-            "gauge",
             "Labels held.",
             self.entries(),
         );

@@ -481,6 +481,18 @@ pub struct LogConfig {
     pub level: String,
     /// One line per request at `info`.
     pub access_log: bool,
+    /// `text` (one `key=value` line per event) or `json` (one JSON object per line, the
+    /// same fields), for a log shipper.
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 impl Default for LogConfig {
@@ -488,6 +500,7 @@ impl Default for LogConfig {
         LogConfig {
             level: "info".into(),
             access_log: true,
+            format: LogFormat::Text,
         }
     }
 }
@@ -1153,5 +1166,22 @@ mod tests {
         assert!(!s.matches(b"token-12"));
         assert!(!Secret::new("").matches(b""));
         assert_eq!(format!("{s:?}"), "Secret(<redacted>)");
+    }
+
+    #[test]
+    fn log_format_is_text_unless_json_is_asked() {
+        let c = Config::from_toml_str("", &env(&[])).unwrap();
+        assert_eq!(c.log.format, LogFormat::Text);
+        let c = Config::from_toml_str("[log]\nformat = \"json\"\n", &env(&[])).unwrap();
+        assert_eq!(c.log.format, LogFormat::Json);
+        let c = Config::from_toml_str("", &env(&[("LABEL_GATEWAY_LOG__FORMAT", "json")])).unwrap();
+        assert_eq!(c.log.format, LogFormat::Json);
+    }
+
+    #[test]
+    fn unknown_log_format_names_the_key_and_the_choices() {
+        let e = err("[log]\nformat = \"xml\"\n", &[]);
+        assert!(e.contains("log.format"), "{e}");
+        assert!(e.contains("text") && e.contains("json"), "{e}");
     }
 }

@@ -219,6 +219,52 @@ class LabelAccessTests(TestCase):
         with self.assertLogs("label_gateway_django.views", "ERROR"):
             self.assertEqual(self.client.get(self.url()).status_code, 403)
 
+    def test_allowed_answer_names_the_user_for_the_audit_log(self):
+        self.client.force_login(self.user)
+        response = self.client.get(self.url())
+        self.assertEqual(response.status_code, 204)
+        self.assertEqual(response["X-Label-User"], "alice")
+
+    @override_settings(LABEL_GATEWAY_AUDIT_USER="pk")
+    def test_audit_user_can_be_the_primary_key(self):
+        self.client.force_login(self.user)
+        self.assertEqual(self.client.get(self.url())["X-Label-User"], str(self.user.pk))
+
+    @override_settings(LABEL_GATEWAY_AUDIT_USER=None)
+    def test_audit_user_can_be_turned_off(self):
+        self.client.force_login(self.user)
+        response = self.client.get(self.url())
+        self.assertEqual(response.status_code, 204)
+        self.assertNotIn("X-Label-User", response)
+
+    def test_refused_answers_name_no_user(self):
+        self.assertNotIn("X-Label-User", self.client.get(self.url()))
+        with override_settings(LABEL_GATEWAY_ACCESS_CHECK=f"{__name__}.deny_all"):
+            self.client.force_login(self.user)
+            response = self.client.get(self.url())
+        self.assertEqual(response.status_code, 403)
+        self.assertNotIn("X-Label-User", response)
+
+    def test_audit_user_is_one_printable_ascii_token(self):
+        user = get_user_model().objects.create_user("jörg k@shop.example", password="pw")
+        self.client.force_login(user)
+        value = self.client.get(self.url())["X-Label-User"]
+        self.assertEqual(value, "j%C3%B6rg%20k@shop.example")
+        self.assertRegex(value, r"^[\x21-\x7e]+$")
+
+    def test_bad_audit_user_setting_is_a_system_check_error(self):
+        from .views import check_settings
+
+        self.assertEqual(check_settings(), [])
+        with override_settings(LABEL_GATEWAY_AUDIT_USER="email"):
+            errors = check_settings()
+            self.assertEqual([e.id for e in errors], ["label_gateway_django.E001"])
+            self.assertIn("LABEL_GATEWAY_AUDIT_USER", errors[0].msg)
+            # Should the check be ignored, the view fails closed (the gateway answers 503).
+            self.client.force_login(self.user)
+            with self.assertRaises(ImproperlyConfigured), self.assertLogs("django.request"):
+                self.client.get(self.url())
+
     def test_invalid_tracking_is_rejected_by_the_resolver(self):
         self.client.force_login(self.user)
         for bad in ("a.b", "a%2Fb", "x" * 65, "sp ace", "%C3%A9"):

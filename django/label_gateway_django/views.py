@@ -14,6 +14,11 @@ Settings (all optional except where noted):
 ``LABEL_GATEWAY_ACCESS_CHECK``
     Dotted path to ``hook(request, user, tracking) -> bool``. When absent,
     every authenticated user may read every label.
+``LABEL_GATEWAY_AUDIT_USER``
+    Who a 204 names in ``X-Label-User``, which the gateway writes into its
+    access log (the audit trail of who printed which label): ``"username"``
+    (the default, ``user.get_username()``), ``"pk"`` (the primary key, for
+    logs that must not hold names) or ``None`` (no header).
 ``LABEL_GATEWAY_REGENERATE_TOKEN``
     Bearer token the gateway sends to ``label_regenerate``. Required: when
     empty, regeneration is refused (fails closed).
@@ -42,6 +47,8 @@ import urllib.request
 from typing import Callable
 
 from django.conf import settings
+from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.cache import patch_cache_control, patch_vary_headers
 from django.utils.module_loading import import_string
@@ -54,6 +61,8 @@ PDF_MAGIC = b"%PDF-"
 DEFAULT_FETCH_TIMEOUT = 20.0
 DEFAULT_FETCH_MAX_BYTES = 32 * 1024 * 1024
 NOT_CONFIGURED = "label regeneration is not configured on this server"
+AUDIT_USER_HEADER = "X-Label-User"
+AUDIT_USER_MODES = ("username", "pk", None)
 
 
 @functools.lru_cache(maxsize=None)
@@ -92,10 +101,44 @@ def label_access(request: HttpRequest, tracking: str) -> HttpResponse:
     if allowed:
         response = HttpResponse(status=204)
         del response["Content-Type"]
+        audit_user = _audit_user(user)
+        if audit_user:
+            response[AUDIT_USER_HEADER] = audit_user
     else:
         response = HttpResponse("forbidden\n", status=403, content_type="text/plain")
     patch_vary_headers(response, ("Cookie",))
     return _no_store(response)
+
+
+def audit_user_setting():
+    """``LABEL_GATEWAY_AUDIT_USER``, or ImproperlyConfigured naming it."""
+    mode = getattr(settings, "LABEL_GATEWAY_AUDIT_USER", "username")
+    if mode not in AUDIT_USER_MODES:
+        raise ImproperlyConfigured(
+            f"LABEL_GATEWAY_AUDIT_USER must be 'username', 'pk' or None, not {mode!r}"
+        )
+    return mode
+
+
+def check_settings(app_configs=None, **kwargs):
+    """Django system check: a bad ``LABEL_GATEWAY_AUDIT_USER`` is reported at start-up
+    (``manage.py check``, ``runserver``), not first by a failing session check."""
+    try:
+        audit_user_setting()
+    except ImproperlyConfigured as exc:
+        return [checks.Error(str(exc), id="label_gateway_django.E001")]
+    return []
+
+
+def _audit_user(user) -> str | None:
+    """The user as ``X-Label-User`` names it: percent-encoded UTF-8 (letters, digits and
+    ``@ . + - _ ~`` as they are), so any username is one printable ASCII token that reads
+    back unambiguously in the gateway's log."""
+    mode = audit_user_setting()
+    if mode is None:
+        return None
+    value = user.get_username() if mode == "username" else user.pk
+    return urllib.parse.quote(str(value), safe="@+") or None
 
 
 def _access_hook_allows(request: HttpRequest, user, tracking: str) -> bool:

@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 use http::header::{self, HeaderValue};
 use http::request::Parts;
@@ -133,13 +134,14 @@ impl Gateway {
             request_id: req.request_id,
             trusted_proxies: &self.trusted_proxies,
         };
-        let (verdict, source) = self
+        let decision = self
             .auth
-            .check(cookie.as_deref(), req.tracking, client)
+            .decide(cookie.as_deref(), req.tracking, client)
             .await
             .map_err(|e| GatewayError::AuthUnavailable(e.0))?;
-        trace.auth = Some(source);
-        Ok(verdict)
+        trace.auth = Some(decision.source);
+        trace.user = decision.user;
+        Ok(decision.verdict)
     }
 
     /// Phase 2: the hot cache. A miss that may fill the cache takes the fill lock, or waits
@@ -226,8 +228,7 @@ impl Gateway {
             conditions: &req.conditions,
             head_only: req.head_only,
         };
-        self.metrics.storage_fetches.fetch_add(1, Ordering::Relaxed);
-        let fetch = self.storage.get(get).await?;
+        let fetch = self.timed_get(get).await?;
         if let Fetch::Found { head, .. } = &fetch {
             if head.range.is_some()
                 && !req
@@ -235,10 +236,19 @@ impl Gateway {
                     .range_applies(&super::respond::validators(head))
             {
                 get.range = None;
-                return Ok(self.storage.get(get).await?);
+                return self.timed_get(get).await;
             }
         }
         Ok(fetch)
+    }
+
+    /// One storage request, counted and timed to its response head.
+    async fn timed_get(&self, get: GetRequest<'_>) -> Result<Fetch, GatewayError> {
+        self.metrics.storage_fetches.fetch_add(1, Ordering::Relaxed);
+        let sent = Instant::now();
+        let fetch = self.storage.get(get).await;
+        self.metrics.storage_first_byte.observe(sent.elapsed());
+        Ok(fetch?)
     }
 
     /// The fill lock's holder streams the body through a tee that inserts the label once

@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderValue};
 use http::request::Parts;
@@ -38,7 +38,7 @@ use crate::cache::LabelCache;
 use crate::config::Config;
 use crate::error::{Audience, GatewayError, Refusal, StartupError};
 use crate::http::{cache_control, Body, X_REQUEST_ID};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Outcome, RouteKind};
 use crate::regenerate::Regenerator;
 use crate::storage::Storage;
 
@@ -49,11 +49,32 @@ pub enum Reply {
     Refused(Refusal),
 }
 
-/// What the access log line says about a request besides method, path and status.
+/// What the access log line and the latency histogram say about a request besides
+/// method, path and status.
 #[derive(Debug, Default)]
 struct Trace {
     auth: Option<Source>,
     cache: Option<bool>,
+    /// The route the request took, for the `route` label.
+    route: RouteKind,
+    /// Who the session check said the session belongs to (`X-Label-User`).
+    user: Option<Arc<str>>,
+}
+
+impl Trace {
+    /// The request's `outcome` label.
+    fn outcome(&self, reply: &Result<Reply, GatewayError>) -> Outcome {
+        match reply {
+            Err(_) => Outcome::Error,
+            _ if self.route != RouteKind::Label => Outcome::Ok,
+            Ok(Reply::Refused(Refusal::Denied { .. } | Refusal::LoginRedirect { .. })) => {
+                Outcome::Denied
+            }
+            Ok(Reply::Refused(Refusal::LabelMissing { .. })) => Outcome::Missing,
+            Ok(_) if self.cache == Some(true) => Outcome::Hit,
+            Ok(_) => Outcome::Miss,
+        }
+    }
 }
 
 pub struct Gateway {
@@ -150,7 +171,7 @@ impl Gateway {
         peer: SocketAddr,
         listener: Listener,
     ) -> Response<Body> {
-        let started = self.config.log.access_log.then(Instant::now);
+        let started = Instant::now();
         self.metrics.requests.fetch_add(1, Ordering::Relaxed);
         let (parts, body) = req.into_parts();
         let request_id = self.request_ids.for_request(&parts.headers);
@@ -174,6 +195,7 @@ impl Gateway {
                     .unwrap_or(Err(GatewayError::UpstreamTimeout { what: "request" })),
             }
         };
+        let kind = trace.outcome(&outcome);
         let mut resp = match outcome {
             Ok(Reply::Response(resp)) => resp,
             Ok(Reply::Refused(refusal)) => {
@@ -199,8 +221,12 @@ impl Gateway {
             .insert(X_REQUEST_ID.clone(), request_id.clone());
         let status = resp.status().as_u16();
         self.metrics.record_status(status);
-        if let Some(started) = started {
-            access_log(&parts, &resp, status, started, &trace, &request_id);
+        let elapsed = started.elapsed();
+        self.metrics
+            .request_duration
+            .observe(trace.route, kind, elapsed);
+        if self.config.log.access_log {
+            access_log(&parts, &resp, status, elapsed, &trace, &request_id);
         }
         resp
     }
@@ -216,7 +242,15 @@ impl Gateway {
         request_id: &HeaderValue,
         trace: &mut Trace,
     ) -> Result<Reply, GatewayError> {
-        match route(parts.uri.path()) {
+        let route = route(parts.uri.path());
+        trace.route = match route {
+            Route::Label(_) | Route::BadTracking if listener.public() => RouteKind::Label,
+            Route::Healthz | Route::Readyz => RouteKind::Health,
+            Route::Metrics if listener.internal() => RouteKind::Metrics,
+            Route::Internal(_) if listener.internal() => RouteKind::Internal,
+            _ => RouteKind::Other,
+        };
+        match route {
             Route::BadTracking if listener.public() => Err(GatewayError::BadTracking),
             Route::Label(tracking) if listener.public() => {
                 if parts.method != Method::GET && parts.method != Method::HEAD {
@@ -239,12 +273,13 @@ impl Gateway {
 }
 
 /// One line per request: what was asked, what was answered, how the session and the
-/// cache were used. Never a cookie or a query's secret.
+/// cache were used, and whose session it was (the audit trail). Never a cookie or a
+/// query's secret.
 fn access_log(
     parts: &Parts,
     resp: &Response<Body>,
     status: u16,
-    started: Instant,
+    elapsed: Duration,
     trace: &Trace,
     request_id: &HeaderValue,
 ) {
@@ -263,8 +298,9 @@ fn access_log(
         path = parts.uri.path(),
         status,
         bytes,
-        duration_us = started.elapsed().as_micros() as u64,
+        duration_us = elapsed.as_micros() as u64,
         auth = trace.auth.map_or("-", Source::as_str),
+        user = trace.user.as_deref().unwrap_or("-"),
         cache = match trace.cache { Some(true) => "hit", Some(false) => "miss", None => "-" },
         request_id = request_id.to_str().unwrap_or("-"),
     );

@@ -12,7 +12,7 @@ use super::respond::text;
 use super::{Gateway, Reply};
 use crate::error::GatewayError;
 use crate::http::{full, Body, X_REQUEST_ID};
-use crate::metrics::write_metric;
+use crate::metrics::Scrape;
 
 /// How long a readiness verdict is reused, so a busy orchestrator does not probe storage
 /// on every poll.
@@ -100,40 +100,20 @@ impl Gateway {
         }
     }
 
-    /// `/metrics` in the Prometheus text format.
+    /// `/metrics` in the OpenMetrics text format.
     pub(super) async fn metrics_response(&self) -> Response<Body> {
-        let mut out = String::with_capacity(2048);
-        self.metrics.render(&mut out);
+        let mut scrape = Scrape::default();
+        self.metrics.scrape(&mut scrape);
         if let Some(cache) = &self.cache {
             cache.settle().await;
-            cache.render_metrics(&mut out);
+            cache.scrape_metrics(&mut scrape);
         }
-        let a = &self.auth.stats;
-        write_metric(
-            &mut out,
-            "label_gateway_auth_app_calls_total",
-            "counter",
-            "Session checks sent to the app.",
-            a.app_calls.load(Ordering::Relaxed),
-        );
-        write_metric(
-            &mut out,
-            "label_gateway_auth_unavailable_total",
-            "counter",
-            "Session checks that failed (answered 503).",
-            a.unavailable.load(Ordering::Relaxed),
-        );
-        write_metric(
-            &mut out,
-            "label_gateway_auth_revocations_total",
-            "counter",
-            "Logouts whose cached verdicts were dropped.",
-            a.revoked.load(Ordering::Relaxed),
-        );
+        self.auth.stats.scrape(&mut scrape);
+        let out = scrape.render();
         let mut resp = Response::new(full(out));
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4"),
+            HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
         );
         resp
     }

@@ -137,12 +137,19 @@ fn spawn(
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
             if line.contains("label-gateway listening") {
+                // Text (`addr=...`) or JSON (`"addr": "..."`) log lines alike.
+                let json = serde_json::from_str::<serde_json::Value>(&line).ok();
                 let field = |name: &str| {
-                    line.split_whitespace()
-                        .find_map(|w| w.strip_prefix(name))
-                        .and_then(|a| a.parse::<SocketAddr>().ok())
+                    match &json {
+                        Some(v) => v[name].as_str().map(str::to_string),
+                        None => line
+                            .split_whitespace()
+                            .find_map(|w| w.strip_prefix(&format!("{name}=")))
+                            .map(str::to_string),
+                    }
+                    .and_then(|a| a.parse::<SocketAddr>().ok())
                 };
-                let _ = tx.send(field("addr=").zip(field("internal=")));
+                let _ = tx.send(field("addr").zip(field("internal")));
             }
             sink.lock().expect("logs").push(line);
         }
