@@ -5,15 +5,21 @@
 //! file of this folder has one job:
 //! - `route.rs`: the route table (paths to [`Route`]s, tracking numbers validated);
 //! - `label.rs`: the label path as named phases (session → cache → storage → respond);
+//! - `batch.rs`: many labels in one merged PDF or ZIP (`/shipping-label/batch.pdf`);
+//! - `whole.rs`: whole labels in memory through the same cache and storage (batches,
+//!   warm-up);
 //! - `respond.rs`: label responses (200/206/304, their headers, from storage or memory);
-//! - `internal.rs`: `/internal/...` calls from the app (ingest, carrier fetch, purge);
+//! - `internal.rs`: `/internal/...` calls from the app (ingest, carrier fetch, purge,
+//!   warm-up);
 //! - `ops.rs`: readiness, `/metrics` and request ids.
 
+mod batch;
 mod internal;
 mod label;
 mod ops;
 mod respond;
 mod route;
+mod whole;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -27,7 +33,8 @@ use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-pub use route::{route, InternalRoute, Listener, Route, LABEL_PREFIX};
+pub use batch::BatchStats;
+pub use route::{route, BatchFormat, InternalRoute, Listener, Route, LABEL_PREFIX};
 
 use crate::auth::{Authenticator, Source};
 use crate::cache::LabelCache;
@@ -50,6 +57,8 @@ pub enum Reply {
 struct Trace {
     auth: Option<Source>,
     cache: Option<bool>,
+    /// A batch: how many distinct labels it asked for.
+    labels: Option<usize>,
 }
 
 pub struct Gateway {
@@ -69,6 +78,10 @@ pub struct Gateway {
     request_ids: ops::RequestIds,
     /// `[server] trusted_proxies`, parsed.
     trusted_proxies: Vec<ipnet::IpNet>,
+    /// Batch slots and counters.
+    batches: batch::Batches,
+    /// Whole-label reads (batches, warm-up) through the same cache and storage.
+    whole: whole::Labels,
 }
 
 impl Gateway {
@@ -99,6 +112,8 @@ impl Gateway {
             }
         })?;
         let trusted_proxies = config.server.trusted_nets().unwrap_or_default();
+        let batches = batch::Batches::new(&config.batch);
+        let whole = whole::Labels::new(storage.clone(), cache.clone());
         Ok(Gateway {
             trusted_proxies,
             cache,
@@ -112,6 +127,8 @@ impl Gateway {
             draining: AtomicBool::new(false),
             readiness: ops::Readiness::default(),
             request_ids: ops::RequestIds::new(),
+            batches,
+            whole,
         })
     }
 
@@ -207,6 +224,9 @@ impl Gateway {
                 self.serve_label(parts, tracking, peer, request_id, trace)
                     .await
             }
+            Route::Batch(format) if listener.public() => {
+                Box::pin(self.batch(parts, body, peer, format, request_id, trace)).await
+            }
             Route::Healthz => Ok(Reply::Response(respond::text(StatusCode::OK, "ok\n"))),
             Route::Readyz => Box::pin(self.readyz()).await,
             Route::Metrics if listener.internal() => {
@@ -248,6 +268,7 @@ fn access_log(
         duration_us = started.elapsed().as_micros() as u64,
         auth = trace.auth.map_or("-", Source::as_str),
         cache = match trace.cache { Some(true) => "hit", Some(false) => "miss", None => "-" },
+        labels = trace.labels,
         request_id = request_id.to_str().unwrap_or("-"),
     );
 }

@@ -108,6 +108,7 @@ impl Gateway {
             cache.settle().await;
             cache.render_metrics(&mut out);
         }
+        self.batches.render_metrics(&mut out, &self.whole);
         let a = &self.auth.stats;
         write_metric(
             &mut out,
