@@ -13,12 +13,13 @@ use tokio::net::{TcpSocket, TcpStream};
 
 use crate::support::{self, pdf_bytes, s3, Django, Responder, S3Server, ANY_SESSION};
 
-/// A running `label-gateway` child; killed when dropped.
-struct GatewayProcess {
+/// A running `label-gateway` child; killed when dropped. (The batch tests read its logs
+/// too.)
+pub(crate) struct GatewayProcess {
     child: Child,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     /// The internal listener (`/internal/...`, `/metrics`).
-    internal: SocketAddr,
+    pub(crate) internal: SocketAddr,
     logs: Arc<Mutex<Vec<String>>>,
     _dir: tempfile::TempDir,
 }
@@ -26,7 +27,7 @@ struct GatewayProcess {
 impl GatewayProcess {
     /// Starts the binary with `toml` as its config file and exactly `env` (plus PATH), and
     /// waits for its "listening" line on stderr.
-    fn start(toml: &str, env: &[(&str, &str)]) -> GatewayProcess {
+    pub(crate) fn start(toml: &str, env: &[(&str, &str)]) -> GatewayProcess {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("config.toml");
         std::fs::write(&config, toml).expect("write config");
@@ -104,7 +105,7 @@ impl GatewayProcess {
     }
 
     /// Everything logged so far (the reader thread may lag a moment behind).
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         self.logs.lock().expect("logs").join("\n")
     }
 }
@@ -130,7 +131,7 @@ fn kill_with_parent(cmd: &mut Command) {
 
 /// A config file for the in-process S3 server; `server` adds `[server]` keys, `extra`
 /// whole sections.
-fn s3_toml(s3: &S3Server, check_url: &str, server: &str, extra: &str) -> String {
+pub(crate) fn s3_toml(s3: &S3Server, check_url: &str, server: &str, extra: &str) -> String {
     format!(
         "[server]\nlisten = \"127.0.0.1:0\"\ninternal_listen = \"127.0.0.1:0\"\nworker_threads = 2\n{server}\
          [storage]\nbackend = \"s3\"\nendpoint = \"{}\"\nregion = \"{}\"\nbucket = \"{}\"\n\
