@@ -56,9 +56,21 @@ static X_LABELS_MISSING_COUNT: HeaderName = HeaderName::from_static("x-labels-mi
 /// `X-Labels-Missing-Count` always has the full count.
 const MISSING_HEADER_BYTES: usize = 2048;
 
-/// Chunks waiting between the producer and the response: the producer runs at most this
-/// far ahead of what the client has taken.
-const CHANNEL_CHUNKS: usize = 2;
+/// Labels' worth of output waiting between the producer and the response: the producer
+/// runs at most this far ahead of what the client has taken.
+const CHANNEL_LABELS: usize = 2;
+
+/// Labels up to this size are merged on the producer's own task (about 65 µs of parsing
+/// at most); larger ones on the blocking pool, off the async workers.
+const INLINE_MERGE_BYTES: usize = 256 * 1024;
+
+/// What the producer hands the response: one label's chunks, or the last ones. A channel
+/// that closes before `Last` (the producer failed or died) ends the body in an error, so
+/// the client never takes a cut answer for a complete one.
+enum Message {
+    Label(Vec<Bytes>),
+    Last(Vec<Bytes>),
+}
 
 /// Counters for `/metrics`.
 #[derive(Debug, Default)]
@@ -284,7 +296,7 @@ impl Gateway {
         request_id: &HeaderValue,
         slot: OwnedSemaphorePermit,
     ) -> Result<Body, GatewayError> {
-        let (tx, mut rx) = mpsc::channel(CHANNEL_CHUNKS);
+        let (tx, mut rx) = mpsc::channel(CHANNEL_LABELS);
         let producer = Producer {
             labels: self.whole.clone(),
             stats: self.batches.stats.clone(),
@@ -296,7 +308,7 @@ impl Gateway {
         };
         tokio::spawn(producer.run(items, format));
         let first = match rx.recv().await {
-            Some(Ok(chunk)) => chunk,
+            Some(Ok(message)) => message,
             Some(Err(e)) => return Err(e),
             None => {
                 return Err(GatewayError::BadGateway(
@@ -305,12 +317,41 @@ impl Gateway {
             }
         };
         self.batches.stats.served.fetch_add(1, Ordering::Relaxed);
-        let rest = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
-        let frames = futures_util::stream::once(async move { Ok(first) })
-            .chain(rest)
-            .map(|chunk| chunk.map(Frame::data).map_err(BoxError::from));
-        Ok(BodyExt::boxed(StreamBody::new(frames)))
+        Ok(body_from(first, rx))
     }
+}
+
+/// The response body: `first`, then what the producer sends, ending in an error unless
+/// the producer's `Last` arrived.
+fn body_from(first: Message, mut rx: mpsc::Receiver<Result<Message, GatewayError>>) -> Body {
+    let mut ended = false;
+    let rest = futures_util::stream::poll_fn(move |cx| match rx.poll_recv(cx) {
+        std::task::Poll::Ready(None) if !ended => {
+            ended = true;
+            std::task::Poll::Ready(Some(Err(GatewayError::BadGateway(
+                "the batch stopped before its end".into(),
+            ))))
+        }
+        other => other,
+    });
+    let frames = futures_util::stream::once(async move { Ok(first) })
+        .chain(rest)
+        .scan(false, |done, message| {
+            let frames: Vec<Result<Frame<Bytes>, BoxError>> = match message {
+                _ if *done => Vec::new(),
+                Ok(Message::Label(chunks)) => {
+                    chunks.into_iter().map(|c| Ok(Frame::data(c))).collect()
+                }
+                Ok(Message::Last(chunks)) => {
+                    *done = true;
+                    chunks.into_iter().map(|c| Ok(Frame::data(c))).collect()
+                }
+                Err(e) => vec![Err(BoxError::from(e))],
+            };
+            std::future::ready(Some(futures_util::stream::iter(frames)))
+        })
+        .flatten();
+    BodyExt::boxed(StreamBody::new(frames))
 }
 
 /// The task that writes a batch: fetches ahead, writes each label as its turn comes,
@@ -321,7 +362,7 @@ struct Producer {
     fetch_ahead: usize,
     max_label_bytes: u64,
     request_id: HeaderValue,
-    tx: mpsc::Sender<Result<Bytes, GatewayError>>,
+    tx: mpsc::Sender<Result<Message, GatewayError>>,
     _slot: OwnedSemaphorePermit,
 }
 
@@ -358,10 +399,8 @@ impl Producer {
                 Ok(chunks) => chunks,
                 Err(e) => return self.fail(tracking, written, e).await,
             };
-            for chunk in chunks {
-                if self.tx.send(Ok(chunk)).await.is_err() {
-                    return self.abandoned(written);
-                }
+            if self.tx.send(Ok(Message::Label(chunks))).await.is_err() {
+                return self.abandoned(written);
             }
             written += 1;
             self.stats.labels.fetch_add(1, Ordering::Relaxed);
@@ -370,7 +409,8 @@ impl Producer {
             Output::Pdf(m) => m.finish(),
             Output::Zip(z) => z.finish(),
         };
-        if self.tx.send(Ok(Bytes::from(tail))).await.is_err() {
+        let last = Message::Last(vec![Bytes::from(tail)]);
+        if self.tx.send(Ok(last)).await.is_err() {
             self.abandoned(written);
         }
     }
@@ -439,16 +479,22 @@ impl Output {
         let unreadable = |reason: String| GatewayError::UnreadableLabel { tracking, reason };
         match self {
             Output::Pdf(merger) => {
-                // Parsing is CPU work of a few milliseconds for a large label: off the
-                // async workers. A parser panic on a hostile file fails this label only.
-                let mut taken = std::mem::take(merger);
-                let (taken, added) = tokio::task::spawn_blocking(move || {
-                    let added = taken.add(&bytes);
-                    (taken, added)
-                })
-                .await
-                .map_err(|_| unreadable("the PDF parser failed on it".into()))?;
-                *merger = taken;
+                // A parser panic on a hostile file fails this label (and its batch) only.
+                let added = if bytes.len() <= INLINE_MERGE_BYTES {
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| merger.add(&bytes)))
+                        .map_err(|_| unreadable("the PDF parser failed on it".into()))?
+                } else {
+                    // A large label takes milliseconds to parse: off the async workers.
+                    let mut taken = std::mem::take(merger);
+                    let (taken, added) = tokio::task::spawn_blocking(move || {
+                        let added = taken.add(&bytes);
+                        (taken, added)
+                    })
+                    .await
+                    .map_err(|_| unreadable("the PDF parser failed on it".into()))?;
+                    *merger = taken;
+                    added
+                };
                 let chunk = added.map_err(|e| unreadable(e.0))?;
                 Ok(vec![Bytes::from(chunk)])
             }
@@ -737,6 +783,26 @@ mod tests {
         let mut list = List::new(10);
         assert!(list.json(br#"{"tracking": "A"}"#).is_err());
         assert!(list.json(br#"{"tracking": ["A/B"]}"#).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_body_whose_producer_stops_before_the_last_chunk_ends_in_an_error() {
+        let chunk = |s: &'static str| vec![Bytes::from_static(s.as_bytes())];
+        let (tx, rx) = mpsc::channel(2);
+        tx.send(Ok(Message::Label(chunk("b")))).await.unwrap();
+        tx.send(Ok(Message::Last(chunk("c")))).await.unwrap();
+        drop(tx);
+        let whole = body_from(Message::Label(chunk("a")), rx).collect().await;
+        assert_eq!(whole.unwrap().to_bytes(), "abc");
+
+        let (tx, rx) = mpsc::channel(2);
+        tx.send(Ok(Message::Label(chunk("b")))).await.unwrap();
+        drop(tx);
+        let cut = body_from(Message::Label(chunk("a")), rx).collect().await;
+        assert!(
+            cut.is_err(),
+            "a producer gone before Last must not look complete"
+        );
     }
 
     #[test]

@@ -91,14 +91,14 @@ impl Labels {
         };
         let key = cache.key(tracking);
         if let Some(label) = cache.get(&key).await {
-            return Ok(Whole::Bytes(label.data.clone()));
+            return Ok(held(&label, limit));
         }
         match cache.begin_fill(&key) {
             Fill::Leader(guard) => self.read(tracking, limit, Some(guard)).await,
             Fill::Wait(waiters) => {
                 cache.wait(waiters).await;
                 match cache.get(&key).await {
-                    Some(label) => Ok(Whole::Bytes(label.data.clone())),
+                    Some(label) => Ok(held(&label, limit)),
                     None => self.read(tracking, limit, None).await,
                 }
             }
@@ -172,6 +172,15 @@ impl Labels {
                 head_only,
             })
             .await?)
+    }
+}
+
+/// A label from the cache, held to the same limit as one read from storage.
+fn held(label: &CachedLabel, limit: u64) -> Whole {
+    if label.len > limit {
+        Whole::TooLarge { size: label.len }
+    } else {
+        Whole::Bytes(label.data.clone())
     }
 }
 
