@@ -9,6 +9,9 @@
 //! - `range_conditional_eval`: `Range` parsing and resolution, and evaluation of
 //!   `If-None-Match`, `If-Modified-Since` and `If-Range` against an object's validators.
 //! - `label_headers_build`: writing a label response's headers into a fresh `HeaderMap`.
+//! - `batch_merge_label`: one 50 KiB one-page label parsed and written into a merged PDF
+//!   (`batch::pdf::Merger::add`), the per-label work of `batch.pdf`.
+//! - `batch_zip_entry`: one 50 KiB label's ZIP entry (its CRC-32 and local header).
 //!
 //! The end-to-end load bench is `benches/load/` (`bash benches/load.sh`).
 
@@ -24,6 +27,8 @@ use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use label_gateway::auth::{Authenticator, ClientInfo, Verdict};
+use label_gateway::batch::pdf::Merger;
+use label_gateway::batch::zip::ZipWriter;
 use label_gateway::config::{AuthConfig, Secret};
 use label_gateway::gateway::{route, Route};
 use label_gateway::http::{cache_control, parse_range, Conditions, LabelHeaders, Validators};
@@ -194,12 +199,35 @@ fn label_headers_build(c: &mut Criterion) {
     });
 }
 
+#[path = "load/pdf_label.rs"]
+mod pdf_label;
+
+fn batch_merge_label(c: &mut Criterion) {
+    let label = pdf_label::label_pdf(TRACKING, LABEL_BYTES as usize);
+    c.bench_function("batch_merge_label", |b| {
+        b.iter(|| Merger::new().add(black_box(&label)).expect("label merges"))
+    });
+}
+
+fn batch_zip_entry(c: &mut Criterion) {
+    let label = Bytes::from(pdf_label::label_pdf(TRACKING, LABEL_BYTES as usize));
+    c.bench_function("batch_zip_entry", |b| {
+        b.iter(|| {
+            ZipWriter::new(SystemTime::UNIX_EPOCH)
+                .add("1Z999AA10123456784.pdf", black_box(&label))
+                .expect("entry fits")
+        })
+    });
+}
+
 criterion_group!(
     benches,
     sign_get,
     auth_verdict_hit,
     route_validate,
     range_conditional_eval,
-    label_headers_build
+    label_headers_build,
+    batch_merge_label,
+    batch_zip_entry
 );
 criterion_main!(benches);
