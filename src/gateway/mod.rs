@@ -33,7 +33,6 @@ use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-pub use batch::BatchStats;
 pub use route::{route, BatchFormat, InternalRoute, Listener, Route, LABEL_PREFIX};
 
 use crate::auth::{Authenticator, Source};
