@@ -15,6 +15,9 @@
 //! - `label_hit`: one whole cache hit through the real server over a keep-alive loopback
 //!   connection (50 KiB label, verdict cached, access log off): request head to last body
 //!   byte, the client's share included.
+//! - `batch_merge_label`: one 50 KiB one-page label parsed and written into a merged PDF
+//!   (`batch::pdf::Merger::add`), the per-label work of `batch.pdf`.
+//! - `batch_zip_entry`: one 50 KiB label's ZIP entry (its CRC-32 and local header).
 //!
 //! The end-to-end load bench is `benches/load/` (`bash benches/load.sh`).
 
@@ -30,6 +33,8 @@ use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use label_gateway::auth::{Authenticator, ClientInfo, Verdict};
+use label_gateway::batch::pdf::Merger;
+use label_gateway::batch::zip::ZipWriter;
 use label_gateway::config::{AuthConfig, Secret};
 use label_gateway::gateway::{route, Route};
 use label_gateway::http::{cache_control, parse_range, Conditions, LabelHeaders, Validators};
@@ -271,6 +276,27 @@ fn label_hit(c: &mut Criterion) {
     c.bench_function("label_hit", |b| b.to_async(&rt).iter(one));
 }
 
+#[path = "load/pdf_label.rs"]
+mod pdf_label;
+
+fn batch_merge_label(c: &mut Criterion) {
+    let label = pdf_label::label_pdf(TRACKING, LABEL_BYTES as usize);
+    c.bench_function("batch_merge_label", |b| {
+        b.iter(|| Merger::new().add(black_box(&label)).expect("label merges"))
+    });
+}
+
+fn batch_zip_entry(c: &mut Criterion) {
+    let label = Bytes::from(pdf_label::label_pdf(TRACKING, LABEL_BYTES as usize));
+    c.bench_function("batch_zip_entry", |b| {
+        b.iter(|| {
+            ZipWriter::new(SystemTime::UNIX_EPOCH)
+                .add("1Z999AA10123456784.pdf", black_box(&label))
+                .expect("entry fits")
+        })
+    });
+}
+
 criterion_group!(
     benches,
     sign_get,
@@ -279,6 +305,8 @@ criterion_group!(
     range_conditional_eval,
     label_headers_build,
     latency_observe,
-    label_hit
+    label_hit,
+    batch_merge_label,
+    batch_zip_entry
 );
 criterion_main!(benches);

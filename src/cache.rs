@@ -183,6 +183,20 @@ impl LabelCache {
         }
     }
 
+    /// Whether `key` is held and fresh, without counting a hit or a miss (a batch asks
+    /// before it reads).
+    pub async fn holds(&self, key: &CacheKey) -> bool {
+        self.cache
+            .get(key)
+            .await
+            .is_some_and(|label| label.inserted.elapsed() < self.ttl)
+    }
+
+    /// The largest label admitted.
+    pub fn max_object_bytes(&self) -> u64 {
+        self.max_object_bytes
+    }
+
     /// Whether an object of this size may be cached.
     pub fn admits(&self, len: u64) -> bool {
         len <= self.max_object_bytes

@@ -87,6 +87,7 @@ pub struct Config {
     pub internal: InternalConfig,
     pub regenerate: RegenerateConfig,
     pub log: LogConfig,
+    pub batch: BatchConfig,
     /// The secrets read from a file (`{VAR}_FILE`): variable name → path. `SIGHUP` reads
     /// these again; secrets given as plain variables keep their start-up value.
     #[serde(skip)]
@@ -505,6 +506,35 @@ impl Default for LogConfig {
     }
 }
 
+/// `[batch]`: many labels in one answer (`/shipping-label/batch.pdf`, `batch.zip`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BatchConfig {
+    /// Distinct labels one batch may ask for (more: 413).
+    pub max_labels: usize,
+    /// Batches answered at once; past it, 503 with `Retry-After`.
+    pub max_concurrent: usize,
+    /// Labels fetched ahead of the one being written (and storage look-ups in flight
+    /// while a batch is planned). What a batch holds in memory is about this many labels.
+    pub fetch_ahead: usize,
+    /// Session checks of one batch in flight at once.
+    pub check_concurrency: usize,
+    /// A label larger than this fails its batch (502): it is read whole to be merged.
+    pub max_label_bytes: ByteSize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_labels: 500,
+            max_concurrent: 4,
+            fetch_ahead: 8,
+            check_concurrency: 8,
+            max_label_bytes: ByteSize::mib(20),
+        }
+    }
+}
+
 /// A configuration error: the key at fault and why.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -702,6 +732,26 @@ impl Config {
             .is_err()
         {
             return Err(invalid("log.level", "not a valid tracing filter"));
+        }
+        self.validate_batch()?;
+        Ok(())
+    }
+
+    fn validate_batch(&self) -> Result<(), ConfigError> {
+        let b = &self.batch;
+        for (key, n, max) in [
+            // A ZIP without ZIP64 holds at most 65,535 entries.
+            ("batch.max_labels", b.max_labels, 10_000),
+            ("batch.max_concurrent", b.max_concurrent, 1_000),
+            ("batch.fetch_ahead", b.fetch_ahead, 64),
+            ("batch.check_concurrency", b.check_concurrency, 64),
+        ] {
+            if n == 0 || n > max {
+                return Err(invalid(key, format!("must be between 1 and {max}")));
+            }
+        }
+        if b.max_label_bytes.as_u64() < 1024 {
+            return Err(invalid("batch.max_label_bytes", "must be at least 1KiB"));
         }
         Ok(())
     }
@@ -1156,6 +1206,17 @@ mod tests {
         let e = err("", &[("SPACES_ACCESS_KEY_ID_FILE", &empty)]);
         assert!(e.contains("SPACES_ACCESS_KEY_ID_FILE"), "{e}");
         assert!(e.contains("is empty"), "{e}");
+    }
+
+    #[test]
+    fn batch_limits_default_and_are_checked() {
+        let c = Config::from_toml_str("", &env(&[])).unwrap();
+        assert_eq!(c.batch.max_labels, 500);
+        assert_eq!(c.batch.max_concurrent, 4);
+        let e = err("[batch]\nmax_labels = 0\n", &[]);
+        assert!(e.starts_with("batch.max_labels"), "{e}");
+        let e = err("", &[("LABEL_GATEWAY_BATCH__FETCH_AHEAD", "1000")]);
+        assert!(e.starts_with("batch.fetch_ahead"), "{e}");
     }
 
     #[test]

@@ -15,6 +15,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
 
 use crate::http::{empty, full, Body};
+use crate::regenerate::RegenerateError;
 use crate::storage::StorageError;
 use crate::tracking::Tracking;
 
@@ -45,13 +46,19 @@ pub enum Refusal {
     PreconditionFailed,
     /// The range starts past the end; `size` when known.
     RangeNotSatisfiable { size: Option<u64> },
+    /// Labels of a batch that storage lacks and regeneration did not produce, in the order
+    /// asked (they are the caller's own, having passed the session check). `json`: the
+    /// client asked for JSON, else an HTML page.
+    LabelsMissing { missing: Vec<Tracking>, json: bool },
 }
 
 impl Refusal {
     /// The status of each normal refusal.
     pub fn status(&self) -> StatusCode {
         match self {
-            Refusal::Denied { .. } | Refusal::LabelMissing { .. } => StatusCode::NOT_FOUND,
+            Refusal::Denied { .. }
+            | Refusal::LabelMissing { .. }
+            | Refusal::LabelsMissing { .. } => StatusCode::NOT_FOUND,
             Refusal::LoginRedirect { .. } => StatusCode::FOUND,
             Refusal::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Refusal::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
@@ -66,6 +73,7 @@ impl Refusal {
                 tracking_url,
             } if !to.json => missing_page(tracking, tracking_url.as_deref()),
             Refusal::Denied { login: Some(login) } if !to.json => html(denied_html(login)),
+            Refusal::LabelsMissing { missing, json } => labels_missing(missing, *json || to.json),
             Refusal::Denied { .. } | Refusal::LabelMissing { .. } => {
                 let reason = match &self {
                     Refusal::Denied { .. } => "not found".to_string(),
@@ -124,6 +132,8 @@ pub enum GatewayError {
     Conflict(String),
     #[error("too many labels regenerated for this session; retry in {retry_after_secs}s")]
     TooManyRegenerations { retry_after_secs: u64 },
+    #[error("too many batches at once, retry shortly")]
+    BatchesBusy,
 
     // --- the session check
     #[error("session check unavailable: {0}")]
@@ -141,6 +151,10 @@ pub enum GatewayError {
     /// A carrier download failed; the detail is for the log only.
     #[error("carrier download failed: {0}")]
     Carrier(String),
+    /// A stored label cannot go into a batch (not a readable PDF, too large); the reason
+    /// is for the log only.
+    #[error("label {tracking} cannot be added to the batch: {reason}")]
+    UnreadableLabel { tracking: Tracking, reason: String },
 
     // --- the gateway itself
     #[error("not ready")]
@@ -164,12 +178,14 @@ impl GatewayError {
             LengthRequired => StatusCode::LENGTH_REQUIRED,
             Conflict(_) => StatusCode::CONFLICT,
             TooManyRegenerations { .. } => StatusCode::TOO_MANY_REQUESTS,
-            AuthUnavailable(_) | RegenerateUnavailable(_) | NotReady | Overloaded => {
+            AuthUnavailable(_) | RegenerateUnavailable(_) | NotReady | Overloaded | BatchesBusy => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Storage(e) if e.is_timeout() => StatusCode::GATEWAY_TIMEOUT,
             UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Storage(_) | BadGateway(_) | Carrier(_) => StatusCode::BAD_GATEWAY,
+            Storage(_) | BadGateway(_) | Carrier(_) | UnreadableLabel { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
         }
     }
 
@@ -181,6 +197,9 @@ impl GatewayError {
             AuthUnavailable(_) => "session check unavailable, retry shortly".into(),
             RegenerateUnavailable(_) => "label is being fetched, retry shortly".into(),
             Carrier(_) => "the carrier URL could not be fetched".into(),
+            UnreadableLabel { tracking, .. } => {
+                format!("label {tracking} is not a readable PDF and cannot be added to the batch")
+            }
             other => other.to_string(),
         }
     }
@@ -241,6 +260,17 @@ impl GatewayError {
         ));
         out.push_str(&text);
         out.into_bytes()
+    }
+}
+
+impl From<RegenerateError> for GatewayError {
+    fn from(e: RegenerateError) -> GatewayError {
+        match e {
+            RegenerateError::Unavailable(why) => GatewayError::RegenerateUnavailable(why),
+            RegenerateError::Throttled { retry_after } => GatewayError::TooManyRegenerations {
+                retry_after_secs: retry_after.as_secs_f64().ceil() as u64,
+            },
+        }
     }
 }
 
@@ -346,6 +376,38 @@ fn missing_html(tracking: &Tracking, tracking_url: Option<&str>) -> String {
     )
 }
 
+/// The batch's "labels missing" answer: a page listing them, or JSON
+/// `{"error": ..., "missing": [...]}`.
+fn labels_missing(missing: &[Tracking], json: bool) -> Response<Body> {
+    let (body, content_type) = if json {
+        let list: Vec<&str> = missing.iter().map(Tracking::as_str).collect();
+        let error = format!("{} of the batch's labels are not available", missing.len());
+        (
+            serde_json::json!({ "error": error, "missing": list }).to_string(),
+            "application/json",
+        )
+    } else {
+        // A `Tracking` is [A-Za-z0-9_-]: nothing to escape.
+        let items: String = missing
+            .iter()
+            .map(|t| format!("<li><strong>{t}</strong></li>\n"))
+            .collect();
+        let html = format!(
+            "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Labels not available</title></head>\n\
+             <body><h1>Labels not available</h1>\n<p>No shipping label is available for {} of \
+             the tracking numbers asked for, so nothing was printed:</p>\n<ul>\n{items}</ul>\n\
+             <p>Print the others by asking again without these, or with <code>partial=1</code>.</p>\n\
+             </body></html>\n",
+            missing.len()
+        );
+        (html, "text/html; charset=utf-8")
+    };
+    let mut r = Response::new(full(body));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
 fn html_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -448,6 +510,40 @@ mod tests {
         assert_eq!(r.status(), StatusCode::FOUND);
         assert_eq!(r.headers()["location"], "/accounts/login/?next=/x");
         assert_eq!(r.headers()["cache-control"], "no-store");
+    }
+
+    #[test]
+    fn missing_labels_are_listed_as_html_or_json() {
+        let missing = || vec![t("M1"), t("M2")];
+        let r = Refusal::LabelsMissing {
+            missing: missing(),
+            json: false,
+        }
+        .into_response(TEXT);
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
+        let r = Refusal::LabelsMissing {
+            missing: missing(),
+            json: true,
+        }
+        .into_response(TEXT);
+        assert_eq!(r.headers()["content-type"], "application/json");
+        assert_eq!(r.headers()["cache-control"], "no-store");
+    }
+
+    #[test]
+    fn an_unreadable_label_is_named_to_the_client_but_not_why() {
+        let e = GatewayError::UnreadableLabel {
+            tracking: t("BAD1"),
+            reason: "xref at offset 99 is garbage".into(),
+        };
+        assert_eq!(e.status(), StatusCode::BAD_GATEWAY);
+        assert!(e.to_string().contains("garbage"), "the log has the reason");
+        let reason = e.public_reason();
+        assert!(
+            reason.contains("BAD1") && !reason.contains("garbage"),
+            "{reason}"
+        );
     }
 
     #[test]

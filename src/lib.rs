@@ -18,11 +18,14 @@
 //! - [`http`]: body type, `Range` and conditional logic, label response headers.
 //! - [`cli`]: operator commands (`check-config`, `doctor`, `presign`, `migrate`, `backup`,
 //!   `prune`) and the progress display of long ones.
+//! - [`batch`]: the shapes of a batch answer, written label by label: one merged PDF
+//!   (`pdf`) or one ZIP (`zip`).
 //! - Leaves: [`tracking`] (the validated tracking number), [`netguard`] (which
 //!   addresses an outbound fetch may reach), [`secret`], [`config`],
 //!   [`metrics`], [`telemetry`].
 
 pub mod auth;
+pub mod batch;
 pub mod body;
 pub mod cache;
 pub mod cli;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The test command: installs what the tests need (a virtualenv with Django and boto3 under
-# target/pyenv), then runs every test: Rust unit and integration tests, and the Django
+# The test command: installs what the tests need (a virtualenv with Django, boto3 and the
+# PDF tools of the batch tests under target/pyenv; qpdf and poppler-utils from Debian),
+# then runs every test: Rust unit and integration tests, and the Django
 # app's own tests. Run from anywhere: `bash tests/run.sh`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -10,13 +11,17 @@ export LABEL_GATEWAY_TEST_PYTHON="$python"
 
 # Debian packages some tests run for real, and fail without (never skip): nginx in front of
 # gateway copies (tests/it/fleet.rs, tests/it/browser.rs), Chromium and its driver for the
-# browser test (tests/it/browser.rs). Installed when missing.
+# browser test (tests/it/browser.rs), and independent readers of merged PDFs for the batch
+# tests: qpdf (--check) and poppler (pdfinfo, pdftotext). Installed when missing.
+have() { command -v "$1" >/dev/null 2>&1; }
 packages=()
-if ! command -v nginx >/dev/null 2>&1 && [[ ! -x /usr/sbin/nginx ]]; then
+if ! have nginx && [[ ! -x /usr/sbin/nginx ]]; then
     packages+=(nginx-light)
 fi
 [[ -x /usr/bin/chromium ]] || packages+=(chromium)
 [[ -x /usr/bin/chromedriver ]] || packages+=(chromium-driver)
+have qpdf || packages+=(qpdf)
+{ have pdfinfo && have pdftotext; } || packages+=(poppler-utils)
 if ((${#packages[@]})); then
     echo "== installing ${packages[*]}"
     sudo=()

@@ -20,6 +20,11 @@ requirements=(
     "Django>=5.0,<6"
     "boto3"
     "selenium>=4.10,<5"
+    # Batch tests: real multi-page labels with fonts and images (reportlab, img2pdf),
+    # and an independent reader of the merged PDF (pypdf).
+    "reportlab"
+    "img2pdf"
+    "pypdf"
     "-e" "$repo_root/django"
 )
 
@@ -37,7 +42,7 @@ wanted="$(
 )"
 
 if [[ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]] \
-    || ! "$python" -c 'import django, boto3, label_gateway_django' 2>/dev/null; then
+    || ! "$python" -c 'import django, boto3, label_gateway_django, reportlab, img2pdf, pypdf' 2>/dev/null; then
     "$python" -m pip install --quiet --disable-pip-version-check "${requirements[@]}"
     printf '%s\n' "$wanted" >"$stamp"
 fi

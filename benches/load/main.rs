@@ -27,23 +27,28 @@
 //! of the 5 MiB label (above `cache.max_object_bytes`, so streamed) while the gateway's
 //! peak RSS is recorded. Last the soak (`soak.rs`): 256 connections mixing hits, misses,
 //! denied sessions and missing labels, every response checked, RSS judged over a minute
-//! after a 40 s warm-up.
+//! after a 40 s warm-up. Between the two, the batch rows and the batch memory run
+//! (`batch.rs`): 50-label batches against the same labels one by one, and the peak RSS of a
+//! 500-label batch alone and ten at once.
 //!
 //! Knobs (environment): `LOAD_QUICK=1` (2 s runs, no repeats), `LOAD_SECONDS` (per run,
 //! default 8), `LOAD_REPEATS` (runs of the 64-connection column, default 3),
 //! `LOAD_MEMORY_CLIENTS` (default 1000), `LOAD_MEMORY_ONLY=1` (only the memory run),
 //! `LOAD_SOAK_SECONDS` (the judged window after a 40 s warm-up, default 60; quick: 20 s
 //! with no warm-up, the RSS trend printed, not judged),
-//! `LOAD_SOAK_ONLY=1` (only the soak), `LOAD_CALLGRIND=1` (only instructions per response
-//! of the gateway's hit and miss and of bare hyper, under callgrind: see `callgrind.rs`),
+//! `LOAD_SOAK_ONLY=1` (only the soak), `LOAD_BATCH_ONLY=1` (only the batch rows and the
+//! batch memory run), `LOAD_CALLGRIND=1` (only instructions per response of the gateway's
+//! hit and miss and of bare hyper, under callgrind: see `callgrind.rs`),
 //! `LOAD_GATEWAY_BIN` (another gateway binary, e.g. to compare a change) and
 //! `LOAD_GATEWAY_CONFIG` (the config file it runs with, when its release needs another).
 //!
 //! Under `cargo test --all-targets` this binary does nothing: only `cargo bench` (which
 //! passes `--bench`) runs it.
 
+mod batch;
 mod callgrind;
 mod memory;
+mod pdf_label;
 mod peers;
 mod procs;
 mod redirect;
@@ -90,6 +95,7 @@ struct Settings {
     soak_secs: u64,
     soak_only: bool,
     callgrind_only: bool,
+    batch_only: bool,
 }
 
 impl Settings {
@@ -113,6 +119,7 @@ impl Settings {
                 .max(3),
             soak_only: var("LOAD_SOAK_ONLY").is_some_and(|v| v != "0"),
             callgrind_only: var("LOAD_CALLGRIND").is_some_and(|v| v != "0"),
+            batch_only: var("LOAD_BATCH_ONLY").is_some_and(|v| v != "0"),
         }
     }
 }
@@ -258,6 +265,9 @@ async fn drive(s: Settings) -> anyhow::Result<()> {
     if s.soak_only {
         return soak_run(s3.addr, &responder, dir, &s).await;
     }
+    if s.batch_only {
+        return batch::run(s3.addr, &responder, dir, &s).await;
+    }
     let django = match Django::python() {
         None => Err("no Python with Django: run `bash benches/load.sh`".to_string()),
         Some(py) => Django::start(&py, dir).map_err(|e| format!("{e:#}")),
@@ -391,6 +401,7 @@ async fn drive(s: Settings) -> anyhow::Result<()> {
 
     memory_run(&gw_hit, &big, &s).await?;
     drop((gw_miss, gw_hit, gw_django, nginx, limit));
+    batch::run(s3.addr, &responder, dir, &s).await?;
     soak_run(s3.addr, &responder, dir, &s).await
 }
 

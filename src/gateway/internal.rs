@@ -9,6 +9,8 @@
 //! - `DELETE /internal/cache/{tracking}`: evict one label from memory.
 //! - `POST /internal/sessions/revoke` `{"session_key": "..."}`: drop a logged-out session's
 //!   cached verdicts (the app's logout signal calls it on every copy).
+//! - `PUT /internal/cache/{tracking}`: warm one label into memory ahead of a print wave
+//!   (204 held now, 404 not in storage, 409 cannot be held).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -20,9 +22,10 @@ use http::{Method, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use super::whole::Whole;
 use super::{Gateway, InternalRoute, Reply};
 use crate::body::{Observed, Prefixed};
-use crate::error::GatewayError;
+use crate::error::{GatewayError, Refusal};
 use crate::http::{empty, full, Body};
 use crate::outbound::{describe, read_limited, Limited};
 use crate::secret::Secret;
@@ -82,9 +85,14 @@ impl Gateway {
                 }
                 self.ingest_fetch(parts, body, tracking).await
             }
-            InternalRoute::Purge(tracking) => {
+            InternalRoute::Cache(tracking) => {
+                if parts.method == Method::PUT {
+                    return self.warm(tracking).await;
+                }
                 if parts.method != Method::DELETE {
-                    return Err(GatewayError::MethodNotAllowed { allow: "DELETE" });
+                    return Err(GatewayError::MethodNotAllowed {
+                        allow: "DELETE, PUT",
+                    });
                 }
                 if let Some(cache) = &self.cache {
                     let purged = cache.purge(&cache.key(tracking)).await;
@@ -108,6 +116,33 @@ impl Gateway {
 }
 
 impl Gateway {
+    /// `PUT /internal/cache/{tracking}`: loads the label into the hot cache ahead of its
+    /// prints, through the fill lock single requests share. 204 once it is held (or was);
+    /// 404 when storage has none (nothing is regenerated); 409 when it cannot be held
+    /// (the cache is off, or the label is over `max_object_bytes`).
+    async fn warm(&self, tracking: Tracking) -> Result<Reply, GatewayError> {
+        let Some(cache) = self.whole.cache() else {
+            return Err(GatewayError::Conflict(
+                "the hot cache is off (cache.enabled = false)".into(),
+            ));
+        };
+        let max = cache.max_object_bytes();
+        match self.whole.load(tracking, max).await? {
+            Whole::Bytes(_) => {
+                let mut r = Response::new(empty());
+                *r.status_mut() = StatusCode::NO_CONTENT;
+                Ok(Reply::Response(r))
+            }
+            Whole::Absent => Ok(Reply::Refused(Refusal::LabelMissing {
+                tracking,
+                tracking_url: None,
+            })),
+            Whole::TooLarge { size } => Err(GatewayError::Conflict(format!(
+                "label {tracking} is {size} bytes, more than cache.max_object_bytes ({max})"
+            ))),
+        }
+    }
+
     /// `PUT /internal/labels/{tracking}`: the request body goes to storage as it arrives
     /// once its first bytes proved it a PDF.
     async fn ingest_upload(

@@ -21,7 +21,7 @@ use crate::cache::{CachedLabel, Fill, FillGuard, Filler};
 use crate::config::OnDeny;
 use crate::error::{GatewayError, Refusal};
 use crate::http::{parse_range, Body, Conditions, RangeRequest, RangeSpec};
-use crate::regenerate::{RegenerateError, Regenerated};
+use crate::regenerate::Regenerated;
 use crate::storage::{Fetch, GetRequest, ObjectHead};
 use crate::tracking::Tracking;
 
@@ -94,15 +94,7 @@ impl Gateway {
         peer: SocketAddr,
         request_id: &'a HeaderValue,
     ) -> Result<LabelRequest<'a>, GatewayError> {
-        let cookie_bytes: usize = parts
-            .headers
-            .get_all(header::COOKIE)
-            .iter()
-            .map(|v| v.len())
-            .sum();
-        if cookie_bytes as u64 > self.config.server.max_cookie_bytes.as_u64() {
-            return Err(GatewayError::HeaderTooLarge);
-        }
+        self.check_cookie_size(parts)?;
         let head_only = parts.method == Method::HEAD;
         let range = match parse_range(parts.headers.get(header::RANGE)) {
             RangeRequest::Single(spec) if !head_only => Some(spec),
@@ -117,6 +109,21 @@ impl Gateway {
             conditions: Conditions::from_headers(&parts.headers),
             range,
         })
+    }
+
+    /// A `Cookie` header over `[server] max_cookie_bytes` is refused (431) before anything
+    /// reads it.
+    pub(super) fn check_cookie_size(&self, parts: &Parts) -> Result<(), GatewayError> {
+        let cookie_bytes: usize = parts
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .map(|v| v.len())
+            .sum();
+        if cookie_bytes as u64 > self.config.server.max_cookie_bytes.as_u64() {
+            return Err(GatewayError::HeaderTooLarge);
+        }
+        Ok(())
     }
 
     /// Phase 1: the session check, always before any cache or storage access.
@@ -287,13 +294,7 @@ impl Gateway {
             .unwrap_or_default();
         let outcome = regen
             .regenerate(req.tracking, session, req.request_id)
-            .await
-            .map_err(|e| match e {
-                RegenerateError::Unavailable(why) => GatewayError::RegenerateUnavailable(why),
-                RegenerateError::Throttled { retry_after } => GatewayError::TooManyRegenerations {
-                    retry_after_secs: retry_after.as_secs_f64().ceil() as u64,
-                },
-            })?;
+            .await?;
         match &*outcome {
             Regenerated::Missing { tracking_url } => Ok(missing(tracking_url.clone())),
             Regenerated::Label(bytes) => {

@@ -5,12 +5,17 @@
 //! file of this folder has one job:
 //! - `route.rs`: the route table (paths to [`Route`]s, tracking numbers validated);
 //! - `label.rs`: the label path as named phases (session → cache → storage → respond);
+//! - `batch.rs`: many labels in one merged PDF or ZIP (`/shipping-label/batch.pdf`);
+//! - `whole.rs`: whole labels in memory through the same cache and storage (batches,
+//!   warm-up);
 //! - `respond.rs`: label responses (200/206/304, their headers, from storage or memory);
-//! - `internal.rs`: `/internal/...` calls from the app (ingest, carrier fetch, purge);
+//! - `internal.rs`: `/internal/...` calls from the app (ingest, carrier fetch, purge,
+//!   warm-up, session revocation);
 //! - `redirect.rs`: redirect mode (a 307 to a presigned URL instead of the bytes);
 //! - `ops.rs`: readiness, `/metrics` and request ids;
 //! - `reload.rs`: key rotation on `SIGHUP` (secrets read again from their files).
 
+mod batch;
 mod internal;
 mod label;
 mod ops;
@@ -18,6 +23,7 @@ mod redirect;
 mod reload;
 mod respond;
 mod route;
+mod whole;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -31,7 +37,7 @@ use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
-pub use route::{route, InternalRoute, Listener, Route, LABEL_PREFIX};
+pub use route::{route, BatchFormat, InternalRoute, Listener, Route, LABEL_PREFIX};
 
 use crate::auth::{Authenticator, Source};
 use crate::cache::LabelCache;
@@ -55,6 +61,8 @@ pub enum Reply {
 struct Trace {
     auth: Option<Source>,
     cache: Option<bool>,
+    /// A batch: how many distinct labels it asked for.
+    labels: Option<usize>,
     /// The route the request took, for the `route` label.
     route: RouteKind,
     /// Who the session check said the session belongs to (`X-Label-User`).
@@ -100,6 +108,10 @@ pub struct Gateway {
     internal_token: arc_swap::ArcSwapOption<crate::secret::Secret>,
     /// Every secret in force, by variable name, for [`Gateway::reload_secrets`].
     secrets: Mutex<reload::Secrets>,
+    /// Batch slots and counters.
+    batches: batch::Batches,
+    /// Whole-label reads (batches, warm-up) through the same cache and storage.
+    whole: whole::Labels,
 }
 
 impl Gateway {
@@ -132,6 +144,8 @@ impl Gateway {
         let trusted_proxies = config.server.trusted_nets().unwrap_or_default();
         let internal_token = arc_swap::ArcSwapOption::from_pointee(config.internal.token.clone());
         let secrets = Mutex::new(reload::Secrets::from_config(&config));
+        let batches = batch::Batches::new(&config.batch);
+        let whole = whole::Labels::new(storage.clone(), cache.clone());
         Ok(Gateway {
             internal_token,
             secrets,
@@ -148,6 +162,8 @@ impl Gateway {
             draining: AtomicBool::new(false),
             readiness: ops::Readiness::default(),
             request_ids: ops::RequestIds::new(),
+            batches,
+            whole,
         })
     }
 
@@ -259,6 +275,9 @@ impl Gateway {
                 self.serve_label(parts, tracking, peer, request_id, trace)
                     .await
             }
+            Route::Batch(format) if listener.public() => {
+                Box::pin(self.batch(parts, body, peer, format, request_id, trace)).await
+            }
             Route::Healthz => Ok(Reply::Response(respond::text(StatusCode::OK, "ok\n"))),
             Route::Readyz => Box::pin(self.readyz()).await,
             Route::Metrics if listener.internal() => {
@@ -302,6 +321,7 @@ fn access_log(
         auth = trace.auth.map_or("-", Source::as_str),
         user = trace.user.as_deref().unwrap_or("-"),
         cache = match trace.cache { Some(true) => "hit", Some(false) => "miss", None => "-" },
+        labels = trace.labels,
         request_id = request_id.to_str().unwrap_or("-"),
     );
 }

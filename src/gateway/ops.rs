@@ -108,6 +108,7 @@ impl Gateway {
             cache.settle().await;
             cache.scrape_metrics(&mut scrape);
         }
+        self.batches.scrape_metrics(&mut scrape, &self.whole);
         self.auth.stats.scrape(&mut scrape);
         let out = scrape.render();
         let mut resp = Response::new(full(out));

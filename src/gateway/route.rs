@@ -1,6 +1,8 @@
 //! The route table: a raw (still percent-encoded) path becomes a [`Route`], with any
 //! tracking number already validated into a [`Tracking`]. Tracking numbers are checked on
-//! the raw bytes, so `%2e`, `..`, `/` and anything non-ASCII never pass.
+//! the raw bytes, so `%2e`, `..`, `/` and anything non-ASCII never pass. The batch routes
+//! (`batch.pdf`, `batch.zip`) are matched first: they hold a `.`, which no tracking number
+//! does, so they cannot shadow a label.
 
 use crate::tracking::Tracking;
 
@@ -37,12 +39,23 @@ pub enum Route {
     Label(Tracking),
     /// The label route with a tracking number that is not one.
     BadTracking,
+    /// `/shipping-label/batch.pdf` or `/shipping-label/batch.zip`.
+    Batch(BatchFormat),
     Healthz,
     Readyz,
     Metrics,
     /// `/internal/...`.
     Internal(InternalRoute),
     NotFound,
+}
+
+/// What a batch is answered as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchFormat {
+    /// One merged PDF.
+    Pdf,
+    /// One ZIP of `{tracking}.pdf` files.
+    Zip,
 }
 
 /// An `/internal/` route.
@@ -52,8 +65,8 @@ pub enum InternalRoute {
     Label(Tracking),
     /// `POST /internal/labels/{tracking}/fetch`
     Fetch(Tracking),
-    /// `DELETE /internal/cache/{tracking}`
-    Purge(Tracking),
+    /// `DELETE /internal/cache/{tracking}` (purge) and `PUT` (warm up)
+    Cache(Tracking),
     /// `POST /internal/sessions/revoke`: drop a logged-out session's cached verdicts.
     RevokeSession,
     /// A known internal route with a tracking number that is not one.
@@ -65,6 +78,11 @@ pub enum InternalRoute {
 pub fn route(path: &str) -> Route {
     if let Some(rest) = path.strip_prefix(LABEL_PREFIX) {
         let tracking = rest.strip_suffix('/').unwrap_or(rest);
+        match tracking {
+            "batch.pdf" => return Route::Batch(BatchFormat::Pdf),
+            "batch.zip" => return Route::Batch(BatchFormat::Zip),
+            _ => {}
+        }
         return match Tracking::parse(tracking) {
             Ok(t) => Route::Label(t),
             Err(_) => Route::BadTracking,
@@ -98,7 +116,7 @@ fn internal_route(rest: &str) -> InternalRoute {
         };
     }
     if let Some(t) = rest.strip_prefix("cache/") {
-        return with(t, InternalRoute::Purge);
+        return with(t, InternalRoute::Cache);
     }
     if rest == "sessions/revoke" {
         return InternalRoute::RevokeSession;
@@ -151,13 +169,34 @@ mod tests {
     }
 
     #[test]
+    fn batch_routes_come_before_tracking_validation() {
+        assert_eq!(
+            route("/shipping-label/batch.pdf"),
+            Route::Batch(BatchFormat::Pdf)
+        );
+        assert_eq!(
+            route("/shipping-label/batch.zip/"),
+            Route::Batch(BatchFormat::Zip)
+        );
+        for p in [
+            "/shipping-label/batch.PDF",
+            "/shipping-label/batch.pdf.zip",
+            "/shipping-label/batch%2epdf",
+            "/shipping-label/x/batch.pdf",
+        ] {
+            assert_eq!(route(p), Route::BadTracking, "{p}");
+        }
+        assert_eq!(route("/shipping-label/batch/"), Route::Label(t("batch")));
+    }
+
+    #[test]
     fn operator_routes_and_unknown_paths() {
         assert_eq!(route("/healthz"), Route::Healthz);
         assert_eq!(route("/readyz"), Route::Readyz);
         assert_eq!(route("/metrics"), Route::Metrics);
         assert_eq!(
             route("/internal/cache/X"),
-            Route::Internal(InternalRoute::Purge(t("X")))
+            Route::Internal(InternalRoute::Cache(t("X")))
         );
         assert_eq!(route("/"), Route::NotFound);
         assert_eq!(route("/shipping-labels/X/"), Route::NotFound);
@@ -171,8 +210,8 @@ mod tests {
             InternalRoute::Fetch(t("ABC"))
         );
         assert_eq!(internal_route("labels/A.B"), InternalRoute::BadTracking);
-        assert_eq!(internal_route("cache/ABC"), InternalRoute::Purge(t("ABC")));
-        assert_eq!(internal_route("cache/ABC/"), InternalRoute::Purge(t("ABC")));
+        assert_eq!(internal_route("cache/ABC"), InternalRoute::Cache(t("ABC")));
+        assert_eq!(internal_route("cache/ABC/"), InternalRoute::Cache(t("ABC")));
         assert_eq!(internal_route("cache/../x"), InternalRoute::BadTracking);
         assert_eq!(internal_route("nothing"), InternalRoute::NotFound);
         assert_eq!(

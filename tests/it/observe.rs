@@ -33,7 +33,32 @@ async fn get(gw: &GatewayProcess, tracking: &str, id: &str, cookie: Option<&str>
     if let Some(c) = cookie {
         req = req.header("cookie", c);
     }
-    req.send().await.expect("response").status().as_u16()
+    let resp = req.send().await.expect("response");
+    let status = resp.status().as_u16();
+    // The whole body: a label is cached only once its last byte has passed.
+    resp.bytes().await.expect("body");
+    status
+}
+
+/// Waits until the copy's cache holds `n` labels (a fill lands just after its response).
+async fn cached(gw: &GatewayProcess, n: u64) {
+    let want = format!("label_gateway_cache_entries {n}\n");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = support::client()
+            .get(format!("http://{}/metrics", gw.internal))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics body");
+        if text.contains(&want) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{text}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The access-log line of the request with id `id` (the log reader may lag a moment).
@@ -74,6 +99,7 @@ async fn access_log_names_the_apps_user_on_every_label_request_never_the_cookie(
     let gw = GatewayProcess::start(&local_toml(store.path(), &django.check_url(), ""), &[]);
 
     assert_eq!(get(&gw, "AUDIT1", "alice-miss", Some(&alice)).await, 200);
+    cached(&gw, 1).await;
     assert_eq!(get(&gw, "AUDIT1", "alice-hit", Some(&alice)).await, 200);
     assert_eq!(get(&gw, "AUDIT1", "jorg", Some(&jorg)).await, 200);
     assert_eq!(get(&gw, "AUDIT1", "anonymous", None).await, 404);

@@ -1,6 +1,10 @@
-"""Label functions the gateway's tests regenerate through.
+"""Label functions the gateway's tests regenerate and check access through.
 
-The prefix of the tracking number picks the behaviour:
+Access (``may_read``, the project's ``LABEL_GATEWAY_ACCESS_CHECK``): every logged-in
+user may read every label except those whose tracking number starts with
+``NOTYOURS`` (someone else's shipment), which nobody may read.
+
+For regeneration, the prefix of the tracking number picks the behaviour:
 
 ``REGEN...``  a PDF of exactly ``LABEL_SIZE`` bytes naming the tracking number
 ``SLOW...``   the same PDF after ``SLOW_SECONDS`` seconds
@@ -14,6 +18,12 @@ import time
 
 LABEL_SIZE = 50 * 1024
 SLOW_SECONDS = 30
+#: Labels with this prefix belong to nobody who asks: the access check denies them.
+OTHERS_PREFIX = "NOTYOURS"
+
+
+def may_read(request, user, tracking):
+    return not tracking.startswith(OTHERS_PREFIX)
 
 
 def regenerate(tracking):

@@ -71,6 +71,7 @@ TEST_DEMO_TRACKING = os.environ.get("LABEL_GATEWAY_TEST_DEMO_TRACKING", "DEMO123
 USE_TZ = True
 TIME_ZONE = "UTC"
 
+LABEL_GATEWAY_ACCESS_CHECK = "testproject.labels.may_read"
 LABEL_GATEWAY_REGENERATE = "testproject.labels.regenerate"
 LABEL_GATEWAY_TRACKING_URL = "testproject.labels.tracking_url"
 LABEL_GATEWAY_REGENERATE_TOKEN = os.environ.get(

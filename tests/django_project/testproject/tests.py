@@ -106,6 +106,10 @@ class GatewayFlowTests(TestCase):
         self.client.cookies[settings.SESSION_COOKIE_NAME] = self.key
         self.assertEqual(self.client.get(ACCESS.format("ABC")).status_code, 403)
 
+    def test_someone_elses_label_is_denied_to_a_logged_in_user(self):
+        self.assertEqual(self.client.get(ACCESS.format("MINE1")).status_code, 204)
+        self.assertEqual(self.client.get(ACCESS.format("NOTYOURS1")).status_code, 403)
+
     def test_stats_count_calls_by_endpoint_and_tracking(self):
         auth = {"HTTP_AUTHORIZATION": f"Bearer {settings.LABEL_GATEWAY_REGENERATE_TOKEN}"}
         self.client.get(ACCESS.format("A1"))
