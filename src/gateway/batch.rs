@@ -224,18 +224,22 @@ impl Gateway {
             trusted_proxies: &self.trusted_proxies,
         };
         let mut checks = futures_util::stream::iter(labels.iter().copied())
-            .map(|t| self.auth.check(cookie, t, client))
+            .map(|t| self.auth.decide(cookie, t, client))
             .buffer_unordered(self.config.batch.check_concurrency);
-        // The access log says `app` when any label asked the app.
+        // The access log says `app` when any label asked the app, and names the audit user
+        // the app gave (one session: one user).
         let mut source = Source::Cache;
         while let Some(checked) = checks.next().await {
-            let (verdict, from) = checked.map_err(|e| GatewayError::AuthUnavailable(e.0))?;
-            if from != Source::Cache {
-                source = from;
+            let decision = checked.map_err(|e| GatewayError::AuthUnavailable(e.0))?;
+            if decision.source != Source::Cache {
+                source = decision.source;
             }
-            if verdict == Verdict::Deny {
-                trace.auth = Some(from);
+            if decision.verdict == Verdict::Deny {
+                trace.auth = Some(decision.source);
                 return Ok(Verdict::Deny);
+            }
+            if trace.user.is_none() {
+                trace.user = decision.user;
             }
         }
         trace.auth = Some(source);

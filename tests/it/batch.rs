@@ -709,3 +709,48 @@ async fn a_batch_logs_one_access_line_with_its_count_and_names_a_corrupt_label()
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The batch's one access line names the user the app's session check gave, as a single
+/// print's line does (the audit trail covers waves too).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_access_line_names_the_audit_user() {
+    let django = support::Django::start();
+    let s3 = S3Server::start().await;
+    s3.put_label("AUDB1", &pdf_bytes(3_000, 31)).await;
+    s3.put_label("AUDB2", &pdf_bytes(3_000, 32)).await;
+    let cookie = format!("sessionid={}", django.session("waveprinter"));
+    let toml = s3_toml(&s3, &django.check_url(), "", "[regenerate]\nurl = \"\"\n");
+    let gw = GatewayProcess::start(
+        &toml,
+        &[
+            ("SPACES_ACCESS_KEY_ID", s3::ACCESS_KEY),
+            ("SPACES_SECRET_ACCESS_KEY", s3::SECRET_KEY),
+        ],
+    );
+    let r = support::client()
+        .get(format!(
+            "http://{}/shipping-label/batch.zip?t=AUDB1,AUDB2",
+            gw.addr
+        ))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.bytes().await.unwrap();
+    let deadline = Instant::now() + support::HANG;
+    loop {
+        let logs = gw.logs();
+        if let Some(line) = logs
+            .lines()
+            .find(|l| l.contains("path=\"/shipping-label/batch.zip\""))
+        {
+            assert!(line.contains("user=\"waveprinter\""), "{line}");
+            assert!(line.contains("labels=2"), "{line}");
+            assert!(!line.contains(&cookie[10..]), "never the cookie: {line}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no access line:\n{logs}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
