@@ -438,6 +438,17 @@ async fn soak_run(
         &[
             ("LABEL_GATEWAY_CACHE__MAX_BYTES", soak::CACHE_BYTES.into()),
             ("LABEL_GATEWAY_REGENERATE__URL", responder.regenerate_url()),
+            // The soak's one session asks for thousands of missing labels: exactly what the
+            // per-session regeneration limit refuses (429). Lifted here so the soak keeps
+            // driving the regeneration path and its remembered outcomes.
+            (
+                "LABEL_GATEWAY_REGENERATE__PER_SESSION_BURST",
+                "1000000000".into(),
+            ),
+            (
+                "LABEL_GATEWAY_REGENERATE__PER_SESSION_PER_MINUTE",
+                "1000000000".into(),
+            ),
         ],
     )?;
     let settings = soak::Settings {
