@@ -38,6 +38,9 @@ pub enum Regenerated {
     Missing { tracking_url: Option<String> },
 }
 
+/// The most outcomes remembered at once, whatever their size.
+const MAX_OUTCOMES: u64 = 10_000;
+
 /// How long a produced label is shared with late concurrent requests (storage has it soon).
 const LABEL_SHARE: Duration = Duration::from_secs(10);
 
@@ -154,6 +157,10 @@ impl Regenerator {
             .timeout(r.timeout)
             .user_agent(USER_AGENT)
             .build()?;
+        // Each outcome weighs its bytes plus a share of `remember_bytes`, so both bounds
+        // hold: the labels held never pass `remember_bytes`, and there are never more than
+        // MAX_OUTCOMES of them (a "cannot regenerate" is tiny, but its entry is not).
+        let per_outcome = (r.remember_bytes.as_u64() / MAX_OUTCOMES).max(256);
         Ok(Some(Regenerator {
             client,
             url: r.url.clone(),
@@ -161,14 +168,14 @@ impl Regenerator {
             max_bytes: config.internal.max_upload_bytes.as_u64(),
             outcomes: Cache::builder()
                 .max_capacity(r.remember_bytes.as_u64())
-                .weigher(|_k: &Tracking, v: &Arc<Regenerated>| {
+                .weigher(move |_k: &Tracking, v: &Arc<Regenerated>| {
                     let bytes = match &**v {
-                        Regenerated::Label(b) => b.len(),
+                        Regenerated::Label(b) => b.len() as u64,
                         Regenerated::Missing { tracking_url } => {
-                            tracking_url.as_ref().map_or(0, String::len)
+                            tracking_url.as_ref().map_or(0, |u| u.len() as u64)
                         }
                     };
-                    u32::try_from(bytes + 128).unwrap_or(u32::MAX)
+                    u32::try_from(bytes + per_outcome).unwrap_or(u32::MAX)
                 })
                 .expire_after(OutcomeExpiry {
                     negative: r.negative_ttl,
