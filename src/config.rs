@@ -455,7 +455,7 @@ pub struct RegenerateConfig {
     /// Regenerations per minute one session may start once its burst is spent.
     pub per_session_per_minute: u32,
     /// Memory for remembered outcomes (fresh labels shared with late requests, and
-    /// "cannot regenerate" answers), by bytes.
+    /// "cannot regenerate" answers): their bytes at most this, and at most 10,000 of them.
     pub remember_bytes: ByteSize,
 }
 
