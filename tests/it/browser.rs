@@ -13,11 +13,6 @@ use crate::support::{self, django, pdf_bytes, Django, S3Server};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/logout_check.py");
 
-fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn after_logout_a_browser_shows_the_label_neither_by_navigation_nor_by_back() {
     for tool in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
@@ -29,7 +24,7 @@ async fn after_logout_a_browser_shows_the_label_neither_by_navigation_nor_by_bac
     }
     let token = "browser-token-17";
     // Django must know the gateway's internal listener before either starts.
-    let internal = free_addr();
+    let internal = SocketAddr::from(([127, 0, 0, 1], support::port_to_bind_later()));
     let internal_url = format!("http://{internal}");
     let django = Django::start_with(&[
         ("LABEL_GATEWAY_TEST_INTERNAL_URLS", internal_url.as_str()),

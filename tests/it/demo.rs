@@ -27,10 +27,7 @@ impl Drop for Demo {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+    crate::support::port_to_bind_later()
 }
 
 fn answers(port: u16) -> bool {

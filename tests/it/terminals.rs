@@ -4,13 +4,6 @@
 
 use crate::support::{self, get_label, head_label, pdf_bytes, Django, Responder, S3Server};
 
-/// A free loopback port (bound and released), for a listener that must be known before
-/// the peer that calls it starts.
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn labels_are_revalidated_every_time_hit_miss_range_and_304_alike() {
     let s3 = S3Server::start().await;
@@ -112,7 +105,7 @@ async fn a_refused_browser_gets_a_login_page_that_says_nothing_about_the_label()
 #[tokio::test(flavor = "multi_thread")]
 async fn logging_out_in_django_revokes_the_cached_verdict_at_once() {
     let token = "revoke-token-17";
-    let internal_port = free_port();
+    let internal_port = support::port_to_bind_later();
     let internal_url = format!("http://127.0.0.1:{internal_port}");
     let django = Django::start_with(&[
         ("LABEL_GATEWAY_TEST_INTERNAL_URLS", internal_url.as_str()),

@@ -62,10 +62,8 @@ impl Django {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = dir.path().join("db.sqlite3");
         std::fs::copy(template_db(), &db).expect("copy template db");
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            l.local_addr().expect("addr").port()
-        };
+        // runserver binds it a moment later: a port no other test's `:0` listener takes.
+        let port = super::port_to_bind_later();
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let env: Vec<(String, String)> = env
             .iter()

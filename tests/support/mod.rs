@@ -118,6 +118,19 @@ pub fn allow_private(addrs: &[std::net::SocketAddr]) -> (&'static str, String) {
     )
 }
 
+/// A free loopback port for a listener that must be known before the peer that calls it
+/// starts (it is bound a moment later). Taken below the kernel's ephemeral range (32768 and
+/// up), where the other tests' `127.0.0.1:0` listeners never land, so none of them can take
+/// it in between.
+pub fn port_to_bind_later() -> u16 {
+    loop {
+        let port = rand::random_range(20_000..30_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// Starts the gateway in-process.
 pub async fn start_gateway(config: Config) -> Running {
     label_gateway::server::start(config)
