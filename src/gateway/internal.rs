@@ -220,20 +220,11 @@ impl Gateway {
     /// signal drops that session's cached verdicts, so a logged-out cookie is refused at
     /// once instead of after `allow_ttl`. The key is never logged.
     async fn revoke_session(&self, body: Incoming) -> Result<Response<Body>, GatewayError> {
-        let raw = http_body_util::Limited::new(body, 4 * 1024)
-            .collect()
-            .await
-            .map_err(|_| {
-                GatewayError::BadRequest("request body must be a small JSON object".into())
-            })?
-            .to_bytes();
         #[derive(serde::Deserialize)]
         struct Revoke {
             session_key: String,
         }
-        let req: Revoke = serde_json::from_slice(&raw).map_err(|_| {
-            GatewayError::BadRequest("expected JSON {\"session_key\": \"...\"}".into())
-        })?;
+        let req: Revoke = read_json(body, 4 * 1024, "{\"session_key\": \"...\"}").await?;
         let key = req.session_key.trim();
         if key.is_empty() || key.len() > 1024 || key.bytes().any(|b| !(0x21..0x7f).contains(&b)) {
             return Err(GatewayError::BadRequest(
@@ -255,20 +246,11 @@ impl Gateway {
         tracking: Tracking,
     ) -> Result<Response<Body>, GatewayError> {
         let cfg = &self.config.internal;
-        let raw = http_body_util::Limited::new(body, 16 * 1024)
-            .collect()
-            .await
-            .map_err(|_| {
-                GatewayError::BadRequest("request body must be a small JSON object".into())
-            })?
-            .to_bytes();
         #[derive(serde::Deserialize)]
         struct FetchRequest {
             url: String,
         }
-        let req: FetchRequest = serde_json::from_slice(&raw).map_err(|_| {
-            GatewayError::BadRequest("expected JSON {\"url\": \"https://...\"}".into())
-        })?;
+        let req: FetchRequest = read_json(body, 16 * 1024, "{\"url\": \"https://...\"}").await?;
         let url = reqwest::Url::parse(&req.url)
             .map_err(|_| GatewayError::BadRequest("url is not a valid URL".into()))?;
         match url.scheme() {
@@ -360,6 +342,21 @@ impl Gateway {
             }
         }
     }
+}
+
+/// A small JSON request body (at most `limit` bytes) of the `shape` the error names.
+async fn read_json<T: serde::de::DeserializeOwned>(
+    body: Incoming,
+    limit: usize,
+    shape: &str,
+) -> Result<T, GatewayError> {
+    let raw = http_body_util::Limited::new(body, limit)
+        .collect()
+        .await
+        .map_err(|_| GatewayError::BadRequest("request body must be a small JSON object".into()))?
+        .to_bytes();
+    serde_json::from_slice(&raw)
+        .map_err(|_| GatewayError::BadRequest(format!("expected JSON {shape}")))
 }
 
 fn carrier_error(e: &reqwest::Error, host: &str) -> GatewayError {

@@ -149,14 +149,7 @@ fn lopdf_pages(pdf: &[u8]) -> usize {
 }
 
 async fn metric(gw: &label_gateway::server::Running, name: &str) -> u64 {
-    let text = support::client()
-        .get(format!("http://{}/metrics", gw.internal_addr()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = support::metrics(gw.internal_addr()).await;
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or_else(|| panic!("no metric {name}"))

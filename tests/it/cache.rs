@@ -306,14 +306,7 @@ async fn metrics_expose_cache_counters() {
     let get = || get_label(&gw, "MET1").cookie(ANY_SESSION).send();
     get().await.bytes().await.unwrap();
     get().await.bytes().await.unwrap();
-    let text = support::client()
-        .get(format!("http://{}/metrics", gw.internal_addr()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = support::metrics(gw.internal_addr()).await;
     assert!(text.contains("label_gateway_cache_hits_total 1"), "{text}");
     assert!(
         text.contains("label_gateway_cache_inserts_total 1"),

@@ -188,15 +188,7 @@ impl Fleet {
 
     /// A counter or gauge from copy `c`'s `/metrics` (its internal listener).
     async fn metric(&self, c: usize, name: &str) -> u64 {
-        let text = self
-            .client
-            .get(format!("http://{}/metrics", self.copies[c].internal))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics body");
+        let text = support::metrics(self.copies[c].internal).await;
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
             .unwrap_or_else(|| panic!("no {name} in copy {c}'s metrics"))

@@ -77,14 +77,7 @@ async fn a_client_that_reads_nothing_does_not_hold_back_others_of_the_same_label
         .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap(), data);
-    let metrics = support::client()
-        .get(format!("http://{}/metrics", gw.internal_addr()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = support::metrics(gw.internal_addr()).await;
     assert!(
         metrics.contains("label_gateway_cache_fill_stalls_total 1\n"),
         "{metrics}"
@@ -216,17 +209,9 @@ async fn an_upload_abandoned_mid_body_is_not_a_storage_error() {
     // Let the upload reach storage, then vanish.
     tokio::time::sleep(Duration::from_millis(200)).await;
     drop(s);
-    let metrics_url = format!("http://{}/metrics", gw.internal_addr());
     let deadline = tokio::time::Instant::now() + support::SLACK;
     let text = loop {
-        let text = support::client()
-            .get(&metrics_url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = support::metrics(gw.internal_addr()).await;
         if text.contains("label_gateway_responses_total{class=\"4xx\"} 1") {
             break text;
         }

@@ -45,14 +45,7 @@ async fn cached(gw: &GatewayProcess, n: u64) {
     let want = format!("label_gateway_cache_entries {n}\n");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let text = support::client()
-            .get(format!("http://{}/metrics", gw.internal))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics body");
+        let text = support::metrics(gw.internal).await;
         if text.contains(&want) {
             return;
         }

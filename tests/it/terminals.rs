@@ -170,14 +170,7 @@ async fn logging_out_in_django_revokes_the_cached_verdict_at_once() {
 
     let r = get_label(&gw, "LOGOUT1").cookie(&cookie).send().await;
     assert_eq!(r.status(), 404, "a logged-out session is refused at once");
-    let metrics = c
-        .get(format!("http://{}/metrics", gw.internal_addr()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = support::metrics(gw.internal_addr()).await;
     assert!(
         metrics.contains("label_gateway_auth_revocations_total 1\n"),
         "{metrics}"

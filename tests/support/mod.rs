@@ -118,6 +118,18 @@ pub fn allow_private(addrs: &[std::net::SocketAddr]) -> (&'static str, String) {
     )
 }
 
+/// The `/metrics` text of a gateway's internal listener at `internal`.
+pub async fn metrics(internal: std::net::SocketAddr) -> String {
+    client()
+        .get(format!("http://{internal}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics body")
+}
+
 /// A free loopback port for a listener that must be known before the peer that calls it
 /// starts (it is bound a moment later). Taken below the kernel's ephemeral range (32768 and
 /// up), where the other tests' `127.0.0.1:0` listeners never land, so none of them can take
