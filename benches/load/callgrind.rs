@@ -117,14 +117,17 @@ fn run(program: &Path, args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The rows: the gateway's hit and miss of `label` at `path` (S3 store, the allow-all
-/// check) and the bare hyper limit serving `limit_file`.
+/// The rows: the gateway's hit and miss of `label` (stored as `tracking`, asked for at
+/// `path`; S3 store, the allow-all check), the bare hyper limit serving `limit_file`, and
+/// the bare proxy streaming the label from the S3 server.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_rows(
     dir: &Path,
     s3: SocketAddr,
     check: &str,
     wrk: &Wrk,
     label: Target,
+    tracking: &str,
     path: &str,
     limit_file: &Path,
 ) -> anyhow::Result<Vec<Count>> {
@@ -163,5 +166,34 @@ pub async fn run_rows(
         x_cache: None,
     };
     counts.push(measure("limit (bare hyper)", limit.guard.pid(), &cg, wrk, &target).await?);
+    drop(limit);
+    // The bare proxy, the miss's floor: the same label through a presigned GET.
+    let url = crate::peers::signer().presign(
+        &http::Method::GET,
+        &crate::peers::object_url(s3, tracking),
+        Duration::from_secs(3600),
+        std::time::SystemTime::now(),
+    )?;
+    let routes = cg.join("proxy-routes.txt");
+    std::fs::write(&routes, format!("{path} {url}\n"))?;
+    let proxy_wrapped = wrapper(&cg, "proxy", &exe)?;
+    let proxy =
+        SelfChild::start_with(&proxy_wrapped, "serve-proxy", &routes, cg.join("proxy.log"))?;
+    let target = Target {
+        url: format!("http://{}{path}", proxy.addr),
+        headers: Vec::new(),
+        body_len: label.body_len,
+        x_cache: None,
+    };
+    counts.push(
+        measure(
+            "bare proxy (hyper client)",
+            proxy.guard.pid(),
+            &cg,
+            wrk,
+            &target,
+        )
+        .await?,
+    );
     Ok(counts)
 }

@@ -12,12 +12,18 @@
 //! - the rows:
 //!   - **limit**: a bare hyper server answering the 50 KiB label from memory (child process);
 //!   - **origin**: the S3 server itself, GET of a presigned URL;
-//!   - **gateway miss**: the release binary, shipped `config.toml`, `cache.enabled=false`;
+//!   - **bare proxy**: a plain hyper server whose pooled hyper-util client GETs the label's
+//!     presigned URL (signed once) and streams the answer back untouched: the floor a miss
+//!     is judged against (child process; `servers::serve_proxy`);
+//!   - **gateway miss**: the release binary, shipped `config.toml` (access log on),
+//!     `cache.enabled=false`;
 //!   - **gateway hit**: the same with the cache on and warm ("not yet" when a repeated
 //!     request does not answer `X-Cache: HIT`);
 //!   - **gateway miss, Django check**: as gateway miss, with the real Django app deciding;
 //!   - **nginx**: `auth_request` to the 204 responder, cached 30 s per session cookie, and
 //!     `proxy_cache` of the label (hot), in front of the S3 server.
+//!   - **bare proxy, 5 MiB** and **gateway miss, 5 MiB**: the large label (above
+//!     `max_object_bytes`, streamed), at 16 and 64 connections only.
 //!
 //! Each row is probed (status, exact body, `X-Cache`) and validated by a short wrk pass
 //! that checks every response; then wrk drives it at 1, 16, 64 and 256 connections. Rows
@@ -37,8 +43,10 @@
 //! `LOAD_SOAK_SECONDS` (the judged window after a 40 s warm-up, default 60; quick: 20 s
 //! with no warm-up, the RSS trend printed, not judged),
 //! `LOAD_SOAK_ONLY=1` (only the soak), `LOAD_BATCH_ONLY=1` (only the batch rows and the
-//! batch memory run), `LOAD_CALLGRIND=1` (only instructions per response of the gateway's
-//! hit and miss and of bare hyper, under callgrind: see `callgrind.rs`),
+//! batch memory run), `LOAD_TABLE_ONLY=1` (only the rows table and its verdicts),
+//! `LOAD_PERF=1` (only `perf record` profiles of the same four rows on the real CPU: see
+//! `perf.rs`), `LOAD_CALLGRIND=1` (only instructions per response of the gateway's
+//! hit and miss, of bare hyper and of the bare proxy, under callgrind: see `callgrind.rs`),
 //! `LOAD_GATEWAY_BIN` (another gateway binary, e.g. to compare a change) and
 //! `LOAD_GATEWAY_CONFIG` (the config file it runs with, when its release needs another).
 //!
@@ -50,6 +58,7 @@ mod callgrind;
 mod memory;
 mod pdf_label;
 mod peers;
+mod perf;
 mod procs;
 mod redirect;
 mod report;
@@ -67,7 +76,7 @@ use anyhow::{bail, Context};
 
 use peers::{object_url, put_label, signer, Django, GatewayChild, Nginx, SelfChild};
 use procs::{find_program, CpuSnapshot, PeakRss};
-use report::{Cell, Check, Measured, RowReport, RowState};
+use report::{Cell, Check, Kind, Measured, RowReport, RowState};
 use servers::Responder;
 use wrk::{Target, Wrk};
 
@@ -82,6 +91,8 @@ const ANY_SESSION: &str = "k2p9x7w3q8r5t1y6u4i0o2a7s9d3f5g8";
 /// The connection count DESIGN §7 quotes, repeated for medians.
 const HEADLINE: u32 = 64;
 const CONNECTIONS: [u32; 4] = [1, 16, 64, 256];
+/// The 5 MiB rows' connection counts (their target is at 16).
+const BIG_CONNECTIONS: [u32; 2] = [16, 64];
 /// Connections of each row's validation pass.
 const VALIDATE_CONNS: u32 = 16;
 
@@ -95,7 +106,9 @@ struct Settings {
     soak_secs: u64,
     soak_only: bool,
     callgrind_only: bool,
+    perf_only: bool,
     batch_only: bool,
+    table_only: bool,
 }
 
 impl Settings {
@@ -119,7 +132,9 @@ impl Settings {
                 .max(3),
             soak_only: var("LOAD_SOAK_ONLY").is_some_and(|v| v != "0"),
             callgrind_only: var("LOAD_CALLGRIND").is_some_and(|v| v != "0"),
+            perf_only: var("LOAD_PERF").is_some_and(|v| v != "0"),
             batch_only: var("LOAD_BATCH_ONLY").is_some_and(|v| v != "0"),
+            table_only: var("LOAD_TABLE_ONLY").is_some_and(|v| v != "0"),
         }
     }
 }
@@ -129,6 +144,7 @@ fn main() -> ExitCode {
     let child_mode = match (args.get(1).map(String::as_str), args.get(2)) {
         (Some("serve-s3"), Some(dir)) => Some(servers::serve_s3(Path::new(dir))),
         (Some("serve-limit"), Some(file)) => Some(servers::serve_limit(Path::new(file))),
+        (Some("serve-proxy"), Some(file)) => Some(servers::serve_proxy(Path::new(file))),
         _ => None,
     };
     if let Some(result) = child_mode {
@@ -174,17 +190,29 @@ struct Row {
     state: RowState,
     /// Bytes of one whole response (head and body), from the probe.
     response_bytes: u64,
+    /// The label every response must carry.
+    label: Arc<Vec<u8>>,
+    /// The connection counts this row runs at (every one unless narrowed).
+    conns: &'static [u32],
     cells: BTreeMap<u32, Cell>,
 }
 
 impl Row {
-    fn new(name: &'static str, url: String, session: &str, pids: Vec<u32>) -> Row {
+    fn new(
+        name: &'static str,
+        url: String,
+        session: &str,
+        pids: Vec<u32>,
+        label: &Arc<Vec<u8>>,
+    ) -> Row {
         Row {
+            label: label.clone(),
+            conns: &CONNECTIONS,
             name,
             target: Target {
                 url,
                 headers: vec![format!("Cookie: sessionid={session}")],
-                body_len: SMALL_LEN as u64,
+                body_len: label.len() as u64,
                 x_cache: None,
             },
             pids,
@@ -194,13 +222,19 @@ impl Row {
         }
     }
 
+    /// Runs this row only at `conns` (the 5 MiB rows: their targets are at 16).
+    fn only_at(mut self, conns: &'static [u32]) -> Row {
+        self.conns = conns;
+        self
+    }
+
     fn expect_cache(mut self, value: &'static str) -> Row {
         self.target.x_cache = Some(value);
         self
     }
 
     fn skipped(name: &'static str, why: String) -> Row {
-        let mut row = Row::new(name, String::new(), "", Vec::new());
+        let mut row = Row::new(name, String::new(), "", Vec::new(), &Arc::new(Vec::new()));
         row.state = RowState::Skipped(why);
         row
     }
@@ -234,6 +268,18 @@ async fn drive(s: Settings) -> anyhow::Result<()> {
         let gw = GatewayChild::start("gateway-hit", dir, s3.addr, &check, true, &[])?;
         return memory_run(&gw, &big, &s).await;
     }
+    if s.perf_only {
+        let limit_file = dir.join("limit.pdf");
+        std::fs::write(&limit_file, &*small)?;
+        let target = Target {
+            url: String::new(),
+            headers: vec![format!("Cookie: sessionid={ANY_SESSION}")],
+            body_len: SMALL_LEN as u64,
+            x_cache: None,
+        };
+        let check = responder.check_url();
+        return perf::run(dir, s3.addr, &check, &wrk, target, SMALL, &limit_file).await;
+    }
     if s.callgrind_only {
         let limit_file = dir.join("limit.pdf");
         std::fs::write(&limit_file, &*small)?;
@@ -249,6 +295,7 @@ async fn drive(s: Settings) -> anyhow::Result<()> {
             &responder.check_url(),
             &wrk,
             target,
+            SMALL,
             &format!("/shipping-label/{SMALL}/"),
             &limit_file,
         )
@@ -283,6 +330,22 @@ async fn drive(s: Settings) -> anyhow::Result<()> {
         Duration::from_secs(24 * 3600),
         SystemTime::now(),
     )?;
+    // The bare proxy: presigned once, no per-request work beyond the proxying itself.
+    let big_path = format!("/shipping-label/{BIG}/");
+    let label_path = format!("/shipping-label/{SMALL}/");
+    let mut proxy_routes = String::new();
+    for (path, tracking) in [(&label_path, SMALL), (&big_path, BIG)] {
+        let url = signer().presign(
+            &http::Method::GET,
+            &object_url(s3.addr, tracking),
+            Duration::from_secs(24 * 3600),
+            SystemTime::now(),
+        )?;
+        proxy_routes.push_str(&format!("{path} {url}\n"));
+    }
+    let proxy_file = dir.join("proxy-routes.txt");
+    std::fs::write(&proxy_file, proxy_routes)?;
+    let proxy = SelfChild::start("serve-proxy", &proxy_file, dir.join("proxy.log"))?;
     let check = responder.check_url();
     let gw_miss = GatewayChild::start("gateway-miss", dir, s3.addr, &check, false, &[])?;
     let gw_hit = GatewayChild::start("gateway-hit", dir, s3.addr, &check, true, &[])?;
@@ -299,25 +362,34 @@ async fn drive(s: Settings) -> anyhow::Result<()> {
     };
     let nginx = Nginx::start(&nginx_bin, dir, responder.addr, SMALL, &presigned)?;
 
-    let label_path = format!("/shipping-label/{SMALL}/");
     let mut rows = vec![
         Row::new(
             "limit (bare hyper)",
             format!("http://{}{label_path}", limit.addr),
             ANY_SESSION,
             vec![limit.guard.pid()],
+            &small,
         ),
         Row::new(
             "origin (s3s presigned)",
             presigned.clone(),
             ANY_SESSION,
             vec![s3.guard.pid()],
+            &small,
+        ),
+        Row::new(
+            "bare proxy (hyper client)",
+            format!("http://{}{label_path}", proxy.addr),
+            ANY_SESSION,
+            vec![proxy.guard.pid()],
+            &small,
         ),
         Row::new(
             "gateway miss",
             format!("http://{}{label_path}", gw_miss.addr),
             ANY_SESSION,
             vec![gw_miss.guard.pid()],
+            &small,
         )
         .expect_cache("MISS"),
         Row::new(
@@ -325,6 +397,7 @@ async fn drive(s: Settings) -> anyhow::Result<()> {
             format!("http://{}{label_path}", gw_hit.addr),
             ANY_SESSION,
             vec![gw_hit.guard.pid()],
+            &small,
         )
         .expect_cache("HIT"),
         match (&django, &gw_django) {
@@ -333,6 +406,7 @@ async fn drive(s: Settings) -> anyhow::Result<()> {
                 format!("http://{}{label_path}", gw.addr),
                 &d.session,
                 vec![gw.guard.pid()],
+                &small,
             )
             .expect_cache("MISS"),
             (Err(why), _) => Row::skipped("gateway miss, Django check", why.clone()),
@@ -343,15 +417,34 @@ async fn drive(s: Settings) -> anyhow::Result<()> {
             format!("http://{}{label_path}", nginx.addr),
             ANY_SESSION,
             nginx.pids.clone(),
+            &small,
         )
         .expect_cache("HIT"),
+        Row::new(
+            "bare proxy, 5 MiB",
+            format!("http://{}{big_path}", proxy.addr),
+            ANY_SESSION,
+            vec![proxy.guard.pid()],
+            &big,
+        )
+        .only_at(&BIG_CONNECTIONS),
+        Row::new(
+            "gateway miss, 5 MiB",
+            format!("http://{}{big_path}", gw_miss.addr),
+            ANY_SESSION,
+            vec![gw_miss.guard.pid()],
+            &big,
+        )
+        .expect_cache("MISS")
+        .only_at(&BIG_CONNECTIONS),
     ];
 
-    measure(&mut rows, &small, &wrk, &s).await;
+    measure(&mut rows, &wrk, &s).await;
 
     // Every server must still be up: a crash mid-run would make its numbers meaningless.
     let mut alive = vec![
         ("limit", limit.guard.pid()),
+        ("bare proxy", proxy.guard.pid()),
         ("s3", s3.guard.pid()),
         ("gateway miss", gw_miss.guard.pid()),
         ("gateway hit", gw_hit.guard.pid()),
@@ -380,6 +473,9 @@ async fn drive(s: Settings) -> anyhow::Result<()> {
          Django {django_calls} (verdicts are cached, by the gateway and by nginx alike).",
         responder.calls()
     );
+    if s.table_only {
+        return Ok(());
+    }
 
     let redirect = redirect::run(
         dir,
@@ -400,7 +496,7 @@ async fn drive(s: Settings) -> anyhow::Result<()> {
     );
 
     memory_run(&gw_hit, &big, &s).await?;
-    drop((gw_miss, gw_hit, gw_django, nginx, limit));
+    drop((gw_miss, gw_hit, gw_django, nginx, limit, proxy));
     batch::run(s3.addr, &responder, dir, &s).await?;
     soak_run(s3.addr, &responder, dir, &s).await
 }
@@ -461,10 +557,10 @@ async fn soak_run(
 
 /// Probes and validates every row, then runs the matrix: rows interleaved within each
 /// connection count, the headline column repeated. Refused runs are recorded, not reported.
-async fn measure(rows: &mut [Row], label: &[u8], wrk: &Wrk, s: &Settings) {
+async fn measure(rows: &mut [Row], wrk: &Wrk, s: &Settings) {
     for row in rows.iter_mut() {
         if row.ready() {
-            prepare(row, label, wrk, s).await;
+            prepare(row, wrk, s).await;
         }
     }
 
@@ -475,7 +571,10 @@ async fn measure(rows: &mut [Row], label: &[u8], wrk: &Wrk, s: &Settings) {
             if round > 0 && conns != HEADLINE {
                 continue;
             }
-            for row in rows.iter_mut().filter(|r| r.ready()) {
+            for row in rows
+                .iter_mut()
+                .filter(|r| r.ready() && r.conns.contains(&conns))
+            {
                 if matches!(row.cells.get(&conns), Some(Cell::Refused(_))) {
                     continue;
                 }
@@ -555,44 +654,71 @@ fn print_table(rows: &[Row], s: &Settings) {
         );
     }
     println!();
-    println!("Against DESIGN §7 (verdict at {HEADLINE} connections):");
+    println!("Against DESIGN §7 (each verdict at the connection counts its target names):");
     println!();
+    const HIT: &str = "gateway hit";
+    const LIMIT: &str = "limit (bare hyper)";
+    const MISS: &str = "gateway miss";
+    const PROXY: &str = "bare proxy (hyper client)";
+    let check = |label, num, den, kind, at| Check {
+        label,
+        num,
+        den,
+        kind,
+        at,
+    };
     let checks = [
-        Check::Ratio {
-            label: "gateway hit / limit (req/s)",
-            num: "gateway hit",
-            den: "limit (bare hyper)",
-            at_least: 0.9,
-        },
-        Check::Ratio {
-            label: "gateway hit / nginx (req/s)",
-            num: "gateway hit",
-            den: "nginx (auth_request+cache)",
-            at_least: 1.5,
-        },
-        Check::Ratio {
-            label: "gateway miss / origin (req/s)",
-            num: "gateway miss",
-            den: "origin (s3s presigned)",
-            at_least: 0.95,
-        },
-        Check::AddedP99 {
-            label: "gateway miss p99 - origin p99",
-            num: "gateway miss",
-            den: "origin (s3s presigned)",
-            under_us: 1000.0,
-        },
+        check(
+            "gateway hit / limit (req/s)",
+            HIT,
+            LIMIT,
+            Kind::Rate(0.9),
+            &[64],
+        ),
+        check(
+            "gateway hit / limit (CPU/resp)",
+            HIT,
+            LIMIT,
+            Kind::Cpu(1.15),
+            &[64],
+        ),
+        check(
+            "gateway miss / bare proxy (req/s)",
+            MISS,
+            PROXY,
+            Kind::Rate(0.95),
+            &[16, 64],
+        ),
+        check(
+            "gateway miss / bare proxy (CPU/resp)",
+            MISS,
+            PROXY,
+            Kind::Cpu(1.0),
+            &[16, 64],
+        ),
+        check(
+            "gateway miss p99 - bare proxy p99",
+            MISS,
+            PROXY,
+            Kind::AddedP99(1000.0),
+            &[16, 64],
+        ),
+        check(
+            "5 MiB: gateway miss / bare proxy (MiB/s)",
+            "gateway miss, 5 MiB",
+            "bare proxy, 5 MiB",
+            Kind::Rate(0.95),
+            &[16],
+        ),
     ];
-    print!(
-        "{}",
-        report::ratios(&reports, &CONNECTIONS, HEADLINE, &checks)
-    );
+    print!("{}", report::ratios(&reports, &CONNECTIONS, &checks));
 }
 
 /// Probes a row (exact body, `X-Cache`), learns its response size, then validates it with
 /// a short wrk pass that checks every response. Sets the row's state.
-async fn prepare(row: &mut Row, label: &[u8], wrk: &Wrk, s: &Settings) {
+async fn prepare(row: &mut Row, wrk: &Wrk, s: &Settings) {
     eprintln!("  probing {}", row.name);
+    let label = row.label.clone();
     // A cache fills on the first request: allow a few before demanding `HIT`.
     let mut last = None;
     for _ in 0..3 {
@@ -602,7 +728,7 @@ async fn prepare(row: &mut Row, label: &[u8], wrk: &Wrk, s: &Settings) {
                 return;
             }
             Ok(p) => {
-                if p.status != 200 || p.body != label {
+                if p.status != 200 || p.body != *label {
                     row.state = RowState::Refused(format!(
                         "probe answered {} with {} bytes, not the {}-byte label",
                         p.status,

@@ -143,8 +143,6 @@ impl GatewayChild {
             ("LABEL_GATEWAY_STORAGE__BACKEND", "s3".into()),
             ("LABEL_GATEWAY_AUTH__CHECK_URL", check_url.into()),
             ("LABEL_GATEWAY_CACHE__ENABLED", cache_enabled.to_string()),
-            // nginx runs with access_log off too; both would log the same lines.
-            ("LABEL_GATEWAY_LOG__ACCESS_LOG", "false".into()),
             ("SPACES_ENDPOINT_URL", format!("http://{s3}")),
             ("SPACES_REGION", REGION.into()),
             ("SPACES_BUCKET_NAME", BUCKET.into()),
@@ -257,7 +255,8 @@ events {{
     worker_connections 8192;
 }}
 http {{
-    access_log off;
+    # Logging on, as shipped, like the gateway rows (nginx writes each line at once).
+    access_log {root}/access.log;
     sendfile on;
     tcp_nopush on;
     tcp_nodelay on;

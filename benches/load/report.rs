@@ -121,7 +121,8 @@ pub fn table(rows: &[RowReport<'_>], conns: &[u32]) -> String {
         }
         for c in conns {
             let line = match row.cells.get(c) {
-                None => "not run".to_string(),
+                // A row narrowed to some connection counts has no line at the others.
+                None => continue,
                 Some(Cell::Refused(why)) => format!("REFUSED: {why}"),
                 Some(cell) => match cell.summary() {
                     None => "not run".to_string(),
@@ -143,24 +144,29 @@ pub fn table(rows: &[RowReport<'_>], conns: &[u32]) -> String {
     out
 }
 
-/// A DESIGN §7 comparison: `numerator / denominator` of requests/s, or an added p99.
-pub enum Check {
-    Ratio {
-        label: &'static str,
-        num: &'static str,
-        den: &'static str,
-        at_least: f64,
-    },
-    AddedP99 {
-        label: &'static str,
-        num: &'static str,
-        den: &'static str,
-        under_us: f64,
-    },
+/// A DESIGN §7 comparison of two rows, judged at the connection counts in `at` (met only
+/// when met at every one of them).
+pub struct Check {
+    pub label: &'static str,
+    pub num: &'static str,
+    pub den: &'static str,
+    pub kind: Kind,
+    pub at: &'static [u32],
 }
 
-/// The ratio lines at every connection count, with the verdict at `headline` connections.
-pub fn ratios(rows: &[RowReport<'_>], conns: &[u32], headline: u32, checks: &[Check]) -> String {
+/// What a [`Check`] compares.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    /// `num / den` of requests/s (of MiB/s, for rows serving the same label) at least this.
+    Rate(f64),
+    /// `num / den` of CPU time per response at most this.
+    Cpu(f64),
+    /// `num`'s p99 minus `den`'s under this many µs.
+    AddedP99(f64),
+}
+
+/// The comparison lines at every connection count, each with its target and verdict.
+pub fn ratios(rows: &[RowReport<'_>], conns: &[u32], checks: &[Check]) -> String {
     let summary = |name: &str, c: u32| {
         rows.iter()
             .find(|r| r.name == name && matches!(r.state, RowState::Ready))
@@ -168,57 +174,57 @@ pub fn ratios(rows: &[RowReport<'_>], conns: &[u32], headline: u32, checks: &[Ch
             .and_then(Cell::summary)
     };
     let mut out = String::new();
-    out.push_str(&format!("| {:<34} |", "comparison (medians)"));
+    out.push_str(&format!("| {:<42} |", "comparison (medians)"));
     for c in conns {
         out.push_str(&format!(" {:>9} |", format!("{c} conns")));
     }
-    out.push_str(&format!(" {:<12} | {:<10} |\n", "target", "at 64"));
-    out.push_str(&format!("|{:-<36}|", ""));
+    out.push_str(&format!(" {:<18} | {:<8} |\n", "target", "verdict"));
+    out.push_str(&format!("|{:-<44}|", ""));
     for _ in conns {
         out.push_str(&format!("{:->11}|", ":"));
     }
-    out.push_str(&format!("{:-<14}|{:-<12}|\n", "", ""));
+    out.push_str(&format!("{:-<20}|{:-<10}|\n", "", ""));
     for check in checks {
-        let (label, num, den) = match check {
-            Check::Ratio {
-                label, num, den, ..
-            }
-            | Check::AddedP99 {
-                label, num, den, ..
-            } => (*label, *num, *den),
-        };
         let value = |c: u32| -> Option<f64> {
-            let (a, b) = (summary(num, c)?, summary(den, c)?);
-            Some(match check {
-                Check::Ratio { .. } => a.rps / b.rps,
-                Check::AddedP99 { .. } => a.p99_us - b.p99_us,
+            let (a, b) = (summary(check.num, c)?, summary(check.den, c)?);
+            Some(match check.kind {
+                Kind::Rate(_) => a.rps / b.rps,
+                Kind::Cpu(_) => a.cpu_per_request_us / b.cpu_per_request_us,
+                Kind::AddedP99(_) => a.p99_us - b.p99_us,
             })
         };
-        let show = |v: f64| match check {
-            Check::Ratio { .. } => format!("{v:.2}x"),
-            Check::AddedP99 { .. } => latency(v),
+        let show = |v: f64| match check.kind {
+            Kind::Rate(_) | Kind::Cpu(_) => format!("{v:.2}x"),
+            Kind::AddedP99(_) => latency(v),
         };
-        out.push_str(&format!("| {label:<34} |"));
+        out.push_str(&format!("| {:<42} |", check.label));
         for &c in conns {
-            let cell = value(c).map_or_else(|| "n/a".to_string(), show);
+            let cell = value(c).map_or_else(|| "-".to_string(), show);
             out.push_str(&format!(" {cell:>9} |"));
         }
-        let (target, met) = match check {
-            Check::Ratio { at_least, .. } => (
-                format!(">= {at_least:.2}x"),
-                value(headline).map(|v| v >= *at_least),
-            ),
-            Check::AddedP99 { under_us, .. } => (
-                format!("< {}", latency(*under_us)),
-                value(headline).map(|v| v < *under_us),
-            ),
+        let met = |v: f64| match check.kind {
+            Kind::Rate(min) => v >= min,
+            Kind::Cpu(max) => v <= max,
+            Kind::AddedP99(max) => v < max,
         };
-        let verdict = match met {
-            Some(true) => "meets",
-            Some(false) => "MISSES",
-            None => "not measured",
+        let at = check
+            .at
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join("+");
+        let target = match check.kind {
+            Kind::Rate(min) => format!(">= {min:.2}x at {at}"),
+            Kind::Cpu(max) => format!("<= {max:.2}x at {at}"),
+            Kind::AddedP99(max) => format!("< {} at {at}", latency(max)),
         };
-        out.push_str(&format!(" {target:<12} | {verdict:<10} |\n"));
+        let values: Option<Vec<f64>> = check.at.iter().map(|&c| value(c)).collect();
+        let verdict = match values {
+            None => "n/a",
+            Some(v) if v.iter().all(|&x| met(x)) => "meets",
+            Some(_) => "MISSES",
+        };
+        out.push_str(&format!(" {target:<18} | {verdict:<8} |\n"));
     }
     out
 }

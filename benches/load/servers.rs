@@ -1,6 +1,7 @@
 //! The servers this bench binary runs itself: the real S3 server (s3s + s3s-fs, SigV4
-//! verified) and the bare hyper "limit" server, each in a child process of its own (so each
-//! has its own runtime and a measurable RSS), and the in-process session-check responder.
+//! verified), the bare hyper "limit" server and the bare hyper proxy (the floor a miss is
+//! judged against), each in a child process of its own (so each has its own runtime and a
+//! measurable RSS and CPU time), and the in-process session-check responder.
 //!
 //! A child mode prints `listening ADDR` on stdout once bound, then serves until its stdin
 //! closes (the bench ended) or the kernel's parent-death signal arrives.
@@ -62,6 +63,58 @@ pub fn serve_limit(file: &Path) -> anyhow::Result<()> {
                         http::HeaderValue::from_static("application/pdf"),
                     );
                     async move { Ok::<_, Infallible>(r) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    })
+}
+
+/// `serve-proxy FILE`: the bare proxy, the floor of a miss. `FILE` has one `PATH URL` line
+/// per label: a request for `PATH` becomes a GET of the presigned `URL` through a pooled
+/// hyper-util client, and the origin's answer goes back as it came (status, headers and the
+/// streamed body untouched): no session check, no per-request signing, no header work.
+pub fn serve_proxy(file: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(file)?;
+    let mut routes = std::collections::HashMap::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let (path, url) = line
+            .split_once(' ')
+            .ok_or_else(|| anyhow::anyhow!("serve-proxy: {line:?} is not `PATH URL`"))?;
+        routes.insert(path.to_string(), url.parse::<http::Uri>()?);
+    }
+    let routes = Arc::new(routes);
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_nodelay(true);
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(512)
+        .build::<_, http_body_util::Empty<Bytes>>(connector);
+    run_child(|listener| async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
+            let (routes, client) = (routes.clone(), client.clone());
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let uri = routes.get(req.uri().path()).cloned();
+                    let client = client.clone();
+                    async move {
+                        let Some(uri) = uri else {
+                            let mut r = http::Response::new(http_body_util::Either::Right(
+                                Full::new(Bytes::new()),
+                            ));
+                            *r.status_mut() = http::StatusCode::NOT_FOUND;
+                            return Ok(r);
+                        };
+                        let req = http::Request::get(uri)
+                            .body(http_body_util::Empty::new())
+                            .map_err(|e| e.to_string())?;
+                        match client.request(req).await {
+                            Ok(resp) => Ok(resp.map(http_body_util::Either::Left)),
+                            Err(e) => Err(e.to_string()),
+                        }
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)

@@ -1,0 +1,187 @@
+//! `LOAD_PERF=1`: where each row's CPU goes on the real CPU, sampled by `perf record`
+//! (`cpu-clock`, so it works where hardware counters are not exposed, as in most VMs).
+//!
+//! For the gateway's hit and miss, bare hyper and the bare proxy in turn: the server is
+//! warmed up, then `perf record -g -p PID` samples it while wrk drives 64 connections for a
+//! few seconds (`LOAD_PERF_CALLGRAPH=dwarf` for whole call stacks). Printed per row: the share of samples in the kernel, and the hottest
+//! symbols (self time). The `perf.data` files stay in `LOAD_PERF_DIR` when it is set, for
+//! `perf report -i FILE`; otherwise they go with the bench's temporary folder.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{bail, Context};
+
+use crate::peers::{object_url, signer, GatewayChild, SelfChild};
+use crate::procs::find_program;
+use crate::wrk::{Target, Wrk};
+
+/// Seconds sampled per row.
+const SECONDS: u64 = 6;
+/// Connections wrk drives while sampling (DESIGN §7's headline).
+const CONNS: u32 = 64;
+/// Symbols printed per row.
+const TOP: usize = 25;
+
+/// Samples every row and prints each one's profile.
+pub async fn run(
+    dir: &Path,
+    s3: SocketAddr,
+    check: &str,
+    wrk: &Wrk,
+    label: Target,
+    tracking: &str,
+    limit_file: &Path,
+) -> anyhow::Result<()> {
+    let perf =
+        find_program("perf", &[]).context("perf is not installed (apt-get install linux-perf)")?;
+    let out_dir = std::env::var_os("LOAD_PERF_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| dir.join("perf"));
+    std::fs::create_dir_all(&out_dir)?;
+    let path = format!("/shipping-label/{tracking}/");
+
+    for (row, cache) in [("gateway-hit", true), ("gateway-miss", false)] {
+        let gw = GatewayChild::start(row, dir, s3, check, cache, &[])?;
+        let target = Target {
+            url: format!("http://{}{path}", gw.addr),
+            x_cache: Some(if cache { "HIT" } else { "MISS" }),
+            ..label.clone()
+        };
+        sample(&perf, &out_dir, row, gw.guard.pid(), wrk, &target).await?;
+    }
+    let limit = SelfChild::start("serve-limit", limit_file, dir.join("perf-limit.log"))?;
+    let target = Target {
+        url: format!("http://{}/", limit.addr),
+        headers: Vec::new(),
+        x_cache: None,
+        ..label.clone()
+    };
+    sample(&perf, &out_dir, "limit", limit.guard.pid(), wrk, &target).await?;
+    drop(limit);
+    let url = signer().presign(
+        &http::Method::GET,
+        &object_url(s3, tracking),
+        Duration::from_secs(3600),
+        SystemTime::now(),
+    )?;
+    let routes = out_dir.join("proxy-routes.txt");
+    std::fs::write(&routes, format!("{path} {url}\n"))?;
+    let proxy = SelfChild::start("serve-proxy", &routes, dir.join("perf-proxy.log"))?;
+    let target = Target {
+        url: format!("http://{}{path}", proxy.addr),
+        headers: Vec::new(),
+        x_cache: None,
+        ..label
+    };
+    sample(
+        &perf,
+        &out_dir,
+        "bare-proxy",
+        proxy.guard.pid(),
+        wrk,
+        &target,
+    )
+    .await?;
+    println!();
+    println!("perf.data files: {}", out_dir.display());
+    Ok(())
+}
+
+/// Warms `pid` up, samples it under load, prints its profile.
+async fn sample(
+    perf: &Path,
+    out_dir: &Path,
+    row: &str,
+    pid: u32,
+    wrk: &Wrk,
+    target: &Target,
+) -> anyhow::Result<()> {
+    wrk.run(target, CONNS, 2, true).await?;
+    let data = out_dir.join(format!("{row}.data"));
+    // Frame pointers are cheap to record but Rust's release code keeps none, so callers
+    // are mostly lost; `LOAD_PERF_CALLGRAPH=dwarf` unwinds properly (larger files, and
+    // sampled less often to keep them manageable).
+    let graph = std::env::var("LOAD_PERF_CALLGRAPH").unwrap_or_else(|_| "fp".into());
+    let freq = if graph.starts_with("dwarf") {
+        "499"
+    } else {
+        "4000"
+    };
+    let mut rec = tokio::process::Command::new(perf)
+        .args([
+            "record",
+            "-e",
+            "cpu-clock",
+            "-F",
+            freq,
+            "--call-graph",
+            &graph,
+            "-p",
+        ])
+        .arg(pid.to_string())
+        .arg("-o")
+        .arg(&data)
+        .args(["--", "sleep"])
+        .arg((SECONDS + 1).to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("perf record")?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = wrk.run(target, CONNS, SECONDS, false).await?;
+    let status = rec.wait().await?;
+    if !status.success() {
+        bail!("perf record for {row}: {status}");
+    }
+    if r.errors > 0 {
+        bail!("{row}: {} errors while sampled", r.errors);
+    }
+    let report = |args: &[&str]| -> anyhow::Result<String> {
+        let out = std::process::Command::new(perf)
+            .arg("report")
+            .arg("-i")
+            .arg(&data)
+            .args([
+                "--stdio",
+                "--no-children",
+                "-g",
+                "none",
+                "--percent-limit",
+                "0.5",
+            ])
+            .args(args)
+            .output()?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let by_dso = report(&["--sort", "dso"])?;
+    let kernel: f64 = by_dso
+        .lines()
+        .filter(|l| l.contains("[kernel"))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .next()?
+                .trim_end_matches('%')
+                .parse::<f64>()
+                .ok()
+        })
+        .sum();
+    println!();
+    println!(
+        "## {row}: {:.0} req/s at {CONNS} connections while sampled; {kernel:.1}% of samples \
+         in the kernel",
+        r.rps()
+    );
+    println!();
+    let by_sym = report(&["--sort", "sym"])?;
+    for line in by_sym
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .take(TOP)
+    {
+        println!("    {}", line.trim_end());
+    }
+    Ok(())
+}
