@@ -41,4 +41,5 @@ pub mod secret;
 pub mod server;
 pub mod storage;
 pub mod telemetry;
+pub mod timefmt;
 pub mod tracking;

@@ -1,5 +1,16 @@
-//! Logging set-up: `tracing` to stderr through a non-blocking writer, so a slow terminal
-//! or log shipper never stalls a request. `RUST_LOG` overrides `[log] level`.
+//! Logging: `tracing` events and the access log, both into one in-memory buffer that a
+//! writer thread empties to stderr in batches, so a slow terminal or log shipper never
+//! stalls a request and a busy gateway does not wake a thread or make a `write` per line
+//! (nginx's `access_log ... buffer= flush=`). `RUST_LOG` overrides `[log] level`.
+//!
+//! Lines reach stderr at most [`FLUSH_EVERY`] after they were logged, in order. Past
+//! [`MAX_BUFFERED`] bytes waiting (stderr blocked), lines are dropped and counted, and the
+//! count is written once stderr takes lines again. The guard [`init`] returns writes what
+//! is left when dropped.
+//!
+//! The access log's line is written here directly ([`access`]), in exactly the shape the
+//! `tracing` formatter gives an event with target `access` (a unit test holds the two
+//! side by side), without the formatter's per-field dynamic dispatch.
 //!
 //! `[log] format = "json"` writes each event as one JSON object per line with the same
 //! fields as the text format, at the top level (tracing-subscriber's JSON formatter,
@@ -9,21 +20,174 @@
 //! access key id) stays off unless the filter names `aws_sigv4` explicitly: a blanket
 //! `RUST_LOG=trace` must not put signing material in the logs.
 
+use std::io::Write as _;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
+
 use tracing::Subscriber;
-use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
 
+/// The longest a line waits in memory before it is written.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// Bytes of lines held while stderr does not take them; more are dropped and counted.
+pub const MAX_BUFFERED: usize = 16 * 1024 * 1024;
+
+/// The batch of lines waiting for the writer thread.
+struct Pending {
+    buf: Vec<u8>,
+    dropped: u64,
+    closing: bool,
+}
+
+/// What the loggers share with the writer thread.
+struct Batch {
+    pending: Mutex<Pending>,
+    /// Signalled when the first line of a batch arrives, and on close.
+    wake: Condvar,
+}
+
+impl Batch {
+    fn new() -> Arc<Batch> {
+        Arc::new(Batch {
+            pending: Mutex::new(Pending {
+                buf: Vec::with_capacity(64 * 1024),
+                dropped: 0,
+                closing: false,
+            }),
+            wake: Condvar::new(),
+        })
+    }
+
+    /// Runs `write` on the pending buffer (one whole line), waking the writer thread when
+    /// the line starts a batch. Drops the line past [`MAX_BUFFERED`].
+    fn append(&self, write: impl FnOnce(&mut Vec<u8>)) {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if p.buf.len() >= MAX_BUFFERED {
+            p.dropped += 1;
+            return;
+        }
+        let was_empty = p.buf.is_empty();
+        write(&mut p.buf);
+        drop(p);
+        if was_empty {
+            self.wake.notify_one();
+        }
+    }
+
+    /// The writer thread: waits for a batch to start, lets it gather for [`FLUSH_EVERY`]
+    /// (or until close), then writes it out with one `write`.
+    fn run(&self, out: &mut dyn std::io::Write) {
+        let mut spare = Vec::with_capacity(64 * 1024);
+        loop {
+            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            while p.buf.is_empty() && p.dropped == 0 && !p.closing {
+                p = self.wake.wait(p).unwrap_or_else(|e| e.into_inner());
+            }
+            if !p.closing {
+                p = self
+                    .wake
+                    .wait_timeout_while(p, FLUSH_EVERY, |p| !p.closing)
+                    .map(|(p, _)| p)
+                    .unwrap_or_else(|e| e.into_inner().0);
+            }
+            std::mem::swap(&mut p.buf, &mut spare);
+            let (dropped, closing) = (std::mem::take(&mut p.dropped), p.closing);
+            drop(p);
+            let _ = out.write_all(&spare);
+            if dropped > 0 {
+                let _ = writeln!(out, "{} log lines dropped: stderr did not keep up", dropped);
+            }
+            let _ = out.flush();
+            spare.clear();
+            if spare.capacity() > 1024 * 1024 {
+                spare.shrink_to(64 * 1024);
+            }
+            if closing {
+                let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+                if p.buf.is_empty() {
+                    return;
+                }
+                let _ = out.write_all(&std::mem::take(&mut p.buf));
+                let _ = out.flush();
+                return;
+            }
+        }
+    }
+}
+
+/// `tracing`'s writer into the batch: each event is formatted whole, then appended.
+#[derive(Clone)]
+struct BatchWriter(Arc<Batch>);
+
+impl std::io::Write for BatchWriter {
+    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+        self.0.append(|buf| buf.extend_from_slice(line));
+        Ok(line.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for BatchWriter {
+    type Writer = BatchWriter;
+    fn make_writer(&'a self) -> BatchWriter {
+        self.clone()
+    }
+}
+
+/// The installed logger, for [`access`].
+struct Installed {
+    batch: Arc<Batch>,
+    format: LogFormat,
+}
+
+static INSTALLED: OnceLock<Installed> = OnceLock::new();
+
+/// Keeps the writer thread; dropping it writes what is left and stops the thread.
+pub struct LogGuard {
+    batch: Arc<Batch>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        self.batch
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .closing = true;
+        self.batch.wake.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// Installs the global subscriber; keep the guard alive until exit so the buffer flushes.
-pub fn init(cfg: &LogConfig) -> WorkerGuard {
+pub fn init(cfg: &LogConfig) -> LogGuard {
     let rust_log = std::env::var("RUST_LOG").ok();
     let filter = filter(cfg, rust_log.as_deref());
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
-    let _ = subscriber(cfg.format, filter, writer).try_init();
-    guard
+    let batch = Batch::new();
+    let worker = batch.clone();
+    let thread = std::thread::Builder::new()
+        .name("log-writer".into())
+        .spawn(move || worker.run(&mut std::io::stderr().lock()))
+        .ok();
+    if subscriber(cfg.format, filter, BatchWriter(batch.clone()))
+        .try_init()
+        .is_ok()
+    {
+        let _ = INSTALLED.set(Installed {
+            batch: batch.clone(),
+            format: cfg.format,
+        });
+    }
+    LogGuard { batch, thread }
 }
 
 /// The subscriber for `format`, writing to `writer`.
@@ -49,6 +213,115 @@ where
                 .finish(),
         ),
     }
+}
+
+/// One access-log line's fields. Strings are written as `tracing` records a `&str`
+/// (quoted, escaped); `method` as a `Display` value.
+pub struct Access<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub status: u16,
+    pub bytes: u64,
+    pub duration_us: u64,
+    pub auth: &'a str,
+    pub user: &'a str,
+    pub cache: &'a str,
+    /// A batch's distinct labels; absent otherwise.
+    pub labels: Option<usize>,
+    pub request_id: &'a str,
+}
+
+/// Writes one access-log line, when the filter lets INFO events of target `access`
+/// through. Without an installed logger (library use, tests) it goes through `tracing`.
+pub fn access(a: &Access<'_>) {
+    if !tracing::enabled!(target: "access", tracing::Level::INFO) {
+        return;
+    }
+    match INSTALLED.get() {
+        Some(logger) => {
+            let now = SystemTime::now();
+            logger
+                .batch
+                .append(|buf| write_access(buf, logger.format, now, a));
+        }
+        None => tracing::info!(
+            target: "access",
+            method = %a.method,
+            path = a.path,
+            status = a.status,
+            bytes = a.bytes,
+            duration_us = a.duration_us,
+            auth = a.auth,
+            user = a.user,
+            cache = a.cache,
+            labels = a.labels,
+            request_id = a.request_id,
+        ),
+    }
+}
+
+/// The line of `a` at `now` in `format`, as tracing-subscriber would write it.
+fn write_access(buf: &mut Vec<u8>, format: LogFormat, now: SystemTime, a: &Access<'_>) {
+    match format {
+        LogFormat::Text => {
+            write_timestamp(buf, now);
+            let _ = write!(
+                buf,
+                "  INFO access: method={} path={:?} status={} bytes={} duration_us={} auth={:?} \
+                 user={:?} cache={:?}",
+                a.method, a.path, a.status, a.bytes, a.duration_us, a.auth, a.user, a.cache
+            );
+            if let Some(n) = a.labels {
+                let _ = write!(buf, " labels={n}");
+            }
+            let _ = writeln!(buf, " request_id={:?}", a.request_id);
+        }
+        LogFormat::Json => {
+            let json = |buf: &mut Vec<u8>, s: &str| {
+                let _ = serde_json::to_writer(&mut *buf, s);
+            };
+            buf.extend_from_slice(b"{\"timestamp\":\"");
+            write_timestamp(buf, now);
+            buf.extend_from_slice(b"\",\"level\":\"INFO\",\"method\":");
+            json(buf, a.method);
+            buf.extend_from_slice(b",\"path\":");
+            json(buf, a.path);
+            let _ = write!(
+                buf,
+                ",\"status\":{},\"bytes\":{},\"duration_us\":{},\"auth\":",
+                a.status, a.bytes, a.duration_us
+            );
+            json(buf, a.auth);
+            buf.extend_from_slice(b",\"user\":");
+            json(buf, a.user);
+            buf.extend_from_slice(b",\"cache\":");
+            json(buf, a.cache);
+            if let Some(n) = a.labels {
+                let _ = write!(buf, ",\"labels\":{n}");
+            }
+            buf.extend_from_slice(b",\"request_id\":");
+            json(buf, a.request_id);
+            buf.extend_from_slice(b",\"target\":\"access\"}\n");
+        }
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ`, tracing-subscriber's UTC timestamp.
+fn write_timestamp(buf: &mut Vec<u8>, now: SystemTime) {
+    let since = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since.as_secs();
+    let (y, m, d) = crate::timefmt::civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    let _ = write!(
+        buf,
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        since.subsec_micros()
+    );
 }
 
 /// The filter in force: `rust_log` when set and valid, else `[log] level`.
@@ -133,6 +406,190 @@ mod tests {
             assert!(v.get(field).is_some(), "{field} missing in {json}");
         }
         assert!(v.get("timestamp").is_some(), "{json}");
+    }
+
+    /// The access line through `tracing`'s formatter, and written directly.
+    fn both_access_lines(format: LogFormat, a: &Access<'_>) -> (String, String) {
+        let out = Capture::default();
+        let writer = out.clone();
+        let sub = subscriber(format, EnvFilter::new("info"), move || writer.clone());
+        tracing::subscriber::with_default(sub, || access(a));
+        let via_tracing = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let mut direct = Vec::new();
+        write_access(&mut direct, format, SystemTime::now(), a);
+        (via_tracing, String::from_utf8(direct).unwrap())
+    }
+
+    #[test]
+    fn direct_access_lines_are_the_tracing_formatters_lines() {
+        let lines = [
+            Access {
+                method: "GET",
+                path: "/shipping-label/DEMO123/",
+                status: 200,
+                bytes: 51_200,
+                duration_us: 96,
+                auth: "cache",
+                user: "demo",
+                cache: "hit",
+                labels: None,
+                request_id: "7537ea5731486468",
+            },
+            Access {
+                method: "POST",
+                path: "/shipping-label/batch.pdf",
+                status: 502,
+                bytes: 0,
+                duration_us: 1_234_567,
+                auth: "app",
+                user: "w\"ave\\printer j\u{f6}rg\u{1}",
+                cache: "-",
+                labels: Some(2),
+                request_id: "-",
+            },
+        ];
+        for a in &lines {
+            let (t, d) = both_access_lines(LogFormat::Text, a);
+            // The timestamps differ by the time between the two; the shape and the rest
+            // must not. `YYYY-MM-DDTHH:MM:SS.ffffffZ` is 27 bytes.
+            assert_eq!(t.len(), d.len(), "{t}{d}");
+            assert_eq!(t[27..], d[27..], "text");
+            assert_eq!(t.as_bytes()[26], b'Z');
+            assert_eq!(d.as_bytes()[26], b'Z');
+            assert!(d.ends_with('\n') && d.lines().count() == 1);
+
+            let (t, d) = both_access_lines(LogFormat::Json, a);
+            let mut tv: serde_json::Value = serde_json::from_str(&t).expect(&t);
+            let mut dv: serde_json::Value = serde_json::from_str(&d).expect(&d);
+            let ts = |v: &mut serde_json::Value| v.as_object_mut().unwrap().remove("timestamp");
+            let (tt, dt) = (ts(&mut tv).unwrap(), ts(&mut dv).unwrap());
+            assert_eq!(tv, dv, "json");
+            assert_eq!(tt.as_str().unwrap().len(), dt.as_str().unwrap().len());
+            // Same keys in the same order, as a log reader scanning text would see them.
+            let keys = |s: &str| {
+                let v: serde_json::Value = serde_json::from_str(s).unwrap();
+                v.as_object().unwrap().keys().cloned().collect::<Vec<_>>()
+            };
+            assert_eq!(keys(&t), keys(&d));
+        }
+    }
+
+    #[test]
+    fn timestamps_are_utc_with_microseconds() {
+        let mut buf = Vec::new();
+        let t = SystemTime::UNIX_EPOCH + Duration::from_micros(1_369_353_600_000_042);
+        write_timestamp(&mut buf, t);
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "2013-05-24T00:00:00.000042Z"
+        );
+    }
+
+    /// A writer that records each `write` call.
+    #[derive(Clone, Default)]
+    struct Calls(Arc<Mutex<Vec<Vec<u8>>>>);
+
+    impl std::io::Write for Calls {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().push(buf.to_vec());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn lines_are_written_in_order_in_few_writes_and_all_on_close() {
+        let batch = Batch::new();
+        let calls = Calls::default();
+        let mut out = calls.clone();
+        let worker = batch.clone();
+        let thread = std::thread::spawn(move || worker.run(&mut out));
+        for i in 0..1000 {
+            batch.append(|b| b.extend_from_slice(format!("line {i}\n").as_bytes()));
+        }
+        let guard = LogGuard {
+            batch: batch.clone(),
+            thread: Some(thread),
+        };
+        drop(guard);
+        let writes = calls.0.lock().unwrap().clone();
+        let text = String::from_utf8(writes.concat()).unwrap();
+        let want: String = (0..1000).map(|i| format!("line {i}\n")).collect();
+        assert_eq!(text, want);
+        assert!(writes.len() <= 3, "{} writes for 1000 lines", writes.len());
+    }
+
+    #[test]
+    fn a_line_is_written_within_the_flush_interval_without_close() {
+        let batch = Batch::new();
+        let calls = Calls::default();
+        let mut out = calls.clone();
+        let worker = batch.clone();
+        let _thread = std::thread::spawn(move || worker.run(&mut out));
+        batch.append(|b| b.extend_from_slice(b"one\n"));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while calls.0.lock().unwrap().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "never written");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(calls.0.lock().unwrap().concat(), b"one\n");
+    }
+
+    /// A writer whose `write` blocks until released.
+    struct Stuck(Arc<(Mutex<bool>, Condvar)>, Calls);
+
+    impl std::io::Write for Stuck {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let (lock, cv) = &*self.0;
+            let mut go = lock.lock().unwrap();
+            while !*go {
+                go = cv.wait(go).unwrap();
+            }
+            self.1.write(buf)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_blocked_stderr_drops_lines_past_the_bound_and_says_how_many() {
+        let batch = Batch::new();
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let calls = Calls::default();
+        let mut out = Stuck(gate.clone(), calls.clone());
+        let worker = batch.clone();
+        let thread = std::thread::spawn(move || worker.run(&mut out));
+        // The first batch goes to the stuck writer; then the buffer fills to the bound.
+        batch.append(|b| b.extend_from_slice(b"first\n"));
+        while !batch.pending.lock().unwrap().buf.is_empty() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let line = vec![b'x'; 1023];
+        let lines = MAX_BUFFERED / 1024 + 10;
+        for _ in 0..lines {
+            batch.append(|b| {
+                b.extend_from_slice(&line);
+                b.push(b'\n');
+            });
+        }
+        assert_eq!(batch.pending.lock().unwrap().dropped, 10);
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
+        drop(LogGuard {
+            batch,
+            thread: Some(thread),
+        });
+        let text = calls.0.lock().unwrap().concat();
+        assert!(text.starts_with(b"first\n"));
+        let tail = String::from_utf8_lossy(&text[text.len() - 100..]).into_owned();
+        assert!(tail.contains("10 log lines dropped"), "{tail}");
+        assert_eq!(
+            text.iter().filter(|&&c| c == b'\n').count(),
+            1 + (lines - 10) + 1
+        );
     }
 
     #[test]

@@ -268,27 +268,20 @@ async fn drive(s: Settings) -> anyhow::Result<()> {
         let gw = GatewayChild::start("gateway-hit", dir, s3.addr, &check, true, &[])?;
         return memory_run(&gw, &big, &s).await;
     }
+    // The limit's label file, and the 50 KiB label as every row asks for it (URL per row).
+    let limit_file = dir.join("limit.pdf");
+    std::fs::write(&limit_file, &*small)?;
+    let target = Target {
+        url: String::new(),
+        headers: vec![format!("Cookie: sessionid={ANY_SESSION}")],
+        body_len: SMALL_LEN as u64,
+        x_cache: None,
+    };
     if s.perf_only {
-        let limit_file = dir.join("limit.pdf");
-        std::fs::write(&limit_file, &*small)?;
-        let target = Target {
-            url: String::new(),
-            headers: vec![format!("Cookie: sessionid={ANY_SESSION}")],
-            body_len: SMALL_LEN as u64,
-            x_cache: None,
-        };
         let check = responder.check_url();
         return perf::run(dir, s3.addr, &check, &wrk, target, SMALL, &limit_file).await;
     }
     if s.callgrind_only {
-        let limit_file = dir.join("limit.pdf");
-        std::fs::write(&limit_file, &*small)?;
-        let target = Target {
-            url: String::new(),
-            headers: vec![format!("Cookie: sessionid={ANY_SESSION}")],
-            body_len: SMALL_LEN as u64,
-            x_cache: None,
-        };
         let counts = callgrind::run_rows(
             dir,
             s3.addr,
@@ -321,8 +314,6 @@ async fn drive(s: Settings) -> anyhow::Result<()> {
     };
 
     // The servers under test.
-    let limit_file = dir.join("limit.pdf");
-    std::fs::write(&limit_file, &*small)?;
     let limit = SelfChild::start("serve-limit", &limit_file, dir.join("limit.log"))?;
     let presigned = signer().presign(
         &http::Method::GET,

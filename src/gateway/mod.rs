@@ -311,17 +311,20 @@ fn access_log(
                 .and_then(|s| s.parse().ok())
         })
         .unwrap_or(0);
-    tracing::info!(
-        target: "access",
-        method = %parts.method,
-        path = parts.uri.path(),
+    crate::telemetry::access(&crate::telemetry::Access {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
         status,
         bytes,
-        duration_us = elapsed.as_micros() as u64,
-        auth = trace.auth.map_or("-", Source::as_str),
-        user = trace.user.as_deref().unwrap_or("-"),
-        cache = match trace.cache { Some(true) => "hit", Some(false) => "miss", None => "-" },
-        labels = trace.labels,
-        request_id = request_id.to_str().unwrap_or("-"),
-    );
+        duration_us: elapsed.as_micros() as u64,
+        auth: trace.auth.map_or("-", Source::as_str),
+        user: trace.user.as_deref().unwrap_or("-"),
+        cache: match trace.cache {
+            Some(true) => "hit",
+            Some(false) => "miss",
+            None => "-",
+        },
+        labels: trace.labels,
+        request_id: request_id.to_str().unwrap_or("-"),
+    });
 }

@@ -368,7 +368,7 @@ impl AmzDate {
     fn of(time: SystemTime) -> Option<AmzDate> {
         let secs = time.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_secs();
         let (days, rem) = (secs / 86_400, secs % 86_400);
-        let (y, m, d) = civil_from_days(i64::try_from(days).ok()?);
+        let (y, m, d) = crate::timefmt::civil_from_days(i64::try_from(days).ok()?);
         if !(1970..=9999).contains(&y) {
             return None;
         }
@@ -398,21 +398,6 @@ impl AmzDate {
     fn date(&self) -> &str {
         std::str::from_utf8(&self.0[..8]).unwrap_or("")
     }
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's
-/// `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// RFC 3986 unreserved characters stay, everything else is escaped (SigV4 query encoding).
