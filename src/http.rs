@@ -314,8 +314,11 @@ impl LabelHeaders<'_> {
         }
         h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
         h.insert(header::CACHE_CONTROL, self.cache_control.clone());
-        if let Ok(v) = HeaderValue::try_from(format!("inline; filename=\"{}.pdf\"", self.tracking))
-        {
+        let mut disposition = Vec::with_capacity(self.tracking.len() + 23);
+        disposition.extend_from_slice(b"inline; filename=\"");
+        disposition.extend_from_slice(self.tracking.as_bytes());
+        disposition.extend_from_slice(b".pdf\"");
+        if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(disposition)) {
             h.insert(header::CONTENT_DISPOSITION, v);
         }
         h.insert(

@@ -262,19 +262,33 @@ pub fn access(a: &Access<'_>) {
 
 /// The line of `a` at `now` in `format`, as tracing-subscriber would write it.
 fn write_access(buf: &mut Vec<u8>, format: LogFormat, now: SystemTime, a: &Access<'_>) {
+    let mut num = itoa::Buffer::new();
     match format {
         LogFormat::Text => {
             write_timestamp(buf, now);
-            let _ = write!(
-                buf,
-                "  INFO access: method={} path={:?} status={} bytes={} duration_us={} auth={:?} \
-                 user={:?} cache={:?}",
-                a.method, a.path, a.status, a.bytes, a.duration_us, a.auth, a.user, a.cache
-            );
+            buf.extend_from_slice(b"  INFO access: method=");
+            buf.extend_from_slice(a.method.as_bytes());
+            buf.extend_from_slice(b" path=");
+            push_debug_str(buf, a.path);
+            buf.extend_from_slice(b" status=");
+            buf.extend_from_slice(num.format(a.status).as_bytes());
+            buf.extend_from_slice(b" bytes=");
+            buf.extend_from_slice(num.format(a.bytes).as_bytes());
+            buf.extend_from_slice(b" duration_us=");
+            buf.extend_from_slice(num.format(a.duration_us).as_bytes());
+            buf.extend_from_slice(b" auth=");
+            push_debug_str(buf, a.auth);
+            buf.extend_from_slice(b" user=");
+            push_debug_str(buf, a.user);
+            buf.extend_from_slice(b" cache=");
+            push_debug_str(buf, a.cache);
             if let Some(n) = a.labels {
-                let _ = write!(buf, " labels={n}");
+                buf.extend_from_slice(b" labels=");
+                buf.extend_from_slice(num.format(n).as_bytes());
             }
-            let _ = writeln!(buf, " request_id={:?}", a.request_id);
+            buf.extend_from_slice(b" request_id=");
+            push_debug_str(buf, a.request_id);
+            buf.push(b'\n');
         }
         LogFormat::Json => {
             let json = |buf: &mut Vec<u8>, s: &str| {
@@ -286,23 +300,40 @@ fn write_access(buf: &mut Vec<u8>, format: LogFormat, now: SystemTime, a: &Acces
             json(buf, a.method);
             buf.extend_from_slice(b",\"path\":");
             json(buf, a.path);
-            let _ = write!(
-                buf,
-                ",\"status\":{},\"bytes\":{},\"duration_us\":{},\"auth\":",
-                a.status, a.bytes, a.duration_us
-            );
+            buf.extend_from_slice(b",\"status\":");
+            buf.extend_from_slice(num.format(a.status).as_bytes());
+            buf.extend_from_slice(b",\"bytes\":");
+            buf.extend_from_slice(num.format(a.bytes).as_bytes());
+            buf.extend_from_slice(b",\"duration_us\":");
+            buf.extend_from_slice(num.format(a.duration_us).as_bytes());
+            buf.extend_from_slice(b",\"auth\":");
             json(buf, a.auth);
             buf.extend_from_slice(b",\"user\":");
             json(buf, a.user);
             buf.extend_from_slice(b",\"cache\":");
             json(buf, a.cache);
             if let Some(n) = a.labels {
-                let _ = write!(buf, ",\"labels\":{n}");
+                buf.extend_from_slice(b",\"labels\":");
+                buf.extend_from_slice(num.format(n).as_bytes());
             }
             buf.extend_from_slice(b",\"request_id\":");
             json(buf, a.request_id);
             buf.extend_from_slice(b",\"target\":\"access\"}\n");
         }
+    }
+}
+
+/// `s` as `{:?}` writes it: quoted, with quotes, backslashes and anything not printable
+/// ASCII escaped. Plain printable ASCII (every gateway path and request id) is copied.
+fn push_debug_str(buf: &mut Vec<u8>, s: &str) {
+    if s.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\' && b != b'\'')
+    {
+        buf.push(b'"');
+        buf.extend_from_slice(s.as_bytes());
+        buf.push(b'"');
+    } else {
+        let _ = write!(buf, "{s:?}");
     }
 }
 
@@ -314,14 +345,21 @@ fn write_timestamp(buf: &mut Vec<u8>, now: SystemTime) {
     let secs = since.as_secs();
     let (y, m, d) = crate::timefmt::civil_from_days((secs / 86_400) as i64);
     let rem = secs % 86_400;
-    let _ = write!(
-        buf,
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        since.subsec_micros()
-    );
+    let mut out = *b"0000-00-00T00:00:00.000000Z";
+    let mut put = |at: usize, width: usize, mut v: u64| {
+        for i in (0..width).rev() {
+            out[at + i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, y.clamp(0, 9999) as u64);
+    put(5, 2, u64::from(m));
+    put(8, 2, u64::from(d));
+    put(11, 2, rem / 3600);
+    put(14, 2, rem / 60 % 60);
+    put(17, 2, rem % 60);
+    put(20, 6, u64::from(since.subsec_micros()));
+    buf.extend_from_slice(&out);
 }
 
 /// The filter in force: `rust_log` when set and valid, else `[log] level`.
@@ -471,6 +509,26 @@ mod tests {
                 v.as_object().unwrap().keys().cloned().collect::<Vec<_>>()
             };
             assert_eq!(keys(&t), keys(&d));
+        }
+    }
+
+    #[test]
+    fn strings_are_quoted_exactly_as_debug_quotes_them() {
+        for s in [
+            "",
+            "demo",
+            "/shipping-label/X1/",
+            "a\"b",
+            "back\\slash",
+            "it's",
+            "j\u{f6}rg",
+            "\u{7f}",
+            "tab\t",
+            "\u{1b}[31m",
+        ] {
+            let mut buf = Vec::new();
+            push_debug_str(&mut buf, s);
+            assert_eq!(String::from_utf8(buf).unwrap(), format!("{s:?}"), "{s:?}");
         }
     }
 

@@ -48,6 +48,11 @@ impl Tracking {
         std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
     }
 
+    /// The number's bytes (ASCII).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
     /// Whether `s` is a valid tracking number.
     pub fn is_valid(s: &str) -> bool {
         Tracking::parse(s).is_ok()
@@ -69,7 +74,8 @@ impl std::ops::Deref for Tracking {
 
 impl PartialEq for Tracking {
     fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
+        // The bytes, not `as_str`: no UTF-8 check on the cache-key path.
+        self.as_bytes() == other.as_bytes()
     }
 }
 
@@ -89,7 +95,9 @@ impl PartialEq<&str> for Tracking {
 
 impl Hash for Tracking {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.as_str().hash(state)
+        // As `str` hashes (bytes, then 0xff), without the UTF-8 check.
+        state.write(self.as_bytes());
+        state.write_u8(0xff);
     }
 }
 

@@ -131,7 +131,10 @@ pub async fn run_rows(
     path: &str,
     limit_file: &Path,
 ) -> anyhow::Result<Vec<Count>> {
-    let cg = dir.join("callgrind");
+    // `LOAD_CALLGRIND_DIR` keeps the dumps, for `callgrind_annotate --inclusive=yes`.
+    let cg = std::env::var_os("LOAD_CALLGRIND_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| dir.join("callgrind"));
     std::fs::create_dir_all(&cg)?;
     let gateway = std::env::var_os("LOAD_GATEWAY_BIN")
         .map(PathBuf::from)

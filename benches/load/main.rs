@@ -46,9 +46,11 @@
 //! batch memory run), `LOAD_TABLE_ONLY=1` (only the rows table and its verdicts),
 //! `LOAD_PERF=1` (only `perf record` profiles of the same four rows on the real CPU: see
 //! `perf.rs`), `LOAD_CALLGRIND=1` (only instructions per response of the gateway's
-//! hit and miss, of bare hyper and of the bare proxy, under callgrind: see `callgrind.rs`),
+//! hit and miss, of bare hyper and of the bare proxy, under callgrind: see `callgrind.rs`;
+//! `LOAD_CALLGRIND_DIR` keeps the dumps),
 //! `LOAD_GATEWAY_BIN` (another gateway binary, e.g. to compare a change) and
-//! `LOAD_GATEWAY_CONFIG` (the config file it runs with, when its release needs another).
+//! `LOAD_GATEWAY_CONFIG` (the config file it runs with, when its release needs another),
+//! `LOAD_BASELINE_BIN` (adds that build's hit and misses as "baseline" rows of the same run, for a before/after; `LOAD_BASELINE_CONFIG` its config).
 //!
 //! Under `cargo test --all-targets` this binary does nothing: only `cargo bench` (which
 //! passes `--bench`) runs it.
@@ -352,6 +354,21 @@ async fn drive(s: Settings) -> anyhow::Result<()> {
         Err(_) => None,
     };
     let nginx = Nginx::start(&nginx_bin, dir, responder.addr, SMALL, &presigned)?;
+    // `LOAD_BASELINE_BIN`: an older build's hit and miss as rows of the same run.
+    let baseline = match std::env::var_os("LOAD_BASELINE_BIN") {
+        None => None,
+        Some(bin) => {
+            let bin = std::path::PathBuf::from(bin);
+            let config = std::env::var_os("LOAD_BASELINE_CONFIG").map_or_else(
+                || Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml"),
+                std::path::PathBuf::from,
+            );
+            let start = |name: &str, cache: bool| {
+                GatewayChild::start_bin(&bin, &config, name, dir, s3.addr, &check, cache, &[])
+            };
+            Some((start("baseline-miss", false)?, start("baseline-hit", true)?))
+        }
+    };
 
     let mut rows = vec![
         Row::new(
@@ -429,6 +446,39 @@ async fn drive(s: Settings) -> anyhow::Result<()> {
         .expect_cache("MISS")
         .only_at(&BIG_CONNECTIONS),
     ];
+    if let Some((miss, hit)) = &baseline {
+        rows.push(
+            Row::new(
+                "baseline miss",
+                format!("http://{}{label_path}", miss.addr),
+                ANY_SESSION,
+                vec![miss.guard.pid()],
+                &small,
+            )
+            .expect_cache("MISS"),
+        );
+        rows.push(
+            Row::new(
+                "baseline hit",
+                format!("http://{}{label_path}", hit.addr),
+                ANY_SESSION,
+                vec![hit.guard.pid()],
+                &small,
+            )
+            .expect_cache("HIT"),
+        );
+        rows.push(
+            Row::new(
+                "baseline miss, 5 MiB",
+                format!("http://{}{big_path}", miss.addr),
+                ANY_SESSION,
+                vec![miss.guard.pid()],
+                &big,
+            )
+            .expect_cache("MISS")
+            .only_at(&BIG_CONNECTIONS),
+        );
+    }
 
     measure(&mut rows, &wrk, &s).await;
 
@@ -487,7 +537,7 @@ async fn drive(s: Settings) -> anyhow::Result<()> {
     );
 
     memory_run(&gw_hit, &big, &s).await?;
-    drop((gw_miss, gw_hit, gw_django, nginx, limit, proxy));
+    drop((gw_miss, gw_hit, gw_django, nginx, limit, proxy, baseline));
     batch::run(s3.addr, &responder, dir, &s).await?;
     soak_run(s3.addr, &responder, dir, &s).await
 }

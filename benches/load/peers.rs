@@ -132,6 +132,31 @@ impl GatewayChild {
         let config_path = std::env::var_os("LOAD_GATEWAY_CONFIG")
             .map(PathBuf::from)
             .unwrap_or_else(|| Path::new(REPO).join("config.toml"));
+        Self::start_bin(
+            &bin,
+            &config_path,
+            name,
+            dir,
+            s3,
+            check_url,
+            cache_enabled,
+            extra_env,
+        )
+    }
+
+    /// [`GatewayChild::start`] of the binary `bin` with the config file `config_path`
+    /// (the baseline rows: an older build in the same run).
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_bin(
+        bin: &Path,
+        config_path: &Path,
+        name: &str,
+        dir: &Path,
+        s3: SocketAddr,
+        check_url: &str,
+        cache_enabled: bool,
+        extra_env: &[(&str, String)],
+    ) -> anyhow::Result<GatewayChild> {
         let port = free_port()?;
         let internal_port = free_port()?;
         let env: BTreeMap<String, String> = [
@@ -154,14 +179,14 @@ impl GatewayChild {
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         // The same loader the binary uses: a bad setting fails here with its reason.
-        let text = std::fs::read_to_string(&config_path)
+        let text = std::fs::read_to_string(config_path)
             .with_context(|| format!("read {}", config_path.display()))?;
         let config = Config::from_toml_str(&text, &env)
             .map_err(|e| anyhow::anyhow!("gateway config for {name}: {e}"))?;
         let log = dir.join(format!("{}.log", name.replace(' ', "-")));
-        let mut cmd = Command::new(&bin);
+        let mut cmd = Command::new(bin);
         cmd.arg("--config")
-            .arg(&config_path)
+            .arg(config_path)
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -223,22 +223,28 @@ impl S3Store {
         } else {
             Method::GET
         };
+        // Parsed once, not per attempt; the request is put together field by field (the
+        // builder converts and re-checks every part).
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|_| StorageError::Protocol("object URL does not parse".into()))?;
         let resp = self
             .send_with_retries(|| {
-                let mut b = Request::builder()
-                    .method(method.clone())
-                    .uri(&url)
-                    .header(header::HOST, self.host.clone());
-                if let Some(r) = req.range {
-                    b = b.header(header::RANGE, r.header_value());
+                let mut r = Request::new(empty());
+                *r.method_mut() = method.clone();
+                *r.uri_mut() = uri.clone();
+                let h = r.headers_mut();
+                h.insert(header::HOST, self.host.clone());
+                if let Some(range) = req.range {
+                    h.insert(header::RANGE, range.header_value());
                 }
                 for (name, value) in req.conditions.forward() {
                     // Only values that can be signed; the gateway re-evaluates them anyway.
                     if value.to_str().is_ok() {
-                        b = b.header(name, value.clone());
+                        h.append(name, value.clone());
                     }
                 }
-                b.body(empty())
+                Ok(r)
             })
             .await?;
         let status = resp.status();
