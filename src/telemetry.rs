@@ -260,67 +260,64 @@ pub fn access(a: &Access<'_>) {
     }
 }
 
+/// An access-log field's value, as `tracing` records it.
+enum Field<'a> {
+    /// A `Display` value (`%`): bare in text, a string in JSON.
+    Shown(&'a str),
+    /// A `&str`: quoted and escaped in text, a string in JSON.
+    Str(&'a str),
+    Num(u64),
+}
+
 /// The line of `a` at `now` in `format`, as tracing-subscriber would write it.
 fn write_access(buf: &mut Vec<u8>, format: LogFormat, now: SystemTime, a: &Access<'_>) {
+    let fields = [
+        ("method", Some(Field::Shown(a.method))),
+        ("path", Some(Field::Str(a.path))),
+        ("status", Some(Field::Num(u64::from(a.status)))),
+        ("bytes", Some(Field::Num(a.bytes))),
+        ("duration_us", Some(Field::Num(a.duration_us))),
+        ("auth", Some(Field::Str(a.auth))),
+        ("user", Some(Field::Str(a.user))),
+        ("cache", Some(Field::Str(a.cache))),
+        ("labels", a.labels.map(|n| Field::Num(n as u64))),
+        ("request_id", Some(Field::Str(a.request_id))),
+    ];
     let mut num = itoa::Buffer::new();
-    match format {
-        LogFormat::Text => {
-            write_timestamp(buf, now);
-            buf.extend_from_slice(b"  INFO access: method=");
-            buf.extend_from_slice(a.method.as_bytes());
-            buf.extend_from_slice(b" path=");
-            push_debug_str(buf, a.path);
-            buf.extend_from_slice(b" status=");
-            buf.extend_from_slice(num.format(a.status).as_bytes());
-            buf.extend_from_slice(b" bytes=");
-            buf.extend_from_slice(num.format(a.bytes).as_bytes());
-            buf.extend_from_slice(b" duration_us=");
-            buf.extend_from_slice(num.format(a.duration_us).as_bytes());
-            buf.extend_from_slice(b" auth=");
-            push_debug_str(buf, a.auth);
-            buf.extend_from_slice(b" user=");
-            push_debug_str(buf, a.user);
-            buf.extend_from_slice(b" cache=");
-            push_debug_str(buf, a.cache);
-            if let Some(n) = a.labels {
-                buf.extend_from_slice(b" labels=");
-                buf.extend_from_slice(num.format(n).as_bytes());
-            }
-            buf.extend_from_slice(b" request_id=");
-            push_debug_str(buf, a.request_id);
-            buf.push(b'\n');
+    let json = format == LogFormat::Json;
+    if json {
+        buf.extend_from_slice(b"{\"timestamp\":\"");
+        write_timestamp(buf, now);
+        buf.extend_from_slice(b"\",\"level\":\"INFO\"");
+    } else {
+        write_timestamp(buf, now);
+        buf.extend_from_slice(b"  INFO access:");
+    }
+    for (name, value) in fields {
+        let Some(value) = value else { continue };
+        if json {
+            buf.extend_from_slice(b",\"");
+            buf.extend_from_slice(name.as_bytes());
+            buf.extend_from_slice(b"\":");
+        } else {
+            buf.push(b' ');
+            buf.extend_from_slice(name.as_bytes());
+            buf.push(b'=');
         }
-        LogFormat::Json => {
-            let json = |buf: &mut Vec<u8>, s: &str| {
+        match value {
+            Field::Num(n) => buf.extend_from_slice(num.format(n).as_bytes()),
+            Field::Shown(s) | Field::Str(s) if json => {
                 let _ = serde_json::to_writer(&mut *buf, s);
-            };
-            buf.extend_from_slice(b"{\"timestamp\":\"");
-            write_timestamp(buf, now);
-            buf.extend_from_slice(b"\",\"level\":\"INFO\",\"method\":");
-            json(buf, a.method);
-            buf.extend_from_slice(b",\"path\":");
-            json(buf, a.path);
-            buf.extend_from_slice(b",\"status\":");
-            buf.extend_from_slice(num.format(a.status).as_bytes());
-            buf.extend_from_slice(b",\"bytes\":");
-            buf.extend_from_slice(num.format(a.bytes).as_bytes());
-            buf.extend_from_slice(b",\"duration_us\":");
-            buf.extend_from_slice(num.format(a.duration_us).as_bytes());
-            buf.extend_from_slice(b",\"auth\":");
-            json(buf, a.auth);
-            buf.extend_from_slice(b",\"user\":");
-            json(buf, a.user);
-            buf.extend_from_slice(b",\"cache\":");
-            json(buf, a.cache);
-            if let Some(n) = a.labels {
-                buf.extend_from_slice(b",\"labels\":");
-                buf.extend_from_slice(num.format(n).as_bytes());
             }
-            buf.extend_from_slice(b",\"request_id\":");
-            json(buf, a.request_id);
-            buf.extend_from_slice(b",\"target\":\"access\"}\n");
+            Field::Shown(s) => buf.extend_from_slice(s.as_bytes()),
+            Field::Str(s) => push_debug_str(buf, s),
         }
     }
+    buf.extend_from_slice(if json {
+        b",\"target\":\"access\"}\n"
+    } else {
+        b"\n"
+    });
 }
 
 /// `s` as `{:?}` writes it: quoted, with quotes, backslashes and anything not printable
