@@ -155,6 +155,33 @@ async fn slow_down_and_a_hangup_before_the_head_are_retried() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_kept_connection_the_origin_closed_meanwhile_is_not_an_error() {
+    // Each answer keeps the connection by HTTP's rules, and the origin closes it anyway:
+    // the next label read finds its pooled connection dead and must still succeed.
+    let good = pdf_bytes(20_000, 65);
+    let origin = ScriptedOrigin::start(vec![], Act::QuietClose { body: good.clone() }).await;
+    let check = Responder::allow_all().await;
+    let gw = support::start_gateway(support::origin_config(
+        &origin.endpoint(),
+        &check.url(),
+        &[("LABEL_GATEWAY_STORAGE__ATTEMPTS", "3")],
+    ))
+    .await;
+    for i in 0..6 {
+        let r = get_label(&gw, &format!("QUIET{i}"))
+            .cookie(ANY_SESSION)
+            .timeout(HANG)
+            .send()
+            .await;
+        assert_eq!(r.status(), 200, "read {i}");
+        assert!(r.bytes().await.unwrap() == good, "read {i}");
+        // Let the close arrive before the next read, as it would between prints.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(origin.hits(), 6, "every read answered once");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn origin_failing_every_attempt_is_502_after_exactly_the_configured_attempts() {
     let origin = ScriptedOrigin::start(vec![], Act::error(500, "InternalError")).await;
     let check = Responder::allow_all().await;

@@ -45,6 +45,55 @@ async fn small_label_round_trips_exactly_with_label_headers() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn label_reads_reuse_their_storage_connections() {
+    use std::sync::atomic::Ordering;
+    let (s3, _check, gw) = setup(&[]).await;
+    let data = pdf_bytes(50 * 1024, 7);
+    s3.put_label("POOLED1", &data).await;
+    // Warm: the first read opens a connection.
+    let first = get_label(&gw, "POOLED1").cookie(ANY_SESSION).send().await;
+    assert_eq!(first.bytes().await.unwrap(), data);
+    let before = s3.counters.connections.load(Ordering::SeqCst);
+    // One after another: GETs, HEADs and a missing label, each read to its end.
+    for i in 0..30 {
+        let resp = match i % 3 {
+            0 => get_label(&gw, "POOLED1").cookie(ANY_SESSION).send().await,
+            1 => head_label(&gw, "POOLED1").cookie(ANY_SESSION).send().await,
+            _ => get_label(&gw, "NOSUCH1").cookie(ANY_SESSION).send().await,
+        };
+        let status = resp.status();
+        let body = resp.bytes().await.unwrap();
+        match i % 3 {
+            0 => assert!(status == 200 && body == data, "{i}: {status}"),
+            1 => assert!(status == 200 && body.is_empty(), "{i}: {status}"),
+            _ => assert_eq!(status, 404, "{i}"),
+        }
+    }
+    let sequential = s3.counters.connections.load(Ordering::SeqCst) - before;
+    assert_eq!(
+        sequential, 0,
+        "sequential label reads opened new storage connections"
+    );
+
+    // Eight at once, four times: at most eight connections, then reused.
+    for round in 0..4 {
+        let mut reads = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let req = get_label(&gw, "POOLED1").cookie(ANY_SESSION);
+            reads.spawn(async move { req.send().await.bytes().await.unwrap() });
+        }
+        while let Some(body) = reads.join_next().await {
+            assert!(body.unwrap() == data, "round {round}");
+        }
+    }
+    let parallel = s3.counters.connections.load(Ordering::SeqCst) - before;
+    assert!(
+        parallel <= 8,
+        "{parallel} storage connections for 8 readers at a time"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn twenty_megabyte_label_round_trips_exactly() {
     let (s3, _check, gw) = setup(&[]).await;
     let data = pdf_bytes(20 * 1024 * 1024, 2);

@@ -29,6 +29,8 @@ pub const REGION: &str = "lon1";
 
 #[derive(Default)]
 pub struct Counters {
+    /// TCP connections accepted.
+    pub connections: AtomicUsize,
     pub get: AtomicUsize,
     pub head: AtomicUsize,
     pub put: AtomicUsize,
@@ -92,6 +94,7 @@ impl S3Server {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                c.connections.fetch_add(1, Ordering::SeqCst);
                 let service = service.clone();
                 let c = c.clone();
                 tokio::spawn(async move {

@@ -221,6 +221,10 @@ pub enum Act {
     },
     /// Reads the request and closes the connection without a byte of answer.
     Hangup,
+    /// A complete 200 that does not say `Connection: close` but closes anyway, as a
+    /// server whose keep-alive timeout just ran out does: the client's pooled connection
+    /// is dead when it is next used.
+    QuietClose { body: Vec<u8> },
 }
 
 impl Act {
@@ -242,7 +246,8 @@ impl Act {
 
 /// A raw-TCP origin that plays a script, one [`Act`] per request (then `then` forever):
 /// 500s before a 200, a slow first byte, a body cut or stalled mid-way. Every answer
-/// closes its connection, so each request is a fresh one. Counts the requests it read.
+/// closes its connection (saying so, except [`Act::QuietClose`]), so each request is a
+/// fresh one. Counts the requests it read.
 pub struct ScriptedOrigin {
     pub addr: SocketAddr,
     pub hits: Arc<AtomicUsize>,
@@ -278,14 +283,15 @@ impl ScriptedOrigin {
                     }
                     h.fetch_add(1, Ordering::SeqCst);
                     let act = script.lock().expect("script").pop_front().unwrap_or(then);
-                    let head = |status: u16, len: usize| {
+                    let head_as = |status: u16, len: usize, close: bool| {
                         format!(
                             "HTTP/1.1 {status} Scripted\r\nContent-Length: {len}\r\n\
                              Content-Type: application/pdf\r\nETag: \"scripted\"\r\n\
-                             Last-Modified: Wed, 21 Oct 2026 07:28:00 GMT\r\n\
-                             Connection: close\r\n\r\n"
+                             Last-Modified: Wed, 21 Oct 2026 07:28:00 GMT\r\n{}\r\n",
+                            if close { "Connection: close\r\n" } else { "" }
                         )
                     };
+                    let head = |status: u16, len: usize| head_as(status, len, true);
                     match act {
                         Act::Answer { status, body } => {
                             let _ = s.write_all(head(status, body.len()).as_bytes()).await;
@@ -318,6 +324,12 @@ impl ScriptedOrigin {
                             }
                         }
                         Act::Hangup => {}
+                        Act::QuietClose { body } => {
+                            let _ = s
+                                .write_all(head_as(200, body.len(), false).as_bytes())
+                                .await;
+                            let _ = s.write_all(&body).await;
+                        }
                     }
                     let _ = s.shutdown().await;
                 });
