@@ -101,29 +101,45 @@ async fn origin_stalling_mid_body_is_cut_at_the_idle_timeout() {
     assert_eq!(origin.hits(), 2);
 }
 
+/// A gateway in front of a scripted origin, with `attempts` storage attempts.
+async fn scripted(
+    script: Vec<Act>,
+    then: Act,
+    attempts: &str,
+) -> (ScriptedOrigin, Responder, label_gateway::server::Running) {
+    let origin = ScriptedOrigin::start(script, then).await;
+    let check = Responder::allow_all().await;
+    let gw = support::start_gateway(support::origin_config(
+        &origin.endpoint(),
+        &check.url(),
+        &[("LABEL_GATEWAY_STORAGE__ATTEMPTS", attempts)],
+    ))
+    .await;
+    (origin, check, gw)
+}
+
+/// One label read, bounded by [`HANG`].
+async fn read(gw: &label_gateway::server::Running, tracking: &str) -> reqwest::Response {
+    get_label(gw, tracking)
+        .cookie(ANY_SESSION)
+        .timeout(HANG)
+        .send()
+        .await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn origin_500_twice_then_200_is_retried_to_the_right_bytes() {
     let good = pdf_bytes(30_000, 63);
-    let origin = ScriptedOrigin::start(
+    let (origin, _check, gw) = scripted(
         vec![
             Act::error(500, "InternalError"),
             Act::error(500, "InternalError"),
         ],
         Act::ok(&good),
+        "3",
     )
     .await;
-    let check = Responder::allow_all().await;
-    let gw = support::start_gateway(support::origin_config(
-        &origin.endpoint(),
-        &check.url(),
-        &[("LABEL_GATEWAY_STORAGE__ATTEMPTS", "3")],
-    ))
-    .await;
-    let r = get_label(&gw, "RETRY1")
-        .cookie(ANY_SESSION)
-        .timeout(HANG)
-        .send()
-        .await;
+    let r = read(&gw, "RETRY1").await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap(), good);
     assert_eq!(origin.hits(), 3);
@@ -132,23 +148,13 @@ async fn origin_500_twice_then_200_is_retried_to_the_right_bytes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_down_and_a_hangup_before_the_head_are_retried() {
     let good = pdf_bytes(10_000, 64);
-    let origin = ScriptedOrigin::start(
+    let (origin, _check, gw) = scripted(
         vec![Act::error(503, "SlowDown"), Act::Hangup],
         Act::ok(&good),
+        "3",
     )
     .await;
-    let check = Responder::allow_all().await;
-    let gw = support::start_gateway(support::origin_config(
-        &origin.endpoint(),
-        &check.url(),
-        &[("LABEL_GATEWAY_STORAGE__ATTEMPTS", "3")],
-    ))
-    .await;
-    let r = get_label(&gw, "RETRY2")
-        .cookie(ANY_SESSION)
-        .timeout(HANG)
-        .send()
-        .await;
+    let r = read(&gw, "RETRY2").await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap(), good);
     assert_eq!(origin.hits(), 3);
@@ -159,20 +165,9 @@ async fn a_kept_connection_the_origin_closed_meanwhile_is_not_an_error() {
     // Each answer keeps the connection by HTTP's rules, and the origin closes it anyway:
     // the next label read finds its pooled connection dead and must still succeed.
     let good = pdf_bytes(20_000, 65);
-    let origin = ScriptedOrigin::start(vec![], Act::QuietClose { body: good.clone() }).await;
-    let check = Responder::allow_all().await;
-    let gw = support::start_gateway(support::origin_config(
-        &origin.endpoint(),
-        &check.url(),
-        &[("LABEL_GATEWAY_STORAGE__ATTEMPTS", "3")],
-    ))
-    .await;
+    let (origin, _check, gw) = scripted(vec![], Act::QuietClose { body: good.clone() }, "3").await;
     for i in 0..6 {
-        let r = get_label(&gw, &format!("QUIET{i}"))
-            .cookie(ANY_SESSION)
-            .timeout(HANG)
-            .send()
-            .await;
+        let r = read(&gw, &format!("QUIET{i}")).await;
         assert_eq!(r.status(), 200, "read {i}");
         assert!(r.bytes().await.unwrap() == good, "read {i}");
         // Let the close arrive before the next read, as it would between prints.
@@ -183,19 +178,8 @@ async fn a_kept_connection_the_origin_closed_meanwhile_is_not_an_error() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn origin_failing_every_attempt_is_502_after_exactly_the_configured_attempts() {
-    let origin = ScriptedOrigin::start(vec![], Act::error(500, "InternalError")).await;
-    let check = Responder::allow_all().await;
-    let gw = support::start_gateway(support::origin_config(
-        &origin.endpoint(),
-        &check.url(),
-        &[("LABEL_GATEWAY_STORAGE__ATTEMPTS", "2")],
-    ))
-    .await;
-    let r = get_label(&gw, "RETRY3")
-        .cookie(ANY_SESSION)
-        .timeout(HANG)
-        .send()
-        .await;
+    let (origin, _check, gw) = scripted(vec![], Act::error(500, "InternalError"), "2").await;
+    let r = read(&gw, "RETRY3").await;
     assert_eq!(r.status(), 502);
     let body = r.text().await.unwrap();
     assert!(
