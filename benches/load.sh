@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The end-to-end load bench, one command:
 #
-#   bash benches/load.sh              # full run, about 13 minutes on 2 cores
+#   bash benches/load.sh              # full run, about 14 minutes on 2 cores
 #   LOAD_QUICK=1 bash benches/load.sh # short run, about 4 minutes
 #
 # Installs wrk and nginx when missing (Debian packages), makes the Django test app's

@@ -47,7 +47,7 @@
 //! `LOAD_PERF=1` (only `perf record` profiles of the same four rows on the real CPU: see
 //! `perf.rs`), `LOAD_CALLGRIND=1` (only instructions per response of the gateway's
 //! hit and miss, of bare hyper and of the bare proxy, under callgrind: see `callgrind.rs`;
-//! `LOAD_CALLGRIND_DIR` keeps the dumps),
+//! `LOAD_CALLGRIND_DIR` keeps the dumps, `LOAD_CALLGRIND_FLOORS=0` skips the two floors),
 //! `LOAD_GATEWAY_BIN` (another gateway binary, e.g. to compare a change) and
 //! `LOAD_GATEWAY_CONFIG` (the config file it runs with, when its release needs another),
 //! `LOAD_BASELINE_BIN` (adds that build's hit and misses as "baseline" rows of the same run, for a before/after; `LOAD_BASELINE_CONFIG` its config).
