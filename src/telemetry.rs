@@ -176,7 +176,9 @@ pub fn init(cfg: &LogConfig) -> LogGuard {
     let worker = batch.clone();
     let thread = std::thread::Builder::new()
         .name("log-writer".into())
-        .spawn(move || worker.run(&mut std::io::stderr().lock()))
+        // Not `stderr().lock()`: held for the thread's life, it would block every other
+        // writer to stderr (a start-up error's `eprintln!`) for good.
+        .spawn(move || worker.run(&mut std::io::stderr()))
         .ok();
     if subscriber(cfg.format, filter, BatchWriter(batch.clone()))
         .try_init()

@@ -1,6 +1,7 @@
 //! The real `label-gateway` binary as a child process, configured through a file and the
-//! environment against the in-process S3 server: graceful drain on SIGTERM, and what it
-//! writes to its logs (never a cookie, a signature, a secret or a token).
+//! environment against the in-process S3 server: graceful drain on SIGTERM, a start-up
+//! that cannot bind, and what it writes to its logs (never a cookie, a signature, a secret
+//! or a token).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -149,6 +150,53 @@ async fn sigterm_lets_twenty_in_flight_downloads_finish_refuses_new_connections_
 
 /// Readiness turns 503 the moment draining starts (in-process: after SIGTERM the
 /// listener is closed, so no new connection could ask).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_listen_address_in_use_stops_start_up_with_its_reason() {
+    // The log writer thread and the start-up error share stderr: the error must get out
+    // and the process must end, not wait on the writer.
+    let s3 = S3Server::start().await;
+    let check = Responder::allow_all().await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr");
+    let toml = s3_toml(&s3, &check.url(), "", "").replace(
+        "listen = \"127.0.0.1:0\"\ninternal",
+        &format!("listen = \"{addr}\"\ninternal"),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, toml).expect("write config");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_label-gateway"));
+    cmd.arg("--config")
+        .arg(&config)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(support::process::S3_ENV)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    support::process::kill_with_parent(&mut cmd);
+    let mut child = cmd.spawn().expect("start label-gateway");
+    // Waited for here, and killed on the deadline: a hang must fail the test, not hold it.
+    let deadline = Instant::now() + support::HANG;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("label-gateway did not exit after failing to bind {addr}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(!status.success(), "{status:?}");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read stderr");
+    assert!(stderr.contains(&addr.to_string()), "{stderr}");
+    drop(taken);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn readyz_is_503_once_draining_starts() {
     let s3 = S3Server::start().await;
