@@ -6,7 +6,7 @@
 //! Lines reach stderr at most [`FLUSH_EVERY`] after they were logged, in order. Past
 //! [`MAX_BUFFERED`] bytes waiting (stderr blocked), lines are dropped and counted, and the
 //! count is written once stderr takes lines again. The guard [`init`] returns writes what
-//! is left when dropped.
+//! is left when dropped (waiting at most a second for a stderr that does not move).
 //!
 //! The access log's line is written here directly ([`access`]), in exactly the shape the
 //! `tracing` formatter gives an event with target `access` (a unit test holds the two
@@ -162,8 +162,16 @@ impl Drop for LogGuard {
             .unwrap_or_else(|e| e.into_inner())
             .closing = true;
         self.batch.wake.notify_all();
+        // At most a second, as tracing-appender's guard: a stderr nobody reads any more
+        // must not keep the process from exiting.
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            let deadline = std::time::Instant::now() + Duration::from_secs(1);
+            while !t.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            }
         }
     }
 }
@@ -647,6 +655,27 @@ mod tests {
             text.iter().filter(|&&c| c == b'\n').count(),
             1 + (lines - 10) + 1
         );
+    }
+
+    #[test]
+    fn closing_does_not_wait_long_for_a_stderr_that_does_not_move() {
+        let batch = Batch::new();
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let mut out = Stuck(gate.clone(), Calls::default());
+        let worker = batch.clone();
+        let thread = std::thread::spawn(move || worker.run(&mut out));
+        batch.append(|b| b.extend_from_slice(b"never written\n"));
+        let started = std::time::Instant::now();
+        drop(LogGuard {
+            batch,
+            thread: Some(thread),
+        });
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "close waited on stderr"
+        );
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
     }
 
     #[test]
