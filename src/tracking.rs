@@ -45,7 +45,7 @@ impl Tracking {
 
     pub fn as_str(&self) -> &str {
         // Validated ASCII: the conversion cannot fail; the fallback is never taken.
-        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
     }
 
     /// The number's bytes (ASCII).

@@ -176,17 +176,8 @@ pub async fn run_rows(
     counts.push(measure("limit (bare hyper)", limit.guard.pid(), &cg, wrk, &target).await?);
     drop(limit);
     // The bare proxy, the miss's floor: the same label through a presigned GET.
-    let url = crate::peers::signer().presign(
-        &http::Method::GET,
-        &crate::peers::object_url(s3, tracking),
-        Duration::from_secs(3600),
-        std::time::SystemTime::now(),
-    )?;
-    let routes = cg.join("proxy-routes.txt");
-    std::fs::write(&routes, format!("{path} {url}\n"))?;
     let proxy_wrapped = wrapper(&cg, "proxy", &exe)?;
-    let proxy =
-        SelfChild::start_with(&proxy_wrapped, "serve-proxy", &routes, cg.join("proxy.log"))?;
+    let proxy = crate::peers::start_proxy(&proxy_wrapped, &cg, s3, &[(path, tracking)])?;
     let target = Target {
         url: format!("http://{}{path}", proxy.addr),
         headers: Vec::new(),

@@ -76,7 +76,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context};
 
-use peers::{object_url, put_label, signer, Django, GatewayChild, Nginx, SelfChild};
+use peers::{put_label, Django, GatewayChild, Nginx, SelfChild};
 use procs::{find_program, CpuSnapshot, PeakRss};
 use report::{Cell, Check, Kind, Measured, RowReport, RowState};
 use servers::Responder;
@@ -317,28 +317,16 @@ async fn drive(s: Settings) -> anyhow::Result<()> {
 
     // The servers under test.
     let limit = SelfChild::start("serve-limit", &limit_file, dir.join("limit.log"))?;
-    let presigned = signer().presign(
-        &http::Method::GET,
-        &object_url(s3.addr, SMALL),
-        Duration::from_secs(24 * 3600),
-        SystemTime::now(),
-    )?;
+    let presigned = peers::presigned(s3.addr, SMALL)?;
     // The bare proxy: presigned once, no per-request work beyond the proxying itself.
     let big_path = format!("/shipping-label/{BIG}/");
     let label_path = format!("/shipping-label/{SMALL}/");
-    let mut proxy_routes = String::new();
-    for (path, tracking) in [(&label_path, SMALL), (&big_path, BIG)] {
-        let url = signer().presign(
-            &http::Method::GET,
-            &object_url(s3.addr, tracking),
-            Duration::from_secs(24 * 3600),
-            SystemTime::now(),
-        )?;
-        proxy_routes.push_str(&format!("{path} {url}\n"));
-    }
-    let proxy_file = dir.join("proxy-routes.txt");
-    std::fs::write(&proxy_file, proxy_routes)?;
-    let proxy = SelfChild::start("serve-proxy", &proxy_file, dir.join("proxy.log"))?;
+    let proxy = peers::start_proxy(
+        &std::env::current_exe()?,
+        dir,
+        s3.addr,
+        &[(&label_path, SMALL), (&big_path, BIG)],
+    )?;
     let check = responder.check_url();
     let gw_miss = GatewayChild::start("gateway-miss", dir, s3.addr, &check, false, &[])?;
     let gw_hit = GatewayChild::start("gateway-hit", dir, s3.addr, &check, true, &[])?;

@@ -67,6 +67,34 @@ impl SelfChild {
     }
 }
 
+/// A presigned GET of the S3 child's `labels/{tracking}.pdf`, valid for a day.
+pub fn presigned(s3: SocketAddr, tracking: &str) -> anyhow::Result<String> {
+    Ok(signer().presign(
+        &http::Method::GET,
+        &object_url(s3, tracking),
+        Duration::from_secs(24 * 3600),
+        SystemTime::now(),
+    )?)
+}
+
+/// The bare proxy (`serve-proxy`, through `program`: the bench binary or a wrapper of it)
+/// serving each `(path, tracking)` from the S3 child by a URL presigned once, its route
+/// file and log in `dir`.
+pub fn start_proxy(
+    program: &Path,
+    dir: &Path,
+    s3: SocketAddr,
+    routes: &[(&str, &str)],
+) -> anyhow::Result<SelfChild> {
+    let mut text = String::new();
+    for (path, tracking) in routes {
+        text.push_str(&format!("{path} {}\n", presigned(s3, tracking)?));
+    }
+    let file = dir.join("proxy-routes.txt");
+    std::fs::write(&file, text)?;
+    SelfChild::start_with(program, "serve-proxy", &file, dir.join("proxy.log"))
+}
+
 /// The signer for the bench bucket's credentials.
 pub fn signer() -> Signer {
     Signer::new(&Secret::new(ACCESS_KEY), &Secret::new(SECRET_KEY), REGION)

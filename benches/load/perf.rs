@@ -10,11 +10,11 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use crate::peers::{object_url, signer, GatewayChild, SelfChild};
+use crate::peers::{start_proxy, GatewayChild, SelfChild};
 use crate::procs::find_program;
 use crate::wrk::{Target, Wrk};
 
@@ -61,15 +61,12 @@ pub async fn run(
     };
     sample(&perf, &out_dir, "limit", limit.guard.pid(), wrk, &target).await?;
     drop(limit);
-    let url = signer().presign(
-        &http::Method::GET,
-        &object_url(s3, tracking),
-        Duration::from_secs(3600),
-        SystemTime::now(),
+    let proxy = start_proxy(
+        &std::env::current_exe()?,
+        &out_dir,
+        s3,
+        &[(&path, tracking)],
     )?;
-    let routes = out_dir.join("proxy-routes.txt");
-    std::fs::write(&routes, format!("{path} {url}\n"))?;
-    let proxy = SelfChild::start("serve-proxy", &routes, dir.join("perf-proxy.log"))?;
     let target = Target {
         url: format!("http://{}{path}", proxy.addr),
         headers: Vec::new(),

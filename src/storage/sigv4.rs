@@ -196,7 +196,7 @@ impl Signer {
             &mut sts,
             ring::digest::digest(&ring::digest::SHA256, creq.as_bytes()).as_ref(),
         );
-        let key = self.signing_key(&stamp.0[..8].try_into().ok()?);
+        let key = self.signing_key(&stamp.day());
         let signature = ring::hmac::sign(&key, sts.as_bytes());
 
         let mut auth = String::with_capacity(256);
@@ -366,29 +366,27 @@ struct AmzDate([u8; 16]);
 impl AmzDate {
     /// `None` before 1970 or after 9999 (never for a clock in use).
     fn of(time: SystemTime) -> Option<AmzDate> {
+        use crate::timefmt::put_digits;
         let secs = time.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_secs();
-        let (days, rem) = (secs / 86_400, secs % 86_400);
-        let (y, m, d) = crate::timefmt::civil_from_days(i64::try_from(days).ok()?);
-        if !(1970..=9999).contains(&y) {
+        let t = crate::timefmt::Utc::of_unix(secs);
+        if !(1970..=9999).contains(&t.year) {
             return None;
         }
-        let mut out = [0u8; 16];
-        let mut put = |at: usize, v: u64, width: usize| {
-            let mut v = v;
-            for i in (0..width).rev() {
-                out[at + i] = b'0' + (v % 10) as u8;
-                v /= 10;
-            }
-        };
-        put(0, y as u64, 4);
-        put(4, u64::from(m), 2);
-        put(6, u64::from(d), 2);
-        put(9, rem / 3600, 2);
-        put(11, rem / 60 % 60, 2);
-        put(13, rem % 60, 2);
-        out[8] = b'T';
-        out[15] = b'Z';
+        let mut out = *b"00000000T000000Z";
+        put_digits(&mut out[0..4], t.year as u64);
+        put_digits(&mut out[4..6], t.month.into());
+        put_digits(&mut out[6..8], t.day.into());
+        put_digits(&mut out[9..11], t.hour.into());
+        put_digits(&mut out[11..13], t.minute.into());
+        put_digits(&mut out[13..15], t.second.into());
         Some(AmzDate(out))
+    }
+
+    /// The day, `YYYYMMDD`: what the daily signing key is derived for.
+    fn day(&self) -> [u8; 8] {
+        let mut day = [0u8; 8];
+        day.copy_from_slice(&self.0[..8]);
+        day
     }
 
     fn date_time(&self) -> &str {

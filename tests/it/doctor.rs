@@ -39,6 +39,15 @@ fn said(report: &DoctorReport, name: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The check `name` failed, and its line (finding and fix) says each of `parts`.
+fn failed_saying(report: &DoctorReport, name: &str, parts: &[&str]) {
+    assert_eq!(status(report, name), Status::Fail, "{name}");
+    let line = said(report, name);
+    for part in parts {
+        assert!(line.contains(part), "{name}: {part:?} not in {line}");
+    }
+}
+
 /// Objects left under `labels/` in the server's folder.
 fn leftovers(s3: &S3Server) -> Vec<String> {
     std::fs::read_dir(s3.bucket_dir().join("labels"))
@@ -111,11 +120,12 @@ async fn a_good_deployment_passes_every_check_and_the_round_trip_leaves_nothing(
         ],
     );
     let report = run(config, false).await;
-    assert_eq!(status(&report, REGENERATION), Status::Fail);
-    let line = said(&report, REGENERATION);
-    assert!(line.contains("refuses the token (401)"), "{line}");
-    assert!(line.contains("LABEL_GATEWAY_REGENERATE__TOKEN"), "{line}");
-    assert!(!line.contains("not-the-apps-token"), "{line}");
+    failed_saying(
+        &report,
+        REGENERATION,
+        &["refuses the token (401)", "LABEL_GATEWAY_REGENERATE__TOKEN"],
+    );
+    assert!(!said(&report, REGENERATION).contains("not-the-apps-token"));
     assert_eq!(status(&report, ROUND_TRIP), Status::Skip, "no --write");
     assert!(!report.passed());
 }
@@ -134,14 +144,15 @@ async fn a_wrong_secret_is_named_as_the_secret() {
     );
     let report = run(config, true).await;
     assert_eq!(status(&report, ENDPOINT), Status::Ok);
-    assert_eq!(status(&report, STORAGE), Status::Fail);
-    let line = said(&report, STORAGE);
-    assert!(line.contains("403 SignatureDoesNotMatch"), "{line}");
-    assert!(
-        line.contains("fix: check SPACES_SECRET_ACCESS_KEY"),
-        "{line}"
+    failed_saying(
+        &report,
+        STORAGE,
+        &[
+            "403 SignatureDoesNotMatch",
+            "fix: check SPACES_SECRET_ACCESS_KEY",
+        ],
     );
-    assert!(!line.contains("wrong-secret-for-the-doctor"), "{line}");
+    assert!(!said(&report, STORAGE).contains("wrong-secret-for-the-doctor"));
     assert_eq!(
         status(&report, CLOCK),
         Status::Ok,
@@ -165,12 +176,16 @@ async fn an_unknown_key_id_is_named_as_the_key_id() {
         ],
     );
     let report = run(config, false).await;
-    assert_eq!(status(&report, STORAGE), Status::Fail);
-    let line = said(&report, STORAGE);
     // s3s answers an unknown key id with NotSignedUp; S3 says InvalidAccessKeyId.
-    assert!(line.contains("NotSignedUp"), "{line}");
-    assert!(line.contains("does not know this key id"), "{line}");
-    assert!(line.contains("fix: check SPACES_ACCESS_KEY_ID"), "{line}");
+    failed_saying(
+        &report,
+        STORAGE,
+        &[
+            "NotSignedUp",
+            "does not know this key id",
+            "fix: check SPACES_ACCESS_KEY_ID",
+        ],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -183,11 +198,15 @@ async fn a_wrong_bucket_is_named_as_the_bucket() {
         &[("SPACES_BUCKET_NAME", "no-such-bucket-here")],
     );
     let report = run(config, false).await;
-    assert_eq!(status(&report, STORAGE), Status::Fail);
-    let line = said(&report, STORAGE);
-    assert!(line.contains("404 NoSuchBucket"), "{line}");
-    assert!(line.contains("no bucket no-such-bucket-here"), "{line}");
-    assert!(line.contains("fix: check SPACES_BUCKET_NAME"), "{line}");
+    failed_saying(
+        &report,
+        STORAGE,
+        &[
+            "404 NoSuchBucket",
+            "no bucket no-such-bucket-here",
+            "fix: check SPACES_BUCKET_NAME",
+        ],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -196,10 +215,11 @@ async fn a_dead_endpoint_fails_the_endpoint_and_skips_what_needs_it() {
     let check = denying_check().await;
     let config = support::origin_config(&format!("http://{dead}"), &check.url(), &[]);
     let report = run(config, true).await;
-    assert_eq!(status(&report, ENDPOINT), Status::Fail);
-    let line = said(&report, ENDPOINT);
-    assert!(line.contains("refused the connection"), "{line}");
-    assert!(line.contains("fix: nothing listens there"), "{line}");
+    failed_saying(
+        &report,
+        ENDPOINT,
+        &["refused the connection", "fix: nothing listens there"],
+    );
     for name in [STORAGE, CLOCK, ROUND_TRIP] {
         assert_eq!(status(&report, name), Status::Skip, "{name}");
     }
@@ -218,9 +238,7 @@ async fn a_plain_port_named_https_fails_the_tls_handshake() {
     let https = s3.endpoint().replace("http://", "https://");
     let config = support::s3_config(&s3, &check.url(), &[("SPACES_ENDPOINT_URL", &https)]);
     let report = run(config, false).await;
-    assert_eq!(status(&report, ENDPOINT), Status::Fail);
-    let line = said(&report, ENDPOINT);
-    assert!(line.contains("TLS with 127.0.0.1"), "{line}");
+    failed_saying(&report, ENDPOINT, &["TLS with 127.0.0.1"]);
     assert_eq!(status(&report, STORAGE), Status::Skip);
 }
 
