@@ -4,7 +4,9 @@
 //! For the gateway's hit and miss, bare hyper and the bare proxy in turn: the server is
 //! warmed up, then `perf record -g -p PID` samples it while wrk drives 64 connections for a
 //! few seconds (`LOAD_PERF_CALLGRAPH=dwarf` for whole call stacks). Printed per row: the share of samples in the kernel, and the hottest
-//! symbols (self time). The `perf.data` files stay in `LOAD_PERF_DIR` when it is set, for
+//! symbols (self time), and per response while sampled: CPU time and context switches of
+//! all the process's threads (the hand-offs between threads that DESIGN §7 names; perf's
+//! own sampling is included, alike for every row). The `perf.data` files stay in `LOAD_PERF_DIR` when it is set, for
 //! `perf report -i FILE`; otherwise they go with the bench's temporary folder.
 
 use std::net::SocketAddr;
@@ -15,7 +17,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use crate::peers::{start_proxy, GatewayChild, SelfChild};
-use crate::procs::find_program;
+use crate::procs::{context_switches, cpu_seconds, find_program};
 use crate::wrk::{Target, Wrk};
 
 /// Seconds sampled per row.
@@ -128,7 +130,9 @@ async fn sample(
         .spawn()
         .context("perf record")?;
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let (cpu_before, switches_before) = (cpu_seconds(pid), context_switches(pid));
     let r = wrk.run(target, CONNS, SECONDS, false).await?;
+    let (cpu_after, switches_after) = (cpu_seconds(pid), context_switches(pid));
     let status = rec.wait().await?;
     if !status.success() {
         bail!("perf record for {row}: {status}");
@@ -171,6 +175,16 @@ async fn sample(
          in the kernel",
         r.rps()
     );
+    let per = |a: f64, b: f64| (b - a) / r.requests.max(1) as f64;
+    if let (Some(a), Some(b), Some(sa), Some(sb)) =
+        (cpu_before, cpu_after, switches_before, switches_after)
+    {
+        println!(
+            "   per response: {:.1} µs of CPU, {:.2} context switches",
+            per(a, b) * 1e6,
+            per(sa as f64, sb as f64)
+        );
+    }
     println!();
     let by_sym = report(&["--sort", "sym"])?;
     for line in by_sym
