@@ -5,6 +5,7 @@
 //! A fetch answers with an outcome value ([`Fetch`]); a missing label is an outcome, not
 //! an error. [`StorageError`] is kept for faults: credentials, outages, timeouts.
 
+mod direct;
 pub mod local;
 pub mod s3;
 pub mod sigv4;

@@ -2,6 +2,10 @@
 //! one pooled hyper-util client (rustls for https, plain http for local endpoints,
 //! HTTP/1.1 and HTTP/2, keep-alive).
 //!
+//! Bodiless requests (label reads above all) go through `direct.rs`, which reads the
+//! answer in the request's own task; requests with a body (uploads) and answers it leaves
+//! alone go through the client.
+//!
 //! Response bodies are handed on as they arrive, wrapped in an idle timeout; nothing here
 //! collects an object. Faults are retried only before the answer's head is returned, i.e.
 //! before a byte can have reached the client.
@@ -18,17 +22,17 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::direct::{self, Direct};
 use super::sigv4::{Payload, Signer};
 use super::{Fetch, GetRequest, Listed, ObjectHead, PutOutcome, StorageError, MAX_DELETE_BATCH};
 use crate::body::IdleTimeout;
 use crate::config::{Addressing, StorageConfig};
-use crate::http::{empty, full, Body};
+use crate::http::{empty, full, Body, BoxError};
 use crate::secret::Secret;
 use crate::tracking::Tracking;
 
@@ -39,6 +43,8 @@ const ERROR_BODY_LIMIT: usize = 16 * 1024;
 
 pub struct S3Store {
     client: HttpClient,
+    /// Bodiless requests, read in the request's task.
+    direct: Arc<Direct>,
     /// Replaced whole on key rotation; loaded once per request.
     signer: ArcSwap<Signer>,
     region: String,
@@ -93,10 +99,16 @@ impl S3Store {
         } else {
             format!("{bucket_url}/{}/", cfg.location)
         };
+        let direct = base
+            .parse::<http::Uri>()
+            .map_err(|e| e.to_string())
+            .and_then(|uri| Direct::new(&uri, tls_config(), cfg.connect_timeout))
+            .map_err(|why| StorageError::Protocol(format!("storage.endpoint: {why}")))?;
         let host = HeaderValue::try_from(host)
             .map_err(|_| StorageError::Protocol("storage.endpoint host is not valid".into()))?;
         Ok(S3Store {
             client: build_client(cfg.connect_timeout),
+            direct: Arc::new(direct),
             signer: ArcSwap::from_pointee(Signer::new(ak, sk, &cfg.region)),
             region: cfg.region.clone(),
             base,
@@ -356,11 +368,9 @@ impl S3Store {
             let status = resp.status();
             return Err(unexpected(status, error_code(resp).await));
         }
-        let xml = http_body_util::Limited::new(resp.into_body(), LIST_BODY_LIMIT)
-            .collect()
+        let xml = read_body(resp.into_body(), LIST_BODY_LIMIT)
             .await
-            .map_err(|e| StorageError::Protocol(format!("bucket listing: {e}")))?
-            .to_bytes();
+            .map_err(|e| StorageError::Protocol(format!("bucket listing: {e}")))?;
         parse_listing(&xml, &prefix)
     }
 
@@ -421,11 +431,9 @@ impl S3Store {
             let status = resp.status();
             return Err(unexpected(status, error_code(resp).await));
         }
-        let answer = http_body_util::Limited::new(resp.into_body(), LIST_BODY_LIMIT)
-            .collect()
+        let answer = read_body(resp.into_body(), LIST_BODY_LIMIT)
             .await
-            .map_err(|e| StorageError::Protocol(format!("delete answer: {e}")))?
-            .to_bytes();
+            .map_err(|e| StorageError::Protocol(format!("delete answer: {e}")))?;
         let failed = parse_delete_errors(&answer)?
             .into_iter()
             .filter_map(|(key, why)| keys.get(&key).map(|t| (*t, why)))
@@ -463,16 +471,14 @@ impl S3Store {
             .map_err(|e| StorageError::Protocol(e.to_string()))?;
         let resp = self.send_once(req).await?;
         let (parts, body) = resp.into_parts();
-        let body = match tokio::time::timeout(
-            self.first_byte_timeout,
-            http_body_util::Limited::new(body, RAW_BODY_LIMIT).collect(),
-        )
-        .await
-        {
-            Ok(Ok(c)) => c.to_bytes(),
-            Ok(Err(e)) => return Err(StorageError::Protocol(format!("answer body: {e}"))),
-            Err(_) => return Err(StorageError::Timeout(self.first_byte_timeout)),
-        };
+        let body =
+            match tokio::time::timeout(self.first_byte_timeout, read_body(body, RAW_BODY_LIMIT))
+                .await
+            {
+                Ok(Ok(b)) => b,
+                Ok(Err(e)) => return Err(StorageError::Protocol(format!("answer body: {e}"))),
+                Err(_) => return Err(StorageError::Timeout(self.first_byte_timeout)),
+            };
         Ok(RawAnswer {
             status: parts.status,
             headers: parts.headers,
@@ -485,7 +491,7 @@ impl S3Store {
     async fn send_with_retries(
         &self,
         build: impl Fn() -> http::Result<Request<Body>>,
-    ) -> Result<Response<Incoming>, StorageError> {
+    ) -> Result<Response<Body>, StorageError> {
         self.send_signed_with_retries(build, Payload::Empty).await
     }
 
@@ -495,7 +501,7 @@ impl S3Store {
         &self,
         build: impl Fn() -> http::Result<Request<Body>>,
         payload: Payload<'_>,
-    ) -> Result<Response<Incoming>, StorageError> {
+    ) -> Result<Response<Body>, StorageError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -533,14 +539,33 @@ impl S3Store {
         }
     }
 
-    async fn send_once(&self, req: Request<Body>) -> Result<Response<Incoming>, StorageError> {
-        match tokio::time::timeout(self.first_byte_timeout, self.client.request(req)).await {
+    async fn send_once(&self, req: Request<Body>) -> Result<Response<Body>, StorageError> {
+        let send = async {
+            if http_body::Body::is_end_stream(req.body()) {
+                let head_only = req.method() == Method::HEAD;
+                match self.direct.send(&req, head_only).await {
+                    Ok(resp) => return Ok(resp.map(BodyExt::boxed)),
+                    // Left to the client: sent again there, nothing has reached the client.
+                    Err(direct::Error::Unsupported) => {}
+                    Err(direct::Error::ConnectTimeout) => {
+                        return Err(StorageError::Timeout(self.connect_timeout))
+                    }
+                    // As below: nothing reached the client, safe to retry.
+                    Err(direct::Error::Connect(why)) => return Err(StorageError::Connect(why)),
+                    Err(direct::Error::Protocol(why)) => return Err(StorageError::Protocol(why)),
+                }
+            }
+            match self.client.request(req).await {
+                // Connect failures, and a pooled connection the server closed just as we
+                // sent: nothing reached the client, so both are safe to retry.
+                Err(e) if timed_out(&e) => Err(StorageError::Timeout(self.connect_timeout)),
+                Err(e) => Err(StorageError::Connect(describe_client_error(&e))),
+                Ok(resp) => Ok(resp.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed())),
+            }
+        };
+        match tokio::time::timeout(self.first_byte_timeout, send).await {
             Err(_) => Err(StorageError::Timeout(self.first_byte_timeout)),
-            // Connect failures, and a pooled connection the server closed just as we sent:
-            // nothing reached the client, so both are safe to retry.
-            Ok(Err(e)) if timed_out(&e) => Err(StorageError::Timeout(self.connect_timeout)),
-            Ok(Err(e)) => Err(StorageError::Connect(describe_client_error(&e))),
-            Ok(Ok(resp)) => Ok(resp),
+            Ok(r) => r,
         }
     }
 }
@@ -676,6 +701,28 @@ fn parse_listing(xml: &[u8], prefix: &str) -> Result<(Vec<Listed>, Option<String
     Ok((objects, next))
 }
 
+/// TLS for storage: the webpki roots, HTTP/1.1 (what `direct.rs` speaks).
+fn tls_config() -> Arc<rustls::ClientConfig> {
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map(|b| {
+        b.with_root_certificates(roots.clone())
+            .with_no_client_auth()
+    })
+    .unwrap_or_else(|_| {
+        rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth()
+    });
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
 fn build_client(connect_timeout: Duration) -> HttpClient {
     let mut http = HttpConnector::new();
     http.set_connect_timeout(Some(connect_timeout));
@@ -736,7 +783,7 @@ fn describe_client_error(e: &hyper_util::client::legacy::Error) -> String {
     msg
 }
 
-fn object_head(resp: &Response<Incoming>) -> Result<ObjectHead, StorageError> {
+fn object_head<B>(resp: &Response<B>) -> Result<ObjectHead, StorageError> {
     let h = resp.headers();
     let content_length: u64 = h
         .get(header::CONTENT_LENGTH)
@@ -772,13 +819,30 @@ fn parse_content_range(s: &str) -> Option<(u64, u64, u64)> {
 }
 
 /// Reads the S3 error document (bounded) and returns its `<Code>`, or "" when none.
-async fn error_code(resp: Response<Incoming>) -> String {
-    let limited = http_body_util::Limited::new(resp.into_body(), ERROR_BODY_LIMIT);
-    let bytes = match tokio::time::timeout(Duration::from_secs(2), limited.collect()).await {
-        Ok(Ok(c)) => c.to_bytes(),
+async fn error_code(resp: Response<Body>) -> String {
+    let read = read_body(resp.into_body(), ERROR_BODY_LIMIT);
+    let bytes = match tokio::time::timeout(Duration::from_secs(2), read).await {
+        Ok(Ok(b)) => b,
         _ => Bytes::new(),
     };
     code_in(&bytes)
+}
+
+/// A whole answer body of at most `limit` bytes. Frames are read one by one (a
+/// `Limited::collect` over the boxed body trips the compiler's `Send` proof for the
+/// futures that await this).
+async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, String> {
+    let mut out = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| e.to_string())?;
+        if let Ok(data) = frame.into_data() {
+            if out.len() + data.len() > limit {
+                return Err(format!("longer than {limit} bytes"));
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(out.freeze())
 }
 
 /// The `<Code>` of an S3 error document (letters and digits only, at most 64), or "".

@@ -225,6 +225,9 @@ pub enum Act {
     /// server whose keep-alive timeout just ran out does: the client's pooled connection
     /// is dead when it is next used.
     QuietClose { body: Vec<u8> },
+    /// A complete answer whose body is sent in `Transfer-Encoding: chunked` (S3 sends
+    /// `Content-Length`; other S3-compatible servers may not, for error documents).
+    Chunked { status: u16, body: Vec<u8> },
 }
 
 impl Act {
@@ -324,6 +327,23 @@ impl ScriptedOrigin {
                             }
                         }
                         Act::Hangup => {}
+                        Act::Chunked { status, body } => {
+                            let head = format!(
+                                "HTTP/1.1 {status} Scripted\r\nTransfer-Encoding: chunked\r\n\
+                                        Content-Type: application/pdf\r\nETag: \"scripted\"\r\n\
+                                        Last-Modified: Wed, 21 Oct 2026 07:28:00 GMT\r\n\
+                                        Connection: close\r\n\r\n"
+                            );
+                            let _ = s.write_all(head.as_bytes()).await;
+                            for chunk in body.chunks(40) {
+                                let _ = s
+                                    .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                                    .await;
+                                let _ = s.write_all(chunk).await;
+                                let _ = s.write_all(b"\r\n").await;
+                            }
+                            let _ = s.write_all(b"0\r\n\r\n").await;
+                        }
                         Act::QuietClose { body } => {
                             let _ = s
                                 .write_all(head_as(200, body.len(), false).as_bytes())

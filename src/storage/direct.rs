@@ -1,0 +1,654 @@
+//! The storage connections of bodiless requests (label GET and HEAD, listings, deletes):
+//! HTTP/1.1 written and read by the request's own task, over a pool of kept-alive
+//! connections (plain TCP, or rustls for https).
+//!
+//! hyper's client runs each connection as a task of its own and hands every body frame to
+//! the request over a channel: per 50 KiB label, several wake-ups of another task, often
+//! on the other worker thread (a futex call and a context switch each). Here the response
+//! body reads the storage socket itself, in the task that writes to the client: a frame
+//! is read and passed on in one poll. Only what S3 answers to these requests is handled:
+//! a `Content-Length` body, none (HEAD, 204, 304), or one that ends with the connection.
+//! Anything else (a chunked answer) is [`Error::Unsupported`], and the caller sends the
+//! request again through hyper's client, before any byte has reached the client.
+//!
+//! Behaviour kept from the pooled client: a connection is reused only after its body was
+//! read to the end; an idle connection that the server closed meanwhile (seen on checkout,
+//! or as a failed write or an empty answer on a reused connection) costs one fresh
+//! connection, not an error; a body cut short is an error, never a short success.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body::{Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+use crate::http::BoxError;
+
+/// Bytes read from storage at a time (one TLS record); bounds each connection's buffer.
+const READ_SIZE: usize = 16 * 1024;
+/// The largest response head accepted.
+const MAX_HEAD: usize = 64 * 1024;
+/// Headers of one response head at most.
+const MAX_HEADERS: usize = 64;
+/// Idle connections kept, and for how long.
+const MAX_IDLE: usize = 512;
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a request could not be sent or answered here.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("connecting timed out")]
+    ConnectTimeout,
+    #[error("{0}")]
+    Connect(String),
+    #[error("storage answer: {0}")]
+    Protocol(String),
+    /// An answer framed in a way this reader leaves to hyper's client.
+    #[error("answer framed with Transfer-Encoding")]
+    Unsupported,
+}
+
+/// Where the connections go.
+struct Endpoint {
+    /// `host:port` to connect to.
+    addr: String,
+    /// For https: the name the certificate must carry.
+    tls: Option<rustls::pki_types::ServerName<'static>>,
+}
+
+/// The pool and how to open connections.
+pub struct Direct {
+    endpoint: Endpoint,
+    tls: TlsConnector,
+    connect_timeout: Duration,
+    idle: Mutex<VecDeque<(Conn, Instant)>>,
+}
+
+/// One open connection and what was read from it but not yet used.
+struct Conn {
+    io: Stream,
+    buf: BytesMut,
+}
+
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Direct {
+    /// Connections to the endpoint of `uri` (`http` or `https`), with `tls` for https.
+    pub fn new(
+        uri: &http::Uri,
+        tls: Arc<rustls::ClientConfig>,
+        connect_timeout: Duration,
+    ) -> Result<Direct, String> {
+        let host = uri.host().ok_or("no host")?;
+        let https = match uri.scheme_str() {
+            Some("https") | None => true,
+            Some("http") => false,
+            Some(other) => return Err(format!("scheme {other} is not http or https")),
+        };
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let server_name = if https {
+            Some(
+                rustls::pki_types::ServerName::try_from(bare.to_string())
+                    .map_err(|_| format!("{host} is not a TLS server name"))?,
+            )
+        } else {
+            None
+        };
+        Ok(Direct {
+            endpoint: Endpoint {
+                addr: format!("{host}:{port}"),
+                tls: server_name,
+            },
+            tls: TlsConnector::from(tls),
+            connect_timeout,
+            idle: Mutex::new(VecDeque::new()),
+        })
+    }
+
+    /// Sends a bodiless request and reads the answer's head; the body follows as it is
+    /// read. `head_only`: the request is a HEAD (its answer has no body, whatever its
+    /// `Content-Length` says).
+    pub async fn send(
+        self: &Arc<Self>,
+        req: &Request<crate::http::Body>,
+        head_only: bool,
+    ) -> Result<Response<DirectBody>, Error> {
+        let head = request_head(req);
+        // A kept connection may have been closed by the server since; each such loss
+        // costs a fresh connection, not an error.
+        loop {
+            let (mut conn, reused) = match self.checkout() {
+                Some(conn) => (conn, true),
+                None => (self.connect().await?, false),
+            };
+            let written = async {
+                conn.io.write_all(&head).await?;
+                conn.io.flush().await
+            };
+            if let Err(e) = written.await {
+                if reused {
+                    continue;
+                }
+                return Err(Error::Connect(format!("writing the request: {e}")));
+            }
+            match read_head(&mut conn).await {
+                Ok(Some(parts)) => return self.answer(conn, parts, head_only),
+                Ok(None) if reused => continue,
+                Ok(None) => {
+                    return Err(Error::Connect(
+                        "storage closed the connection without answering".into(),
+                    ))
+                }
+                Err(HeadError::Io(_)) if reused => continue,
+                Err(HeadError::Io(e)) => {
+                    return Err(Error::Connect(format!("reading the answer: {e}")))
+                }
+                Err(HeadError::Protocol(why)) => return Err(Error::Protocol(why)),
+            }
+        }
+    }
+
+    fn answer(
+        self: &Arc<Self>,
+        conn: Conn,
+        head: Head,
+        head_only: bool,
+    ) -> Result<Response<DirectBody>, Error> {
+        let status = head.status;
+        let h = &head.headers;
+        if h.contains_key(header::TRANSFER_ENCODING) {
+            return Err(Error::Unsupported);
+        }
+        let bodiless = head_only
+            || status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED;
+        let mut length = None;
+        for v in h.get_all(header::CONTENT_LENGTH) {
+            let n: u64 = v
+                .to_str()
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .ok_or_else(|| Error::Protocol("bad Content-Length".into()))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(Error::Protocol("conflicting Content-Length".into()));
+            }
+            length = Some(n);
+        }
+        let remaining = if bodiless { Some(0) } else { length };
+        let mut body = DirectBody {
+            conn: Some(conn),
+            remaining,
+            keep_alive: head.keep_alive && remaining.is_some(),
+            pool: self.clone(),
+        };
+        if remaining == Some(0) {
+            body.finish();
+        }
+        let mut resp = Response::new(body);
+        *resp.status_mut() = status;
+        *resp.headers_mut() = head.headers;
+        Ok(resp)
+    }
+
+    /// The most recently used idle connection that is still open.
+    fn checkout(&self) -> Option<Conn> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some((mut conn, since)) = idle.pop_back() {
+            if since.elapsed() < IDLE_TIMEOUT && conn.still_open() {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, conn: Conn) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        while idle
+            .front()
+            .is_some_and(|(_, since)| since.elapsed() >= IDLE_TIMEOUT)
+            || idle.len() >= MAX_IDLE
+        {
+            idle.pop_front();
+        }
+        idle.push_back((conn, Instant::now()));
+    }
+
+    async fn connect(&self) -> Result<Conn, Error> {
+        let open = async {
+            let tcp = TcpStream::connect(&self.endpoint.addr)
+                .await
+                .map_err(|e| Error::Connect(format!("connecting to storage: {e}")))?;
+            let _ = tcp.set_nodelay(true);
+            let io = match &self.endpoint.tls {
+                None => Stream::Plain(tcp),
+                Some(name) => Stream::Tls(Box::new(
+                    self.tls
+                        .connect(name.clone(), tcp)
+                        .await
+                        .map_err(|e| Error::Connect(format!("TLS with storage: {e}")))?,
+                )),
+            };
+            Ok(Conn {
+                io,
+                buf: BytesMut::with_capacity(READ_SIZE),
+            })
+        };
+        match tokio::time::timeout(self.connect_timeout, open).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::ConnectTimeout),
+        }
+    }
+}
+
+/// The request line and headers, as HTTP/1.1 wants them.
+fn request_head<B>(req: &Request<B>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(req.method().as_str().as_bytes());
+    out.push(b' ');
+    let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    if !req.headers().contains_key(header::HOST) {
+        if let Some(a) = req.uri().authority() {
+            out.extend_from_slice(b"host: ");
+            out.extend_from_slice(a.as_str().as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    for (name, value) in req.headers() {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// A parsed response head.
+struct Head {
+    status: StatusCode,
+    headers: http::HeaderMap,
+    keep_alive: bool,
+}
+
+enum HeadError {
+    Io(std::io::Error),
+    Protocol(String),
+}
+
+/// Reads one response head; `None` when the connection ended before any byte of it.
+async fn read_head(conn: &mut Conn) -> Result<Option<Head>, HeadError> {
+    loop {
+        if !conn.buf.is_empty() {
+            let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut parsed = httparse::Response::new(&mut slots);
+            match parsed.parse(&conn.buf) {
+                Ok(httparse::Status::Complete(len)) => {
+                    let head = to_head(&parsed).map_err(HeadError::Protocol)?;
+                    let _ = conn.buf.split_to(len);
+                    return Ok(Some(head));
+                }
+                Ok(httparse::Status::Partial) if conn.buf.len() < MAX_HEAD => {}
+                Ok(httparse::Status::Partial) => {
+                    return Err(HeadError::Protocol("answer head too large".into()))
+                }
+                Err(e) => return Err(HeadError::Protocol(format!("unreadable head: {e}"))),
+            }
+        }
+        conn.buf.reserve(READ_SIZE);
+        let had = conn.buf.len();
+        let n = std::future::poll_fn(|cx| {
+            tokio_util::io::poll_read_buf(Pin::new(&mut conn.io), cx, &mut conn.buf)
+        })
+        .await
+        .map_err(HeadError::Io)?;
+        if n == 0 {
+            return if had == 0 {
+                Ok(None)
+            } else {
+                Err(HeadError::Protocol(
+                    "storage closed the connection mid-head".into(),
+                ))
+            };
+        }
+    }
+}
+
+fn to_head(parsed: &httparse::Response<'_, '_>) -> Result<Head, String> {
+    let status = parsed
+        .code
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .ok_or("bad status")?;
+    let mut headers = http::HeaderMap::with_capacity(parsed.headers.len());
+    let mut close = parsed.version != Some(1);
+    for h in parsed.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| "bad header name")?;
+        let value = HeaderValue::from_bytes(h.value).map_err(|_| "bad header value")?;
+        if name == header::CONNECTION {
+            let v = value.as_bytes();
+            if v.eq_ignore_ascii_case(b"close") {
+                close = true;
+            } else if v.eq_ignore_ascii_case(b"keep-alive") {
+                close = false;
+            }
+        }
+        headers.append(name, value);
+    }
+    Ok(Head {
+        status,
+        headers,
+        keep_alive: !close,
+    })
+}
+
+impl Conn {
+    /// Whether an idle connection is still usable: nothing to read and no end of stream
+    /// (a server that closed it, or sent anything unasked, makes it unusable).
+    fn still_open(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut probe = [0u8; 1];
+        let mut rb = ReadBuf::new(&mut probe);
+        matches!(
+            Pin::new(&mut self.io).poll_read(&mut cx, &mut rb),
+            Poll::Pending
+        )
+    }
+}
+
+/// A response body read from its storage connection; the connection goes back to the
+/// pool once the body has been read to its end.
+pub struct DirectBody {
+    conn: Option<Conn>,
+    /// Bytes still to come; `None`: until the connection ends.
+    remaining: Option<u64>,
+    keep_alive: bool,
+    pool: Arc<Direct>,
+}
+
+impl DirectBody {
+    /// The body is complete: its connection is reusable (or closed).
+    fn finish(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            if self.keep_alive && conn.buf.is_empty() {
+                self.pool.checkin(conn);
+            }
+        }
+    }
+}
+
+/// A body that ended early.
+#[derive(Debug, thiserror::Error)]
+#[error("storage closed the connection with {0} bytes of the body still to come")]
+pub struct CutShort(pub u64);
+
+impl http_body::Body for DirectBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        loop {
+            let Some(conn) = this.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            if this.remaining == Some(0) {
+                this.finish();
+                return Poll::Ready(None);
+            }
+            if !conn.buf.is_empty() {
+                let take = match this.remaining {
+                    Some(r) => r.min(conn.buf.len() as u64) as usize,
+                    None => conn.buf.len(),
+                };
+                let chunk = conn.buf.split_to(take).freeze();
+                if let Some(r) = this.remaining.as_mut() {
+                    *r -= take as u64;
+                    if *r == 0 {
+                        this.finish();
+                    }
+                }
+                return Poll::Ready(Some(Ok(Frame::data(chunk))));
+            }
+            conn.buf.reserve(READ_SIZE);
+            match tokio_util::io::poll_read_buf(Pin::new(&mut conn.io), cx, &mut conn.buf) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) => {
+                    this.conn = None;
+                    return match this.remaining {
+                        None => Poll::Ready(None),
+                        Some(left) => Poll::Ready(Some(Err(Box::new(CutShort(left))))),
+                    };
+                }
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => {
+                    this.conn = None;
+                    return Poll::Ready(Some(Err(Box::new(e))));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.conn.is_none() || self.remaining == Some(0)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.remaining {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::AsyncReadExt;
+
+    /// A TLS origin for `localhost` that answers `body` to each request and closes each
+    /// connection (TLS `close_notify`, then TCP) after `per_conn` answers. Returns its
+    /// port, a client config that trusts it, and its count of connections.
+    async fn tls_origin(
+        body: &'static [u8],
+        per_conn: usize,
+    ) -> (u16, Arc<rustls::ClientConfig>, Arc<AtomicUsize>) {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let cert_der = cert.cert.der().clone();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert_der.clone()], key)
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert_der).unwrap();
+        let mut client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        client.alpn_protocols = vec![b"http/1.1".to_vec()];
+
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let count = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    for _ in 0..per_conn {
+                        let mut got = Vec::new();
+                        let mut buf = [0u8; 4096];
+                        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match tls.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => got.extend_from_slice(&buf[..n]),
+                            }
+                        }
+                        let head =
+                            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+                        let _ = tls.write_all(head.as_bytes()).await;
+                        if !got.starts_with(b"HEAD ") {
+                            let _ = tls.write_all(body).await;
+                        }
+                        let _ = tls.flush().await;
+                    }
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        (port, Arc::new(client), connections)
+    }
+
+    fn request(method: http::Method, port: u16) -> Request<crate::http::Body> {
+        let mut r = Request::new(crate::http::empty());
+        *r.method_mut() = method;
+        *r.uri_mut() = format!("https://localhost:{port}/bucket/label.pdf")
+            .parse()
+            .unwrap();
+        r
+    }
+
+    #[tokio::test]
+    async fn https_answers_are_read_whole_over_kept_connections_and_a_closed_one_is_replaced() {
+        let body: &'static [u8] = &[7u8; 40_000];
+        let (port, tls, connections) = tls_origin(body, 2).await;
+        let uri: http::Uri = format!("https://localhost:{port}/bucket/").parse().unwrap();
+        let direct = Arc::new(Direct::new(&uri, tls, Duration::from_secs(5)).unwrap());
+
+        let first = direct
+            .send(&request(http::Method::GET, port), false)
+            .await
+            .unwrap();
+        assert_eq!(first.status(), 200);
+        assert_eq!(first.into_body().collect().await.unwrap().to_bytes(), body);
+        let head = direct
+            .send(&request(http::Method::HEAD, port), true)
+            .await
+            .unwrap();
+        assert_eq!(head.headers()["content-length"], "40000");
+        assert!(head
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .is_empty());
+        assert_eq!(
+            connections.load(Ordering::SeqCst),
+            1,
+            "the second request reused the first connection"
+        );
+
+        // The origin closed that connection after its second answer: the next request
+        // finds it closed and opens another, without an error.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let third = direct
+            .send(&request(http::Method::GET, port), false)
+            .await
+            .unwrap();
+        assert_eq!(third.into_body().collect().await.unwrap().to_bytes(), body);
+        assert_eq!(connections.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_certificate_for_another_name_is_refused() {
+        let (port, tls, _) = tls_origin(b"x", 1).await;
+        let uri: http::Uri = format!("https://127.0.0.1:{port}/bucket/").parse().unwrap();
+        let direct = Arc::new(Direct::new(&uri, tls, Duration::from_secs(5)).unwrap());
+        let mut req = request(http::Method::GET, port);
+        *req.uri_mut() = format!("https://127.0.0.1:{port}/bucket/label.pdf")
+            .parse()
+            .unwrap();
+        match direct.send(&req, false).await {
+            Err(Error::Connect(why)) => assert!(why.contains("TLS"), "{why}"),
+            other => panic!(
+                "expected a TLS failure, got {:?}",
+                other.map(|r| r.status())
+            ),
+        }
+    }
+
+    #[test]
+    fn the_request_head_is_http_1_1_with_host_from_the_uri_when_missing() {
+        let mut r = Request::new(());
+        *r.uri_mut() = "http://example.test:9000/b/k.pdf?x=1".parse().unwrap();
+        r.headers_mut()
+            .insert("x-amz-date", HeaderValue::from_static("20261202T000000Z"));
+        assert_eq!(
+            String::from_utf8(request_head(&r)).unwrap(),
+            "GET /b/k.pdf?x=1 HTTP/1.1\r\nhost: example.test:9000\r\nx-amz-date: 20261202T000000Z\r\n\r\n"
+        );
+    }
+}
