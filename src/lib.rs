@@ -12,8 +12,8 @@
 //! - [`regenerate`]: asking the app for a missing label and storing it back.
 //! - [`auth`]: the Django session check and its verdict cache.
 //! - [`cache`]: the hot-label cache (moka, weighed in bytes) and its fill lock.
-//! - [`storage`]: the label store: `s3` (SigV4 with a daily signing key, pooled client)
-//!   and `local` backends.
+//! - [`storage`]: the label store: `s3` (SigV4 with a daily signing key; label reads over
+//!   its own HTTP/1.1 connections, read in the request's task) and `local` backends.
 //! - [`outbound`]: the carrier client and helpers shared by calls to other services.
 //! - [`body`]: every body wrapper on the streaming path.
 //! - [`http`]: body type, `Range` and conditional logic, label response headers.
