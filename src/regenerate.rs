@@ -73,7 +73,7 @@ pub enum RegenerateError {
 
 /// Per-session token buckets: `burst` regenerations at once, refilled at `per_minute`.
 struct SessionLimit {
-    buckets: Cache<[u8; 32], Arc<Mutex<Bucket>>>,
+    buckets: Cache<crate::auth::SessionHash, Arc<Mutex<Bucket>>>,
     burst: f64,
     per_second: f64,
 }
@@ -100,7 +100,7 @@ impl SessionLimit {
     }
 
     /// Takes one token from `session`'s bucket, or says how long until there is one.
-    async fn take(&self, session: [u8; 32]) -> Result<(), Duration> {
+    async fn take(&self, session: crate::auth::SessionHash) -> Result<(), Duration> {
         let bucket = self
             .buckets
             .get_with(session, async {
@@ -196,7 +196,7 @@ impl Regenerator {
     pub async fn regenerate(
         &self,
         tracking: Tracking,
-        session: [u8; 32],
+        session: crate::auth::SessionHash,
         request_id: &HeaderValue,
     ) -> Result<Arc<Regenerated>, RegenerateError> {
         if let Some(outcome) = self.outcomes.get(&tracking).await {

@@ -67,7 +67,33 @@ impl Gateway {
         } else {
             label.body(head.range)
         };
+        if hit && head.range.is_none() {
+            // The common case, a whole label from memory: the same headers every time.
+            let headers = label.hit_headers.get_or_init(|| {
+                let mut h = http::HeaderMap::with_capacity(12);
+                self.label_and_length_headers(&req.tracking, &head, true, &mut h);
+                h
+            });
+            let mut resp = Response::new(body);
+            *resp.headers_mut() = headers.clone();
+            return Reply::Response(resp);
+        }
         self.label_response(req.tracking, &head, body, &Conditions::default(), hit)
+    }
+
+    /// The label headers and `Content-Length` of `head`.
+    fn label_and_length_headers(
+        &self,
+        tracking: &Tracking,
+        head: &ObjectHead,
+        hit: bool,
+        h: &mut http::HeaderMap,
+    ) {
+        self.label_headers(tracking, head, hit).write(h);
+        h.insert(
+            header::CONTENT_LENGTH,
+            HeaderValue::from(head.content_length),
+        );
     }
 
     /// Builds the 200/206 (or 304/412 after the precondition check).
@@ -91,11 +117,7 @@ impl Gateway {
         // Label headers, Content-Length, Content-Range, X-Request-Id and hyper's Date: sized
         // once instead of growing (and rehashing) past the default eight.
         h.reserve(12);
-        self.label_headers(&tracking, head, hit).write(h);
-        h.insert(
-            header::CONTENT_LENGTH,
-            HeaderValue::from(head.content_length),
-        );
+        self.label_and_length_headers(&tracking, head, hit, h);
         if let Some((start, end)) = head.range {
             *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
             if let Ok(v) = HeaderValue::try_from(format!("bytes {start}-{end}/{}", head.total_size))

@@ -330,3 +330,36 @@ async fn readyz_needs_both_storage_and_the_check_endpoint() {
         .unwrap();
     assert_eq!(r.status(), 200, "but the process is alive");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hit_carries_the_same_headers_as_the_miss_before_it_get_and_head() {
+    // Hits clone headers built once per cached label; they must be the miss's, with
+    // `X-Cache` the only difference (and the per-response `Date` and `X-Request-Id`).
+    let (s3, _check, gw) = setup(&[("LABEL_GATEWAY_CACHE__ENABLED", "true")]).await;
+    let data = pdf_bytes(20 * 1024, 9);
+    s3.put_label("SAMEHDR1", &data).await;
+    let headers = |r: &reqwest::Response| -> Vec<(String, String)> {
+        let mut h: Vec<(String, String)> = r
+            .headers()
+            .iter()
+            .filter(|(k, _)| !["date", "x-request-id", "x-cache"].contains(&k.as_str()))
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
+            .collect();
+        h.sort();
+        h
+    };
+    let miss = get_label(&gw, "SAMEHDR1").cookie(ANY_SESSION).send().await;
+    assert_eq!(miss.headers()["x-cache"], "MISS");
+    let expected = headers(&miss);
+    assert_eq!(miss.bytes().await.unwrap(), data);
+    assert!(expected.iter().any(|(k, _)| k == "etag"), "{expected:?}");
+    for round in 0..2 {
+        let hit = get_label(&gw, "SAMEHDR1").cookie(ANY_SESSION).send().await;
+        assert_eq!(hit.headers()["x-cache"], "HIT", "round {round}");
+        assert_eq!(headers(&hit), expected, "round {round}");
+        assert_eq!(hit.bytes().await.unwrap(), data);
+        let head = head_label(&gw, "SAMEHDR1").cookie(ANY_SESSION).send().await;
+        assert_eq!(head.headers()["x-cache"], "HIT", "round {round}");
+        assert_eq!(headers(&head), expected, "HEAD, round {round}");
+    }
+}
