@@ -3,6 +3,9 @@
 //! once as a smoke test.
 //!
 //! - `sign_get`: SigV4 header signing of one storage GET, as `storage::s3` builds it.
+//! - `session_hash`: the key a session cookie is known by (`auth::session_hash`, keyed
+//!   SipHash), next to `session_sha256`, ring's SHA-256 of the same value (what it was):
+//!   on the real CPU, which may have SHA instructions that callgrind does not show.
 //! - `auth_verdict_hit`: session-cookie parse and a verdict-cache hit through
 //!   `Authenticator::check` (one warm-up call reaches a tiny local 204 responder first).
 //! - `route_validate`: routing one label path, tracking-number validation included.
@@ -70,6 +73,16 @@ fn sign_get(c: &mut Criterion) {
                 .expect("sign");
             req
         })
+    });
+}
+
+fn session_hash(c: &mut Criterion) {
+    let cookie = "k3v9q2w8x7c6v5b4n3m2l1k0j9h8g7f6";
+    c.bench_function("session_hash", |b| {
+        b.iter(|| label_gateway::auth::session_hash(black_box(cookie)))
+    });
+    c.bench_function("session_sha256", |b| {
+        b.iter(|| ring::digest::digest(&ring::digest::SHA256, black_box(cookie).as_bytes()))
     });
 }
 
@@ -300,6 +313,7 @@ fn batch_zip_entry(c: &mut Criterion) {
 criterion_group!(
     benches,
     sign_get,
+    session_hash,
     auth_verdict_hit,
     route_validate,
     range_conditional_eval,

@@ -414,7 +414,8 @@ pub type SessionHash = [u8; 16];
 /// when the process starts (std's `RandomState`). Nothing outside the process sees it, so
 /// it need not be a published function; keyed, its values cannot be aimed at by a client,
 /// and at 128 bits two sessions never share one. It runs on every label request, hits
-/// included: SHA-256 cost about 2,000 instructions there, this about a tenth.
+/// included: 37 ns against 112 ns for ring's SHA-256 of a session key on a CPU with SHA
+/// instructions (`cargo bench --bench micro -- session`).
 pub fn session_hash(value: &str) -> SessionHash {
     use std::hash::BuildHasher;
     static KEYS: std::sync::OnceLock<[std::hash::RandomState; 2]> = std::sync::OnceLock::new();
