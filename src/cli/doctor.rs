@@ -11,7 +11,6 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -441,19 +440,11 @@ pub async fn reach(url: &str, timeout: Duration) -> Check {
 
 /// A TLS handshake on `tcp`, the certificate checked against the web PKI for `host`.
 async fn tls_handshake(tcp: tokio::net::TcpStream, host: &str) -> Result<String, String> {
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    // The configuration the gateway's own storage connections use.
+    let tls = crate::storage::s3::tls_config()?;
     let name = rustls::pki_types::ServerName::try_from(host.to_string())
         .map_err(|e| format!("{host} is not a TLS server name: {e}"))?;
-    let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
+    let stream = tokio_rustls::TlsConnector::from(tls)
         .connect(name, tcp)
         .await
         .map_err(|e| e.to_string())?;

@@ -1,10 +1,10 @@
-//! The S3 backend: raw SigV4-signed requests to Spaces (or any S3-compatible server) over
-//! one pooled hyper-util client (rustls for https, plain http for local endpoints,
-//! HTTP/1.1 and HTTP/2, keep-alive).
+//! The S3 backend: raw SigV4-signed requests to Spaces (or any S3-compatible server),
+//! rustls for https, plain http for local endpoints, connections kept alive.
 //!
 //! Bodiless requests (label reads above all) go through `direct.rs`, which reads the
-//! answer in the request's own task; requests with a body (uploads) and answers it leaves
-//! alone go through the client.
+//! answer in the request's own task over its own HTTP/1.1 connections; requests with a
+//! body (uploads) and the answers it leaves alone go through a pooled hyper-util client
+//! (HTTP/1.1 and HTTP/2).
 //!
 //! Response bodies are handed on as they arrive, wrapped in an idle timeout; nothing here
 //! collects an object. Faults are retried only before the answer's head is returned, i.e.
@@ -102,7 +102,7 @@ impl S3Store {
         let direct = base
             .parse::<http::Uri>()
             .map_err(|e| e.to_string())
-            .and_then(|uri| Direct::new(&uri, tls_config(), cfg.connect_timeout))
+            .and_then(|uri| Direct::new(&uri, tls_config()?, cfg.connect_timeout))
             .map_err(|why| StorageError::Protocol(format!("storage.endpoint: {why}")))?;
         let host = HeaderValue::try_from(host)
             .map_err(|_| StorageError::Protocol("storage.endpoint host is not valid".into()))?;
@@ -701,8 +701,9 @@ fn parse_listing(xml: &[u8], prefix: &str) -> Result<(Vec<Listed>, Option<String
     Ok((objects, next))
 }
 
-/// TLS for storage: the webpki roots, HTTP/1.1 (what `direct.rs` speaks).
-fn tls_config() -> Arc<rustls::ClientConfig> {
+/// TLS for storage: the webpki roots through ring, offering HTTP/1.1 (what `direct.rs`
+/// speaks). `doctor` checks the endpoint's certificate with the same configuration.
+pub fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
     let roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
@@ -710,17 +711,11 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map(|b| {
-        b.with_root_certificates(roots.clone())
-            .with_no_client_auth()
-    })
-    .unwrap_or_else(|_| {
-        rustls::ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth()
-    });
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Arc::new(config)
+    Ok(Arc::new(config))
 }
 
 fn build_client(connect_timeout: Duration) -> HttpClient {
