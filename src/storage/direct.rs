@@ -62,7 +62,7 @@ struct Endpoint {
     /// `host:port` to connect to.
     addr: String,
     /// For https: the name the certificate must carry.
-    tls: Option<rustls::pki_types::ServerName<'static>>,
+    server_name: Option<rustls::pki_types::ServerName<'static>>,
 }
 
 /// The pool and how to open connections.
@@ -110,7 +110,7 @@ impl Direct {
         Ok(Direct {
             endpoint: Endpoint {
                 addr: format!("{host}:{port}"),
-                tls: server_name,
+                server_name,
             },
             tls: TlsConnector::from(tls),
             connect_timeout,
@@ -118,14 +118,15 @@ impl Direct {
         })
     }
 
-    /// Sends a bodiless request and reads the answer's head; the body follows as it is
-    /// read. `head_only`: the request is a HEAD (its answer has no body, whatever its
-    /// `Content-Length` says).
+    /// Sends a bodiless request to this pool's endpoint (whatever host its URI names: the
+    /// store sends only its own) and reads the answer's head; the body follows as it is
+    /// read.
     pub async fn send(
         self: &Arc<Self>,
         req: &Request<crate::http::Body>,
-        head_only: bool,
     ) -> Result<Response<DirectBody>, Error> {
+        // The answer to a HEAD has no body, whatever its `Content-Length` says.
+        let head_only = req.method() == http::Method::HEAD;
         let head = request_head(req);
         // A kept connection may have been closed by the server since; each such loss
         // costs a fresh connection, not an error.
@@ -233,7 +234,7 @@ impl Direct {
                 .await
                 .map_err(|e| Error::Connect(format!("connecting to storage: {e}")))?;
             let _ = tcp.set_nodelay(true);
-            let io = match &self.endpoint.tls {
+            let io = match &self.endpoint.server_name {
                 None => Stream::Plain(tcp),
                 Some(name) => Stream::Tls(Box::new(
                     self.tls
@@ -588,13 +589,13 @@ mod tests {
         let direct = Arc::new(Direct::new(&uri, tls, Duration::from_secs(5)).unwrap());
 
         let first = direct
-            .send(&request(http::Method::GET, port), false)
+            .send(&request(http::Method::GET, port))
             .await
             .unwrap();
         assert_eq!(first.status(), 200);
         assert_eq!(first.into_body().collect().await.unwrap().to_bytes(), body);
         let head = direct
-            .send(&request(http::Method::HEAD, port), true)
+            .send(&request(http::Method::HEAD, port))
             .await
             .unwrap();
         assert_eq!(head.headers()["content-length"], "40000");
@@ -615,7 +616,7 @@ mod tests {
         // finds it closed and opens another, without an error.
         tokio::time::sleep(Duration::from_millis(50)).await;
         let third = direct
-            .send(&request(http::Method::GET, port), false)
+            .send(&request(http::Method::GET, port))
             .await
             .unwrap();
         assert_eq!(third.into_body().collect().await.unwrap().to_bytes(), body);
@@ -631,7 +632,7 @@ mod tests {
         *req.uri_mut() = format!("https://127.0.0.1:{port}/bucket/label.pdf")
             .parse()
             .unwrap();
-        match direct.send(&req, false).await {
+        match direct.send(&req).await {
             Err(Error::Connect(why)) => assert!(why.contains("TLS"), "{why}"),
             other => panic!(
                 "expected a TLS failure, got {:?}",

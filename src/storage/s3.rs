@@ -542,8 +542,7 @@ impl S3Store {
     async fn send_once(&self, req: Request<Body>) -> Result<Response<Body>, StorageError> {
         let send = async {
             if http_body::Body::is_end_stream(req.body()) {
-                let head_only = req.method() == Method::HEAD;
-                match self.direct.send(&req, head_only).await {
+                match self.direct.send(&req).await {
                     Ok(resp) => return Ok(resp.map(BodyExt::boxed)),
                     // Left to the client: sent again there, nothing has reached the client.
                     Err(direct::Error::Unsupported) => {}
