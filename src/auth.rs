@@ -11,6 +11,7 @@
 //! verdict (sanitized, see [`audit_user`]) so that every access-log line of the session
 //! says who printed the label, hit or miss.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -176,7 +177,9 @@ pub struct Authenticator {
     check_url: String,
     per_tracking: bool,
     cookie_name: String,
-    cache: Cache<Key, Cached>,
+    /// foldhash, seeded per process: the key is already a keyed hash of the session, so
+    /// hashing it once more through SipHash would buy nothing.
+    cache: Cache<Key, Cached, foldhash::fast::RandomState>,
     pub stats: Arc<AuthStats>,
 }
 
@@ -198,7 +201,7 @@ impl Authenticator {
                 deny: cfg.deny_ttl,
             })
             .support_invalidation_closures()
-            .build();
+            .build_with_hasher(foldhash::fast::RandomState::default());
         Ok(Authenticator {
             client,
             check_url: cfg.check_url.clone(),
@@ -211,7 +214,11 @@ impl Authenticator {
 
     /// The session cookie's value, if the request carries a non-empty one. Other cookies
     /// are never looked at again.
-    pub fn session_cookie(&self, headers: &HeaderMap, version: http::Version) -> Option<String> {
+    pub fn session_cookie<'h>(
+        &self,
+        headers: &'h HeaderMap,
+        version: http::Version,
+    ) -> Option<Cow<'h, str>> {
         if version == http::Version::HTTP_2 {
             session_cookie_h2(headers, &self.cookie_name)
         } else {
@@ -401,7 +408,7 @@ impl Authenticator {
 /// the client's own request (unquoting here and forwarding the result would let
 /// `""key""` pass as `key`). A value that reads as empty, or as anything but printable
 /// ASCII, counts as no session (Django finds no session for it either).
-pub fn session_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+pub fn session_cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<Cow<'h, str>> {
     django_cookie(headers, name, ",")
 }
 
@@ -434,17 +441,18 @@ pub fn session_hash(value: &str) -> SessionHash {
 }
 
 /// [`session_cookie`] for an HTTP/2 request, whose `Cookie` lines join with `; `.
-pub fn session_cookie_h2(headers: &HeaderMap, name: &str) -> Option<String> {
+pub fn session_cookie_h2<'h>(headers: &'h HeaderMap, name: &str) -> Option<Cow<'h, str>> {
     django_cookie(headers, name, "; ")
 }
 
-fn django_cookie(headers: &HeaderMap, name: &str, join: &str) -> Option<String> {
+fn django_cookie<'h>(headers: &'h HeaderMap, name: &str, join: &str) -> Option<Cow<'h, str>> {
     let mut lines = headers.get_all(header::COOKIE).iter();
-    // One line (the normal case) is read in place; only several are joined.
-    // Visible ASCII (the normal case) is checked faster than UTF-8 and reads the same.
+    // One line (the normal case) is read in place and its value borrowed; only several
+    // lines are joined. Visible ASCII (the normal case) is checked faster than UTF-8 and
+    // reads the same.
     let first = lines.next()?;
     let mut joined = match first.to_str() {
-        Ok(ascii) => std::borrow::Cow::Borrowed(ascii),
+        Ok(ascii) => Cow::Borrowed(ascii),
         Err(_) => String::from_utf8_lossy(first.as_bytes()),
     };
     for more in lines {
@@ -453,20 +461,28 @@ fn django_cookie(headers: &HeaderMap, name: &str, join: &str) -> Option<String> 
         text.push_str(&String::from_utf8_lossy(more.as_bytes()));
     }
     // The last pair of that name wins: look from the end.
-    let raw = joined.rsplit(';').find_map(|piece| {
-        let (key, value) = piece.split_once('=').unwrap_or(("", piece));
-        (key.trim() == name).then(|| value.trim())
-    })?;
-    let printable = |v: &str| !v.is_empty() && v.bytes().all(|b| (0x21..0x7f).contains(&b));
-    let quoted = raw.len() >= 2 && raw.starts_with('"') && raw.ends_with('"');
-    if !(if quoted {
-        printable(&unquote(raw))
-    } else {
-        printable(raw)
-    }) {
-        return None;
-    }
-    Some(raw.to_string())
+    let (start, end) = {
+        let raw = joined.rsplit(';').find_map(|piece| {
+            let (key, value) = piece.split_once('=').unwrap_or(("", piece));
+            (key.trim() == name).then(|| value.trim())
+        })?;
+        let printable = |v: &str| !v.is_empty() && v.bytes().all(|b| (0x21..0x7f).contains(&b));
+        let quoted = raw.len() >= 2 && raw.starts_with('"') && raw.ends_with('"');
+        if !(if quoted {
+            printable(&unquote(raw))
+        } else {
+            printable(raw)
+        }) {
+            return None;
+        }
+        // `raw` is a slice of `joined`: its place in it, to borrow the same bytes after.
+        let start = raw.as_ptr() as usize - joined.as_ptr() as usize;
+        (start, start + raw.len())
+    };
+    Some(match joined {
+        Cow::Borrowed(line) => Cow::Borrowed(&line[start..end]),
+        Cow::Owned(text) => Cow::Owned(text[start..end].to_string()),
+    })
 }
 
 /// Python's `http.cookies._unquote`: a value in double quotes loses them, and `\"`,

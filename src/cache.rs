@@ -25,19 +25,24 @@ use tokio::time::Instant;
 use crate::body::TeeSink;
 use crate::config::CacheConfig;
 use crate::http::Body;
+use crate::metrics::Counter;
 use crate::tracking::Tracking;
 
 /// What one cached label weighs besides its bytes: the key, the headers kept with it and
 /// moka's own bookkeeping, rounded up. `label_gateway_cache_bytes` counts it too.
 pub const ENTRY_OVERHEAD_BYTES: u64 = 256;
 
-/// Which label, in which store: two configurations never share entries.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// Which label. A cache belongs to one gateway and so to one store: two configurations
+/// never share entries, and the key needs no store part (hashing and reference-counting
+/// one on every hit cost more than the lookup itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CacheKey {
-    /// The store's identity (`s3:host/bucket/location` or `local:/root`).
-    pub store: Arc<str>,
     pub tracking: Tracking,
 }
+
+/// The moka cache under [`LabelCache`]. foldhash is seeded per process as std's SipHash
+/// is, at a fraction of its cost per lookup.
+type Labels = Cache<CacheKey, Arc<CachedLabel>, foldhash::fast::RandomState>;
 
 /// A whole label held in memory.
 #[derive(Debug)]
@@ -95,8 +100,8 @@ impl CachedLabel {
 /// Counters for logs and `/metrics`.
 #[derive(Debug, Default)]
 pub struct CacheStats {
-    pub hits: AtomicU64,
-    pub misses: AtomicU64,
+    pub hits: Counter,
+    pub misses: Counter,
     pub inserts: AtomicU64,
     pub evictions: AtomicU64,
     pub coalesced: AtomicU64,
@@ -117,9 +122,8 @@ pub enum Fill {
 }
 
 pub struct LabelCache {
-    cache: Cache<CacheKey, Arc<CachedLabel>>,
+    cache: Labels,
     inflight: Arc<Mutex<HashMap<CacheKey, Waiters>>>,
-    store: Arc<str>,
     ttl: Duration,
     max_object_bytes: u64,
     /// How long a waiting miss waits for the leader's storage answer to start before
@@ -131,7 +135,7 @@ pub struct LabelCache {
 }
 
 impl LabelCache {
-    pub fn new(cfg: &CacheConfig, store_identity: &str, lock_timeout: Duration) -> LabelCache {
+    pub fn new(cfg: &CacheConfig, lock_timeout: Duration) -> LabelCache {
         let stats = Arc::new(CacheStats::default());
         let s = stats.clone();
         let mut b = Cache::builder()
@@ -150,9 +154,8 @@ impl LabelCache {
             b = b.time_to_idle(tti);
         }
         LabelCache {
-            cache: b.build(),
+            cache: b.build_with_hasher(foldhash::fast::RandomState::default()),
             inflight: Arc::default(),
-            store: Arc::from(store_identity),
             ttl: cfg.ttl,
             max_object_bytes: cfg.max_object_bytes.as_u64(),
             lock_timeout,
@@ -162,26 +165,23 @@ impl LabelCache {
     }
 
     pub fn key(&self, tracking: Tracking) -> CacheKey {
-        CacheKey {
-            store: self.store.clone(),
-            tracking,
-        }
+        CacheKey { tracking }
     }
 
     /// A fresh cached label, counting the hit or the miss.
     pub async fn get(&self, key: &CacheKey) -> Option<Arc<CachedLabel>> {
         match self.cache.get(key).await {
             Some(label) if label.inserted.elapsed() < self.ttl => {
-                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                self.stats.hits.inc();
                 Some(label)
             }
             Some(_) => {
                 self.cache.invalidate(key).await;
-                self.stats.misses.fetch_add(1, Ordering::Relaxed);
+                self.stats.misses.inc();
                 None
             }
             None => {
-                self.stats.misses.fetch_add(1, Ordering::Relaxed);
+                self.stats.misses.inc();
                 None
             }
         }
@@ -218,9 +218,9 @@ impl LabelCache {
             }
         }
         let (tx, rx) = watch::channel(None);
-        map.insert(key.clone(), rx);
+        map.insert(*key, rx);
         Fill::Leader(FillGuard {
-            key: key.clone(),
+            key: *key,
             tx: Some(tx),
             inflight: self.inflight.clone(),
             cache: self.cache.clone(),
@@ -280,12 +280,12 @@ impl LabelCache {
         s.counter(
             "label_gateway_cache_hits_total",
             "Labels served from memory.",
-            g(&st.hits),
+            st.hits.get(),
         );
         s.counter(
             "label_gateway_cache_misses_total",
             "Lookups that found no label.",
-            g(&st.misses),
+            st.misses.get(),
         );
         s.counter(
             "label_gateway_cache_inserts_total",
@@ -331,7 +331,7 @@ pub struct FillGuard {
     key: CacheKey,
     tx: Option<watch::Sender<Option<u64>>>,
     inflight: Arc<Mutex<HashMap<CacheKey, Waiters>>>,
-    cache: Cache<CacheKey, Arc<CachedLabel>>,
+    cache: Labels,
     stats: Arc<CacheStats>,
 }
 
@@ -346,7 +346,7 @@ impl FillGuard {
     /// Inserts the complete label, then wakes the waiters (so they find it).
     fn finish(mut self, label: CachedLabel) {
         let cache = self.cache.clone();
-        let key = self.key.clone();
+        let key = self.key;
         self.stats.inserts.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             cache.insert(key, Arc::new(label)).await;
@@ -446,11 +446,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_waiter_leaves_a_fill_whose_stream_stopped_moving() {
-        let c = LabelCache::new(
-            &config(Duration::from_secs(60)),
-            "test",
-            Duration::from_secs(60),
-        );
+        let c = LabelCache::new(&config(Duration::from_secs(60)), Duration::from_secs(60));
         let key = c.key(t("T5"));
         let Fill::Leader(guard) = c.begin_fill(&key) else {
             panic!("first miss leads")
@@ -474,7 +470,6 @@ mod tests {
     async fn a_waiter_stays_while_the_stream_moves_and_before_it_starts() {
         let c = Arc::new(LabelCache::new(
             &config(Duration::from_secs(60)),
-            "test",
             Duration::from_secs(60),
         ));
         let key = c.key(t("T6"));
@@ -509,14 +504,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn entries_expire_after_ttl_on_the_tokio_clock() {
-        let c = LabelCache::new(
-            &config(Duration::from_secs(60)),
-            "test",
-            Duration::from_secs(1),
-        );
+        let c = LabelCache::new(&config(Duration::from_secs(60)), Duration::from_secs(1));
         let key = c.key(t("T1"));
         c.insert(
-            key.clone(),
+            key,
             CachedLabel::new(Bytes::from_static(b"pdf"), None, None),
         )
         .await;
@@ -529,11 +520,7 @@ mod tests {
 
     #[tokio::test]
     async fn second_miss_waits_and_a_dropped_leader_releases_it() {
-        let c = LabelCache::new(
-            &config(Duration::from_secs(60)),
-            "test",
-            Duration::from_secs(5),
-        );
+        let c = LabelCache::new(&config(Duration::from_secs(60)), Duration::from_secs(5));
         let key = c.key(t("T2"));
         let Fill::Leader(guard) = c.begin_fill(&key) else {
             panic!("first miss leads")
@@ -558,11 +545,7 @@ mod tests {
 
     #[tokio::test]
     async fn tee_caches_a_complete_body_as_one_copy() {
-        let c = LabelCache::new(
-            &config(Duration::from_secs(60)),
-            "test",
-            Duration::from_secs(5),
-        );
+        let c = LabelCache::new(&config(Duration::from_secs(60)), Duration::from_secs(5));
         let key = c.key(t("T3"));
         let Fill::Leader(guard) = c.begin_fill(&key) else {
             panic!()
@@ -595,11 +578,7 @@ mod tests {
 
     #[tokio::test]
     async fn tee_with_wrong_length_caches_nothing() {
-        let c = LabelCache::new(
-            &config(Duration::from_secs(60)),
-            "test",
-            Duration::from_secs(5),
-        );
+        let c = LabelCache::new(&config(Duration::from_secs(60)), Duration::from_secs(5));
         let key = c.key(t("T4"));
         let Fill::Leader(guard) = c.begin_fill(&key) else {
             panic!()

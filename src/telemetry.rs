@@ -106,9 +106,14 @@ impl Batch {
                 let _ = writeln!(out, "{dropped} log lines dropped: stderr did not keep up");
             }
             let _ = out.flush();
+            // A buffer keeps the room its batches need: one that grew by reallocation on
+            // every batch (a busy gateway writes a megabyte or more per batch) copied the
+            // lines again and touched fresh pages each time, page faults included. Only a
+            // buffer far larger than its last batch gives memory back.
+            let used = spare.len();
             spare.clear();
-            if spare.capacity() > 1024 * 1024 {
-                spare.shrink_to(64 * 1024);
+            if spare.capacity() > 1024 * 1024 && used < spare.capacity() / 4 {
+                spare.shrink_to(used.max(64 * 1024));
             }
         }
     }
@@ -244,10 +249,17 @@ pub fn access(a: &Access<'_>) {
     }
     match INSTALLED.get() {
         Some(logger) => {
-            let now = SystemTime::now();
-            logger
-                .batch
-                .append(|buf| write_access(buf, logger.format, now, a));
+            thread_local! {
+                /// The line being written, formatted before the batch is locked so the
+                /// other threads wait only for its copy.
+                static LINE: std::cell::RefCell<Vec<u8>> =
+                    std::cell::RefCell::new(Vec::with_capacity(512));
+            }
+            LINE.with_borrow_mut(|line| {
+                line.clear();
+                write_access(line, logger.format, SystemTime::now(), a);
+                logger.batch.append(|buf| buf.extend_from_slice(line));
+            });
         }
         None => tracing::info!(
             target: "access",
@@ -345,14 +357,29 @@ fn write_timestamp(buf: &mut Vec<u8>, now: SystemTime) {
     let since = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
-    let t = crate::timefmt::Utc::of_unix(since.as_secs());
+    thread_local! {
+        /// The last second written and its `YYYY-MM-DDTHH:MM:SS` (the same for every line
+        /// of that second).
+        static SECOND: std::cell::Cell<(u64, [u8; 19])> =
+            const { std::cell::Cell::new((u64::MAX, [0; 19])) };
+    }
+    let secs = since.as_secs();
     let mut out = *b"0000-00-00T00:00:00.000000Z";
-    put_digits(&mut out[0..4], t.year.clamp(0, 9999) as u64);
-    put_digits(&mut out[5..7], t.month.into());
-    put_digits(&mut out[8..10], t.day.into());
-    put_digits(&mut out[11..13], t.hour.into());
-    put_digits(&mut out[14..16], t.minute.into());
-    put_digits(&mut out[17..19], t.second.into());
+    let (cached, date_time) = SECOND.get();
+    if cached == secs {
+        out[..19].copy_from_slice(&date_time);
+    } else {
+        let t = crate::timefmt::Utc::of_unix(secs);
+        put_digits(&mut out[0..4], t.year.clamp(0, 9999) as u64);
+        put_digits(&mut out[5..7], t.month.into());
+        put_digits(&mut out[8..10], t.day.into());
+        put_digits(&mut out[11..13], t.hour.into());
+        put_digits(&mut out[14..16], t.minute.into());
+        put_digits(&mut out[17..19], t.second.into());
+        let mut date_time = [0; 19];
+        date_time.copy_from_slice(&out[..19]);
+        SECOND.set((secs, date_time));
+    }
     put_digits(&mut out[20..26], since.subsec_micros().into());
     buf.extend_from_slice(&out);
 }

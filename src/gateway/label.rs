@@ -4,7 +4,6 @@
 //! happened; only faults are errors.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -94,11 +93,32 @@ impl Gateway {
         peer: SocketAddr,
         request_id: &'a HeaderValue,
     ) -> Result<LabelRequest<'a>, GatewayError> {
-        self.check_cookie_size(parts)?;
         let head_only = parts.method == Method::HEAD;
-        let range = match parse_range(parts.headers.get(header::RANGE)) {
-            RangeRequest::Single(spec) if !head_only => Some(spec),
+        // One pass over the header lines sizes the cookies and says whether a range or any
+        // precondition is there at all: most label requests carry neither, and each
+        // lookup by name hashes the name.
+        let (mut cookie_bytes, mut ranged, mut conditional) = (0usize, false, false);
+        for (name, value) in &parts.headers {
+            if name == header::COOKIE {
+                cookie_bytes += value.len();
+                continue;
+            }
+            ranged |= name == header::RANGE;
+            conditional |= name == header::IF_MATCH
+                || name == header::IF_NONE_MATCH
+                || name == header::IF_MODIFIED_SINCE
+                || name == header::IF_UNMODIFIED_SINCE
+                || name == header::IF_RANGE;
+        }
+        self.check_cookie_bytes(cookie_bytes)?;
+        let range = match ranged.then(|| parse_range(parts.headers.get(header::RANGE))) {
+            Some(RangeRequest::Single(spec)) if !head_only => Some(spec),
             _ => None,
+        };
+        let conditions = if conditional {
+            Conditions::from_headers(&parts.headers)
+        } else {
+            Conditions::default()
         };
         Ok(LabelRequest {
             parts,
@@ -106,7 +126,7 @@ impl Gateway {
             peer,
             request_id,
             head_only,
-            conditions: Conditions::from_headers(&parts.headers),
+            conditions,
             range,
         })
     }
@@ -120,6 +140,11 @@ impl Gateway {
             .iter()
             .map(|v| v.len())
             .sum();
+        self.check_cookie_bytes(cookie_bytes)
+    }
+
+    /// [`Gateway::check_cookie_size`] of cookie lines already summed.
+    fn check_cookie_bytes(&self, cookie_bytes: usize) -> Result<(), GatewayError> {
         if cookie_bytes as u64 > self.config.server.max_cookie_bytes.as_u64() {
             return Err(GatewayError::HeaderTooLarge);
         }
@@ -251,7 +276,7 @@ impl Gateway {
 
     /// One storage request, counted and timed to its response head.
     async fn timed_get(&self, get: GetRequest<'_>) -> Result<Fetch, GatewayError> {
-        self.metrics.storage_fetches.fetch_add(1, Ordering::Relaxed);
+        self.metrics.storage_fetches.inc();
         let sent = Instant::now();
         let fetch = self.storage.get(get).await;
         self.metrics.storage_first_byte.observe(sent.elapsed());

@@ -124,7 +124,6 @@ impl Gateway {
         let cache = config.cache.enabled.then(|| {
             Arc::new(LabelCache::new(
                 &config.cache,
-                storage.identity(),
                 config.storage.first_byte_timeout,
             ))
         });
@@ -188,7 +187,7 @@ impl Gateway {
         listener: Listener,
     ) -> Response<Body> {
         let started = Instant::now();
-        self.metrics.requests.fetch_add(1, Ordering::Relaxed);
+        self.metrics.requests.inc();
         let (parts, body) = req.into_parts();
         let request_id = self.request_ids.for_request(&parts.headers);
         let mut trace = Trace::default();
@@ -233,8 +232,6 @@ impl Gateway {
                 e.into_response(self.audience(path))
             }
         };
-        resp.headers_mut()
-            .insert(X_REQUEST_ID.clone(), request_id.clone());
         let status = resp.status().as_u16();
         self.metrics.record_status(status);
         let elapsed = started.elapsed();
@@ -244,6 +241,8 @@ impl Gateway {
         if self.config.log.access_log {
             access_log(&parts, &resp, status, elapsed, &trace, &request_id);
         }
+        // Moved in last, after the log line that names it: no copy of it is made.
+        resp.headers_mut().insert(X_REQUEST_ID.clone(), request_id);
         resp
     }
 

@@ -26,14 +26,38 @@ pub(super) struct Readiness {
 
 /// Request ids: the client's when it is a sane token, else a fresh one.
 pub(super) struct RequestIds {
-    seq: AtomicU64,
     seed: u64,
+}
+
+/// Fresh ids are numbered in blocks of this many per thread, so that numbering a request
+/// writes no memory another thread writes too (one shared counter bounced between cores
+/// on every request).
+const ID_BLOCK: u64 = 1 << 16;
+
+/// The next block of numbers a thread takes.
+static NEXT_ID_BLOCK: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// This thread's next number and the end of its block.
+    static ID_NUMBERS: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// A number no other call in this process got.
+fn next_id_number() -> u64 {
+    ID_NUMBERS.with(|numbers| {
+        let (mut next, mut end) = numbers.get();
+        if next == end {
+            next = NEXT_ID_BLOCK.fetch_add(ID_BLOCK, Ordering::Relaxed);
+            end = next + ID_BLOCK;
+        }
+        numbers.set((next + 1, end));
+        next
+    })
 }
 
 impl RequestIds {
     pub fn new() -> RequestIds {
         RequestIds {
-            seq: AtomicU64::new(0),
             seed: rand::random(),
         }
     }
@@ -49,7 +73,7 @@ impl RequestIds {
                 return v.clone();
             }
         }
-        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        let n = next_id_number();
         // A bijective mix of the counter keeps ids unique per process and unguessable-ish.
         let id = (n ^ self.seed).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ self.seed.rotate_left(17);
         let mut hex = [0u8; 16];

@@ -11,7 +11,9 @@ use super::label::LabelRequest;
 use super::{Gateway, Reply};
 use crate::cache::CachedLabel;
 use crate::error::Refusal;
-use crate::http::{empty, full, Body, Conditions, LabelHeaders, Precondition, Validators};
+use crate::http::{
+    empty, full, Body, Conditions, LabelHeaders, Precondition, Validators, X_REQUEST_ID,
+};
 use crate::storage::ObjectHead;
 use crate::tracking::Tracking;
 
@@ -36,13 +38,12 @@ impl Gateway {
         label: &Arc<CachedLabel>,
         hit: bool,
     ) -> Reply {
-        let mut head = ObjectHead {
-            content_length: label.len,
-            total_size: label.len,
-            range: None,
-            etag: label.etag.clone(),
-            last_modified: label.last_modified.clone(),
-        };
+        if hit && req.range.is_none() && req.conditions.is_empty() {
+            // The common case first, without building (and reference-counting) an
+            // `ObjectHead` it does not need.
+            return self.whole_hit(req, label);
+        }
+        let mut head = memory_head(label);
         match precondition(&req.conditions, &head) {
             Precondition::NotModified => {
                 return Reply::Response(self.not_modified(req.tracking, &head, hit))
@@ -62,23 +63,37 @@ impl Gateway {
             head.range = Some((r.start, r.end));
             head.content_length = r.len();
         }
+        if hit && head.range.is_none() {
+            return self.whole_hit(req, label);
+        }
         let body = if req.head_only {
             empty()
         } else {
             label.body(head.range)
         };
-        if hit && head.range.is_none() {
-            // The common case, a whole label from memory: the same headers every time.
-            let headers = label.hit_headers.get_or_init(|| {
-                let mut h = http::HeaderMap::with_capacity(12);
-                self.label_and_length_headers(&req.tracking, &head, true, &mut h);
-                h
-            });
-            let mut resp = Response::new(body);
-            *resp.headers_mut() = headers.clone();
-            return Reply::Response(resp);
-        }
         self.label_response(req.tracking, &head, body, &Conditions::default(), hit)
+    }
+
+    /// A whole label from memory, past its preconditions: the same headers every time,
+    /// built on the first hit and cloned after.
+    fn whole_hit(&self, req: &LabelRequest<'_>, label: &Arc<CachedLabel>) -> Reply {
+        let headers = label.hit_headers.get_or_init(|| {
+            let mut h = http::HeaderMap::with_capacity(12);
+            self.label_and_length_headers(&req.tracking, &memory_head(label), true, &mut h);
+            // Held for the request's own id, which `Gateway::handle` always sets: a clone
+            // has room for exactly the headers it copies, so adding one more would grow
+            // (reallocate and copy) it on every hit.
+            h.insert(X_REQUEST_ID.clone(), HeaderValue::from_static("-"));
+            h
+        });
+        let body = if req.head_only {
+            empty()
+        } else {
+            label.body(None)
+        };
+        let mut resp = Response::new(body);
+        *resp.headers_mut() = headers.clone();
+        Reply::Response(resp)
     }
 
     /// The label headers and `Content-Length` of `head`.
@@ -155,6 +170,17 @@ impl Gateway {
             cache_control: &self.cache_control,
             hit,
         }
+    }
+}
+
+/// What a label in memory says about itself, as storage would.
+fn memory_head(label: &CachedLabel) -> ObjectHead {
+    ObjectHead {
+        content_length: label.len,
+        total_size: label.len,
+        range: None,
+        etag: label.etag.clone(),
+        last_modified: label.last_modified.clone(),
     }
 }
 
