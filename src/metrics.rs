@@ -502,6 +502,43 @@ mod tests {
     }
 
     #[test]
+    fn counters_and_histograms_sum_what_every_thread_recorded() {
+        let counter = std::sync::Arc::new(Counter::default());
+        let histogram = std::sync::Arc::new(Histogram::default());
+        // More threads than shards: some share one.
+        let threads: Vec<_> = (0..SHARDS + 3)
+            .map(|_| {
+                let (c, h) = (counter.clone(), histogram.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        c.inc();
+                        h.observe(Duration::from_micros(40));
+                    }
+                    c.add(5);
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let threads = (SHARDS + 3) as u64;
+        assert_eq!(counter.get(), threads * 1005);
+        assert_eq!(histogram.count(), threads * 1000);
+        let snap = histogram.snapshot();
+        assert_eq!(snap.count, threads * 1000);
+        // All in the 50 µs bucket, none elsewhere.
+        for (bound, n) in &snap.buckets {
+            let expected = if *bound == 0.000_05 {
+                threads * 1000
+            } else {
+                0
+            };
+            assert_eq!(*n, expected, "bucket {bound}");
+        }
+        assert!((snap.sum - threads as f64 * 1000.0 * 40e-6).abs() < 1e-9);
+    }
+
+    #[test]
     fn bucket_bounds_increase() {
         assert!(BUCKET_NANOS.windows(2).all(|w| w[0] < w[1]));
         assert_eq!(BUCKET_NANOS[0], 25_000);

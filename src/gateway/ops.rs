@@ -143,3 +143,44 @@ impl Gateway {
         resp
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_request_ids_are_unique_across_threads() {
+        let ids = std::sync::Arc::new(RequestIds::new());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let ids = ids.clone();
+                std::thread::spawn(move || {
+                    (0..5000)
+                        .map(|_| ids.for_request(&HeaderMap::new()))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        for t in threads {
+            for id in t.join().unwrap() {
+                assert_eq!(id.len(), 16, "{id:?}");
+                assert!(seen.insert(id), "an id given twice");
+            }
+        }
+        assert_eq!(seen.len(), 20_000);
+    }
+
+    #[test]
+    fn a_sane_client_request_id_is_kept_and_another_replaced() {
+        let ids = RequestIds::new();
+        let mut h = HeaderMap::new();
+        h.insert(
+            X_REQUEST_ID.clone(),
+            HeaderValue::from_static("abc-123.x:y_z"),
+        );
+        assert_eq!(ids.for_request(&h), "abc-123.x:y_z");
+        h.insert(X_REQUEST_ID.clone(), HeaderValue::from_static("no spaces"));
+        assert_ne!(ids.for_request(&h), "no spaces");
+    }
+}
