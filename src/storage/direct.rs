@@ -120,13 +120,15 @@ impl Direct {
 
     /// Sends a bodiless request to this pool's endpoint (whatever host its URI names: the
     /// store sends only its own) and reads the answer's head; the body follows as it is
-    /// read.
+    /// read. The answer carries the headers the store reads ([`READ_HEADERS`]), or every
+    /// header when the request has the [`AllHeaders`] extension.
     pub async fn send(
         self: &Arc<Self>,
         req: &Request<crate::http::Body>,
     ) -> Result<Response<DirectBody>, Error> {
         // The answer to a HEAD has no body, whatever its `Content-Length` says.
         let head_only = req.method() == http::Method::HEAD;
+        let all_headers = req.extensions().get::<AllHeaders>().is_some();
         let head = request_head(req);
         // A kept connection may have been closed by the server since; each such loss
         // costs a fresh connection, not an error.
@@ -145,7 +147,7 @@ impl Direct {
                 }
                 return Err(Error::Connect(format!("writing the request: {e}")));
             }
-            match read_head(&mut conn).await {
+            match read_head(&mut conn, all_headers).await {
                 Ok(Some(parts)) => return self.answer(conn, parts, head_only),
                 Ok(None) if reused => continue,
                 Ok(None) => {
@@ -293,14 +295,14 @@ enum HeadError {
 }
 
 /// Reads one response head; `None` when the connection ended before any byte of it.
-async fn read_head(conn: &mut Conn) -> Result<Option<Head>, HeadError> {
+async fn read_head(conn: &mut Conn, all_headers: bool) -> Result<Option<Head>, HeadError> {
     loop {
         if !conn.buf.is_empty() {
             let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut parsed = httparse::Response::new(&mut slots);
             match parsed.parse(&conn.buf) {
                 Ok(httparse::Status::Complete(len)) => {
-                    let head = to_head(&parsed).map_err(HeadError::Protocol)?;
+                    let head = to_head(&parsed, all_headers).map_err(HeadError::Protocol)?;
                     let _ = conn.buf.split_to(len);
                     return Ok(Some(head));
                 }
@@ -330,14 +332,40 @@ async fn read_head(conn: &mut Conn) -> Result<Option<Head>, HeadError> {
     }
 }
 
-fn to_head(parsed: &httparse::Response<'_, '_>) -> Result<Head, String> {
+/// A request extension: its answer keeps every header (`doctor`'s raw answers show them).
+#[derive(Debug, Clone, Copy)]
+pub struct AllHeaders;
+
+/// The answer headers the store reads (a label's length, range and validators, and the
+/// framing); the rest of what S3 sends (request ids, server, storage class, ...) is not
+/// copied into the answer's map, which took a parse, an allocation and a hash per header
+/// on every label fetch.
+pub const READ_HEADERS: [&str; 8] = [
+    "content-length",
+    "content-range",
+    "content-type",
+    "etag",
+    "last-modified",
+    "date",
+    "transfer-encoding",
+    "connection",
+];
+
+fn to_head(parsed: &httparse::Response<'_, '_>, all_headers: bool) -> Result<Head, String> {
     let status = parsed
         .code
         .and_then(|c| StatusCode::from_u16(c).ok())
         .ok_or("bad status")?;
-    let mut headers = http::HeaderMap::with_capacity(parsed.headers.len());
+    let mut headers = http::HeaderMap::with_capacity(if all_headers {
+        parsed.headers.len()
+    } else {
+        READ_HEADERS.len()
+    });
     let mut close = parsed.version != Some(1);
     for h in parsed.headers.iter() {
+        if !all_headers && !READ_HEADERS.iter().any(|r| h.name.eq_ignore_ascii_case(r)) {
+            continue;
+        }
         let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| "bad header name")?;
         let value = HeaderValue::from_bytes(h.value).map_err(|_| "bad header value")?;
         if name == header::CONNECTION {
@@ -570,6 +598,41 @@ mod tests {
             }
         });
         (port, Arc::new(client), connections)
+    }
+
+    #[test]
+    fn a_label_read_keeps_the_headers_the_store_reads_and_a_raw_one_keeps_all() {
+        let raw = b"HTTP/1.1 200 OK\r\nx-amz-request-id: 1234\r\nContent-Length: 5\r\n\
+            ETag: \"abc\"\r\nLast-Modified: Tue, 01 Dec 2026 10:00:00 GMT\r\n\
+            Server: s3s\r\nContent-Range: bytes 0-4/9\r\nx-amz-id-2: xyz\r\n\
+            Content-Type: application/pdf\r\nDate: Tue, 01 Dec 2026 10:00:01 GMT\r\n\
+            Connection: close\r\n\r\n";
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut slots);
+        assert!(parsed.parse(raw).unwrap().is_complete());
+
+        let label = to_head(&parsed, false).unwrap();
+        let mut kept: Vec<_> = label.headers.keys().map(|k| k.as_str()).collect();
+        kept.sort_unstable();
+        assert_eq!(
+            kept,
+            [
+                "connection",
+                "content-length",
+                "content-range",
+                "content-type",
+                "date",
+                "etag",
+                "last-modified"
+            ]
+        );
+        assert_eq!(label.headers["etag"], "\"abc\"");
+        assert!(!label.keep_alive, "Connection: close is still seen");
+
+        let all = to_head(&parsed, true).unwrap();
+        assert_eq!(all.headers.len(), 10);
+        assert_eq!(all.headers["x-amz-request-id"], "1234");
+        assert_eq!(all.headers["server"], "s3s");
     }
 
     fn request(method: http::Method, port: u16) -> Request<crate::http::Body> {

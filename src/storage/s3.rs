@@ -466,6 +466,7 @@ impl S3Store {
         let mut req = b
             .body(full(body.clone()))
             .map_err(|e| StorageError::Protocol(e.to_string()))?;
+        req.extensions_mut().insert(direct::AllHeaders);
         self.signer
             .load()
             .sign(&mut req, Payload::Bytes(&body), SystemTime::now())
