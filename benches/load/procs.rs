@@ -273,6 +273,14 @@ pub fn context_switches(pid: u32) -> Option<u64> {
     Some(sum)
 }
 
+/// Minor page faults of `pid` so far, all its threads (field 10 of `/proc/PID/stat`).
+pub fn minor_faults(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name's closing parenthesis: state is field 3, minflt field 10.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(7)?.parse().ok()
+}
+
 fn clock_ticks() -> f64 {
     // SAFETY: sysconf has no preconditions.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
