@@ -23,19 +23,14 @@ const CHUNK: usize = 64 * 1024;
 
 pub struct LocalStore {
     root: PathBuf,
-    identity: String,
 }
 
 impl LocalStore {
     pub fn new(cfg: &StorageConfig) -> Result<Self, StorageError> {
         std::fs::create_dir_all(&cfg.local_root)?;
-        let root = cfg.local_root.clone();
-        let identity = format!("local:{}", root.display());
-        Ok(LocalStore { root, identity })
-    }
-
-    pub fn identity(&self) -> &str {
-        &self.identity
+        Ok(LocalStore {
+            root: cfg.local_root.clone(),
+        })
     }
 
     pub fn root(&self) -> &Path {

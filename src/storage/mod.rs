@@ -196,14 +196,6 @@ impl Storage {
         }
     }
 
-    /// Names the store, for cache keys and logs: `s3:bucket/location` or `local:/root`.
-    pub fn identity(&self) -> &str {
-        match self {
-            Storage::Local(s) => s.identity(),
-            Storage::S3(s) => s.identity(),
-        }
-    }
-
     /// The object key of a label: `{location}/{tracking}.pdf` (or the file name locally).
     pub fn key(&self, tracking: &Tracking) -> String {
         match self {

@@ -58,7 +58,6 @@ pub struct S3Store {
     /// `http` or `https`, as the endpoint says.
     scheme: String,
     location: String,
-    identity: String,
     connect_timeout: Duration,
     first_byte_timeout: Duration,
     idle_body_timeout: Duration,
@@ -117,17 +116,12 @@ impl S3Store {
             host,
             scheme: scheme.to_string(),
             location: cfg.location.clone(),
-            identity: format!("s3:{authority}/{}/{}", cfg.bucket, cfg.location),
             connect_timeout: cfg.connect_timeout,
             first_byte_timeout: cfg.first_byte_timeout,
             idle_body_timeout: cfg.idle_body_timeout,
             attempts: cfg.attempts.max(1),
             backoff: cfg.retry_backoff,
         })
-    }
-
-    pub fn identity(&self) -> &str {
-        &self.identity
     }
 
     pub fn key(&self, tracking: &Tracking) -> String {
