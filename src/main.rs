@@ -300,14 +300,14 @@ fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> Exit
 /// allocates and frees a read buffer per 16 KiB it relays, so under load heaps shrank and
 /// grew again all the time: up to 225 page faults per 5 MiB label measured
 /// (`LOAD_PERF=1 LOAD_PERF_LABEL=5mib`), a few per request elsewhere. Fixed bounds instead:
-/// a heap keeps up to 8 MiB free for reuse, and only blocks of 1 MiB and more get their
+/// a heap keeps up to 2 MiB free for reuse, and only blocks of 1 MiB and more get their
 /// own mapping. Called before any other thread starts, as `mallopt` asks.
 fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: `mallopt` only sets two allocator parameters; no other thread runs yet.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 8 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 2 << 20);
     }
 }
 
