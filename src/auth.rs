@@ -460,29 +460,28 @@ fn django_cookie<'h>(headers: &'h HeaderMap, name: &str, join: &str) -> Option<C
         text.push_str(join);
         text.push_str(&String::from_utf8_lossy(more.as_bytes()));
     }
-    // The last pair of that name wins: look from the end.
-    let (start, end) = {
-        let raw = joined.rsplit(';').find_map(|piece| {
-            let (key, value) = piece.split_once('=').unwrap_or(("", piece));
-            (key.trim() == name).then(|| value.trim())
-        })?;
-        let printable = |v: &str| !v.is_empty() && v.bytes().all(|b| (0x21..0x7f).contains(&b));
-        let quoted = raw.len() >= 2 && raw.starts_with('"') && raw.ends_with('"');
-        if !(if quoted {
-            printable(&unquote(raw))
-        } else {
-            printable(raw)
-        }) {
-            return None;
-        }
-        // `raw` is a slice of `joined`: its place in it, to borrow the same bytes after.
-        let start = raw.as_ptr() as usize - joined.as_ptr() as usize;
-        (start, start + raw.len())
+    match joined {
+        Cow::Borrowed(line) => session_value(line, name).map(Cow::Borrowed),
+        Cow::Owned(text) => session_value(&text, name).map(|v| Cow::Owned(v.to_string())),
+    }
+}
+
+/// The value of the last `name=` pair in a joined cookie header, as Django reads it: the
+/// last pair of that name wins, and a value that is empty or not printable ASCII (after
+/// unquoting) is no session.
+fn session_value<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    let raw = text.rsplit(';').find_map(|piece| {
+        let (key, value) = piece.split_once('=').unwrap_or(("", piece));
+        (key.trim() == name).then(|| value.trim())
+    })?;
+    let printable = |v: &str| !v.is_empty() && v.bytes().all(|b| (0x21..0x7f).contains(&b));
+    let quoted = raw.len() >= 2 && raw.starts_with('"') && raw.ends_with('"');
+    let ok = if quoted {
+        printable(&unquote(raw))
+    } else {
+        printable(raw)
     };
-    Some(match joined {
-        Cow::Borrowed(line) => Cow::Borrowed(&line[start..end]),
-        Cow::Owned(text) => Cow::Owned(text[start..end].to_string()),
-    })
+    ok.then_some(raw)
 }
 
 /// Python's `http.cookies._unquote`: a value in double quotes loses them, and `\"`,

@@ -93,33 +93,13 @@ impl Gateway {
         peer: SocketAddr,
         request_id: &'a HeaderValue,
     ) -> Result<LabelRequest<'a>, GatewayError> {
+        self.check_cookie_size(parts)?;
         let head_only = parts.method == Method::HEAD;
-        // One pass over the header lines sizes the cookies and says whether a range or any
-        // precondition is there at all: most label requests carry neither, and each
-        // lookup by name hashes the name.
-        let (mut cookie_bytes, mut ranged, mut conditional) = (0usize, false, false);
-        for (name, value) in &parts.headers {
-            if name == header::COOKIE {
-                cookie_bytes += value.len();
-                continue;
-            }
-            ranged |= name == header::RANGE;
-            conditional |= name == header::IF_MATCH
-                || name == header::IF_NONE_MATCH
-                || name == header::IF_MODIFIED_SINCE
-                || name == header::IF_UNMODIFIED_SINCE
-                || name == header::IF_RANGE;
-        }
-        self.check_cookie_bytes(cookie_bytes)?;
-        let range = match ranged.then(|| parse_range(parts.headers.get(header::RANGE))) {
-            Some(RangeRequest::Single(spec)) if !head_only => Some(spec),
+        let range = match parse_range(parts.headers.get(header::RANGE)) {
+            RangeRequest::Single(spec) if !head_only => Some(spec),
             _ => None,
         };
-        let conditions = if conditional {
-            Conditions::from_headers(&parts.headers)
-        } else {
-            Conditions::default()
-        };
+        let conditions = Conditions::from_headers(&parts.headers);
         Ok(LabelRequest {
             parts,
             tracking,
@@ -140,11 +120,6 @@ impl Gateway {
             .iter()
             .map(|v| v.len())
             .sum();
-        self.check_cookie_bytes(cookie_bytes)
-    }
-
-    /// [`Gateway::check_cookie_size`] of cookie lines already summed.
-    fn check_cookie_bytes(&self, cookie_bytes: usize) -> Result<(), GatewayError> {
         if cookie_bytes as u64 > self.config.server.max_cookie_bytes.as_u64() {
             return Err(GatewayError::HeaderTooLarge);
         }

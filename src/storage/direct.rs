@@ -340,7 +340,7 @@ pub struct AllHeaders;
 /// framing); the rest of what S3 sends (request ids, server, storage class, ...) is not
 /// copied into the answer's map, which took a parse, an allocation and a hash per header
 /// on every label fetch.
-pub const READ_HEADERS: [&str; 8] = [
+const READ_HEADERS: [&str; 8] = [
     "content-length",
     "content-range",
     "content-type",

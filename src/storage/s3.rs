@@ -126,16 +126,16 @@ impl S3Store {
 
     pub fn key(&self, tracking: &Tracking) -> String {
         if self.location.is_empty() {
-            concat(&[tracking.as_str(), ".pdf"])
+            [tracking.as_str(), ".pdf"].concat()
         } else {
-            concat(&[&self.location, "/", tracking.as_str(), ".pdf"])
+            [&self.location, "/", tracking.as_str(), ".pdf"].concat()
         }
     }
 
     /// The URL of a label's object (built on every fetch: pieces put together, not
     /// `format!`, which costs several times as much).
     pub fn object_url(&self, tracking: &Tracking) -> String {
-        concat(&[&self.base, tracking.as_str(), ".pdf"])
+        [&self.base, tracking.as_str(), ".pdf"].concat()
     }
 
     /// A query-signed URL for `method` on a label, valid for `expires`: the URL
@@ -878,15 +878,6 @@ fn unexpected(status: StatusCode, code: String) -> StorageError {
     } else {
         StorageError::Protocol(format!("HTTP {status} {code}"))
     }
-}
-
-/// `parts` one after the other, in a string allocated once.
-fn concat(parts: &[&str]) -> String {
-    let mut out = String::with_capacity(parts.iter().map(|p| p.len()).sum());
-    for p in parts {
-        out.push_str(p);
-    }
-    out
 }
 
 #[cfg(test)]
