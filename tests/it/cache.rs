@@ -173,6 +173,7 @@ async fn range_and_conditional_requests_on_hits() {
         .unwrap()
         .to_string();
     warm.bytes().await.unwrap();
+    support::wait_until_cached(&gw, "HOTR").await;
 
     let r = get(&[("range", "bytes=100-199")]).await;
     assert_eq!(
