@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body as HttpBody, Frame, SizeHint};
+use sync_wrapper::SyncWrapper;
 use tokio::time::{Instant, Sleep};
 
 use crate::http::{Body, BoxError};
@@ -189,22 +190,35 @@ where
     }
 }
 
+/// The work a [`TeeSink`] does with the complete copy (keeping it), run to its end before
+/// the [`Tee`] hands on the body's last frame.
+pub type Keep = Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// Receives the copy a [`Tee`] kept, once the body it watched ended complete.
 pub trait TeeSink {
     /// `seen` bytes have passed so far (called as the body starts and after each frame).
     fn progress(&self, seen: u64);
-    fn complete(self, data: Bytes);
+    /// Takes the complete copy. The returned work finishes before the last frame goes on,
+    /// so whoever has read the last byte finds the copy kept.
+    fn complete(self, data: Bytes) -> Keep;
 }
 
 /// Passes the inner body's frames through unchanged and copies them into one buffer of
-/// exactly `expected` bytes; once exactly that many have passed, the copy goes to the sink.
-/// A body that is cut, fails, or runs long delivers nothing.
+/// exactly `expected` bytes; once exactly that many have passed, the copy goes to the sink,
+/// and the last frame is handed on only after the sink's work with it is done (a request
+/// that follows the last byte finds the label cached). A body that is cut, fails, or runs
+/// long delivers nothing.
 pub struct Tee<S: TeeSink> {
     inner: Body,
     copy: BytesMut,
     seen: u64,
     expected: u64,
     sink: Option<S>,
+    /// The sink's work, while it runs (`SyncWrapper`: the body must be `Sync`, and only
+    /// `poll_frame`, through `&mut`, touches it).
+    keeping: Option<SyncWrapper<Keep>>,
+    /// The last frame, held until `keeping` is done.
+    held: Option<Frame<Bytes>>,
 }
 
 impl<S: TeeSink> Tee<S> {
@@ -216,6 +230,8 @@ impl<S: TeeSink> Tee<S> {
             seen: 0,
             expected,
             sink: Some(sink),
+            keeping: None,
+            held: None,
         };
         if let Some(sink) = &tee.sink {
             sink.progress(0);
@@ -228,13 +244,23 @@ impl<S: TeeSink> Tee<S> {
 
     fn complete(&mut self) {
         if let Some(sink) = self.sink.take() {
-            sink.complete(std::mem::take(&mut self.copy).freeze());
+            let keep = sink.complete(std::mem::take(&mut self.copy).freeze());
+            self.keeping = Some(SyncWrapper::new(keep));
         }
     }
 
     fn abandon(&mut self) {
         self.sink = None;
         self.copy = BytesMut::new();
+    }
+
+    /// Runs the sink's work on; `Ready` once there is none left.
+    fn poll_keeping(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some(keep) = self.keeping.as_mut() {
+            std::task::ready!(keep.get_mut().as_mut().poll(cx));
+            self.keeping = None;
+        }
+        Poll::Ready(())
     }
 }
 
@@ -247,6 +273,10 @@ impl<S: TeeSink + Unpin> HttpBody for Tee<S> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
+        std::task::ready!(this.poll_keeping(cx));
+        if let Some(frame) = this.held.take() {
+            return Poll::Ready(Some(Ok(frame)));
+        }
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
@@ -258,6 +288,12 @@ impl<S: TeeSink + Unpin> HttpBody for Tee<S> {
                         this.copy.extend_from_slice(data);
                         if this.seen == this.expected {
                             this.complete();
+                            if this.poll_keeping(cx).is_pending() {
+                                if let Poll::Ready(Some(Ok(frame))) = polled {
+                                    this.held = Some(frame);
+                                }
+                                return Poll::Pending;
+                            }
                         } else if let Some(sink) = &this.sink {
                             sink.progress(this.seen);
                         }
@@ -272,11 +308,34 @@ impl<S: TeeSink + Unpin> HttpBody for Tee<S> {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.held.is_none() && self.keeping.is_none() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        let held = self
+            .held
+            .as_ref()
+            .and_then(Frame::data_ref)
+            .map_or(0, |d| d.len() as u64);
+        let inner = self.inner.size_hint();
+        let mut hint = SizeHint::new();
+        hint.set_lower(inner.lower() + held);
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper + held);
+        }
+        hint
+    }
+}
+
+impl<S: TeeSink> Drop for Tee<S> {
+    /// A client gone while the copy was being kept: the keeping still finishes, on a task
+    /// of its own (the copy was complete).
+    fn drop(&mut self) {
+        if let Some(keep) = self.keeping.take() {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(keep.into_inner());
+            }
+        }
     }
 }
 
@@ -475,6 +534,82 @@ mod tests {
             Poll::Ready(Some(Err(e))) => assert_eq!(e.to_string(), "origin reset"),
             _ => panic!("the held error comes next"),
         }
+    }
+
+    /// A sink whose keeping waits for `release`, and tells `kept` when it ran to its end.
+    struct Gated {
+        release: tokio::sync::oneshot::Receiver<()>,
+        kept: Arc<AtomicBool>,
+    }
+
+    impl TeeSink for Gated {
+        fn progress(&self, _seen: u64) {}
+        fn complete(self, data: Bytes) -> Keep {
+            assert_eq!(data, "abcdef");
+            Box::pin(async move {
+                let _ = self.release.await;
+                self.kept.store(true, Ordering::SeqCst);
+            })
+        }
+    }
+
+    /// A tee over "abc" + "def" whose first frame was read and whose last one is held
+    /// while the copy is kept: the tee, the gate that lets the keeping end, its flag.
+    async fn tee_held_at_its_last_frame() -> (
+        Tee<Gated>,
+        tokio::sync::oneshot::Sender<()>,
+        Arc<AtomicBool>,
+    ) {
+        let frames: Vec<Result<Frame<Bytes>, BoxError>> = vec![
+            Ok(Frame::data(Bytes::from_static(b"abc"))),
+            Ok(Frame::data(Bytes::from_static(b"def"))),
+        ];
+        let body = StreamBody::new(futures_util::stream::iter(frames)).boxed();
+        let (release, gate) = tokio::sync::oneshot::channel();
+        let kept = Arc::new(AtomicBool::new(false));
+        let sink = Gated {
+            release: gate,
+            kept: kept.clone(),
+        };
+        let mut tee = Tee::new(body, 6, sink);
+        let first = tee.frame().await.unwrap().unwrap();
+        assert_eq!(first.into_data().unwrap(), "abc");
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(Pin::new(&mut tee).poll_frame(&mut cx).is_pending());
+        (tee, release, kept)
+    }
+
+    #[tokio::test]
+    async fn tee_hands_on_the_last_frame_only_after_the_copy_is_kept() {
+        let (mut tee, release, kept) = tee_held_at_its_last_frame().await;
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        // The last frame is read but held while the copy is being kept.
+        assert!(!kept.load(Ordering::SeqCst));
+        assert!(!tee.is_end_stream());
+        assert_eq!(tee.size_hint().lower(), 3);
+        assert!(Pin::new(&mut tee).poll_frame(&mut cx).is_pending());
+        release.send(()).unwrap();
+        match Pin::new(&mut tee).poll_frame(&mut cx) {
+            Poll::Ready(Some(Ok(frame))) => assert_eq!(frame.into_data().unwrap(), "def"),
+            _ => panic!("the held frame comes once the copy is kept"),
+        }
+        assert!(kept.load(Ordering::SeqCst));
+        assert!(tee.frame().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn tee_dropped_while_keeping_still_keeps_the_copy() {
+        let (tee, release, kept) = tee_held_at_its_last_frame().await;
+        // The client goes away with the last frame unread: the copy was complete.
+        drop(tee);
+        release.send(()).unwrap();
+        for _ in 0..100 {
+            if kept.load(Ordering::SeqCst) {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("the keeping did not finish after the tee was dropped");
     }
 
     fn tokio_stream_from(

@@ -22,7 +22,7 @@ use moka::notification::RemovalCause;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::body::TeeSink;
+use crate::body::{Keep, TeeSink};
 use crate::config::CacheConfig;
 use crate::http::Body;
 use crate::metrics::Counter;
@@ -343,15 +343,16 @@ impl FillGuard {
         self.tx.take();
     }
 
-    /// Inserts the complete label, then wakes the waiters (so they find it).
-    fn finish(mut self, label: CachedLabel) {
+    /// Inserts the complete label, then wakes the waiters (so they find it). The tee runs
+    /// this before it hands on the label's last byte.
+    fn finish(mut self, label: CachedLabel) -> Keep {
         let cache = self.cache.clone();
         let key = self.key;
         self.stats.inserts.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(async move {
+        Box::pin(async move {
             cache.insert(key, Arc::new(label)).await;
             self.release();
-        });
+        })
     }
 }
 
@@ -396,9 +397,9 @@ impl TeeSink for Filler {
         }
     }
 
-    fn complete(self, data: Bytes) {
+    fn complete(self, data: Bytes) -> Keep {
         self.guard
-            .finish(CachedLabel::new(data, self.etag, self.last_modified));
+            .finish(CachedLabel::new(data, self.etag, self.last_modified))
     }
 }
 
@@ -562,18 +563,17 @@ mod tests {
         ));
         let tee = Tee::new(body.boxed(), 14, Filler::new(guard, None, None));
         assert_eq!(collect(tee.boxed()).await, b"%PDF-1.4 hello");
-        // The insert runs on a spawned task; the fill lock is released after it.
-        for _ in 0..100 {
-            if let Some(label) = c.get(&key).await {
-                assert_eq!(&label.data[..], b"%PDF-1.4 hello");
-                // A copy of its own: holding the label does not pin the read buffer.
-                let held = read_buf.as_ptr_range();
-                assert!(!held.contains(&label.data.as_ptr()));
-                return;
-            }
-            tokio::task::yield_now().await;
-        }
-        panic!("complete body was not cached");
+        // Kept before the last frame was handed on: no waiting needed.
+        let label = c.get(&key).await.expect("complete body cached");
+        assert_eq!(&label.data[..], b"%PDF-1.4 hello");
+        // A copy of its own: holding the label does not pin the read buffer.
+        let held = read_buf.as_ptr_range();
+        assert!(!held.contains(&label.data.as_ptr()));
+        // The fill lock was released with it.
+        assert!(
+            matches!(c.begin_fill(&key), Fill::Leader(_)),
+            "lock released"
+        );
     }
 
     #[tokio::test]
