@@ -35,7 +35,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -162,19 +162,55 @@ fn builder(gateway: &Gateway) -> auto::Builder<TokioExecutor> {
     b
 }
 
+/// The clock of the slot table's timestamps: time since it was made, on the kernel's
+/// coarse monotonic clock on Linux (a few milliseconds' resolution, read without the
+/// time stamp counter). Every frame a response body passes records one (the
+/// `send_timeout` watch); the precise clock's read showed in a streamed label's profile,
+/// while the timeouts it serves are whole seconds.
+#[derive(Clone, Copy)]
+struct Epoch(Duration);
+
+impl Epoch {
+    fn now() -> Epoch {
+        Epoch(coarse_monotonic())
+    }
+
+    fn elapsed(&self) -> Duration {
+        coarse_monotonic().saturating_sub(self.0)
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn coarse_monotonic() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `clock_gettime` only writes the `timespec` it is given; the clock exists
+    // on every Linux since 2.6.32.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn coarse_monotonic() -> Duration {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START.get_or_init(std::time::Instant::now).elapsed()
+}
+
 /// The connection slots: the limit, and every open connection's busy/idle state so that
 /// a newcomer at the limit can close the longest-idle one.
 struct Slots {
     limit: Arc<Semaphore>,
     /// Clock origin for [`Conn::idle_since_ms`].
-    epoch: Instant,
+    epoch: Epoch,
     next_id: AtomicU64,
     open: Mutex<HashMap<u64, Arc<Conn>>>,
 }
 
 /// One open connection, as the slot table sees it.
 struct Conn {
-    epoch: Instant,
+    epoch: Epoch,
     /// Requests started whose response is not finished (HTTP/2: open streams).
     busy: AtomicUsize,
     /// Requests started on this connection so far.
@@ -197,7 +233,7 @@ impl Slots {
     fn new(max_connections: usize) -> Slots {
         Slots {
             limit: Arc::new(Semaphore::new(max_connections)),
-            epoch: Instant::now(),
+            epoch: Epoch::now(),
             next_id: AtomicU64::new(0),
             open: Mutex::new(HashMap::new()),
         }
@@ -575,4 +611,20 @@ async fn refuse(mut stream: TcpStream, answer: Vec<u8>) {
         }
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_coarse_epoch_moves_forward_with_time() {
+        let epoch = Epoch::now();
+        let first = epoch.elapsed();
+        std::thread::sleep(Duration::from_millis(60));
+        let later = epoch.elapsed();
+        assert!(later >= first);
+        // The coarse clock lags by at most a tick (10 ms at the slowest kernel setting).
+        assert!(later >= Duration::from_millis(50), "{later:?}");
+    }
 }
