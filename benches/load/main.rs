@@ -45,7 +45,7 @@
 //! `LOAD_SOAK_ONLY=1` (only the soak), `LOAD_BATCH_ONLY=1` (only the batch rows and the
 //! batch memory run), `LOAD_TABLE_ONLY=1` (only the rows table and its verdicts),
 //! `LOAD_PERF=1` (only `perf record` profiles of the same four rows on the real CPU: see
-//! `perf.rs`; `LOAD_PERF_LABEL=5mib` samples the 5 MiB label), `LOAD_CALLGRIND=1` (only instructions per response of the gateway's
+//! `perf.rs`; `LOAD_PERF_LABEL=5mib` samples the 5 MiB label, `LOAD_PERF_CONNS=16` at 16 connections), `LOAD_CALLGRIND=1` (only instructions per response of the gateway's
 //! hit and miss, of bare hyper and of the bare proxy, under callgrind: see `callgrind.rs`;
 //! `LOAD_CALLGRIND_DIR` keeps the dumps, `LOAD_CALLGRIND_FLOORS=0` skips the two floors),
 //! `LOAD_GATEWAY_BIN` (another gateway binary, e.g. to compare a change) and

@@ -2,7 +2,8 @@
 //! (`cpu-clock`, so it works where hardware counters are not exposed, as in most VMs).
 //!
 //! For the gateway's hit and miss, bare hyper and the bare proxy in turn: the server is
-//! warmed up, then `perf record -g -p PID` samples it while wrk drives 64 connections for a
+//! warmed up, then `perf record -g -p PID` samples it while wrk drives 64 connections
+//! (`LOAD_PERF_CONNS` to change) for a
 //! few seconds (`LOAD_PERF_CALLGRAPH=dwarf` for whole call stacks). Printed per row: the share of samples in the kernel, and the hottest
 //! symbols (self time), and per response while sampled: CPU time, context switches and
 //! minor page faults of all the process's threads (the hand-offs between threads that DESIGN §7 names; perf's
@@ -22,8 +23,15 @@ use crate::wrk::{Target, Wrk};
 
 /// Seconds sampled per row.
 const SECONDS: u64 = 6;
-/// Connections wrk drives while sampling (DESIGN §7's headline).
-const CONNS: u32 = 64;
+/// Connections wrk drives while sampling: DESIGN §7's headline 64, or `LOAD_PERF_CONNS`
+/// (the 5 MiB target is judged at 16).
+fn conns() -> u32 {
+    std::env::var("LOAD_PERF_CONNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(64)
+}
 /// Symbols printed per row.
 const TOP: usize = 25;
 
@@ -104,7 +112,7 @@ async fn sample(
     wrk: &Wrk,
     target: &Target,
 ) -> anyhow::Result<()> {
-    wrk.run(target, CONNS, 2, true).await?;
+    wrk.run(target, conns(), 2, true).await?;
     let data = out_dir.join(format!("{row}.data"));
     // Frame pointers are cheap to record but Rust's release code keeps none, so callers
     // are mostly lost; `LOAD_PERF_CALLGRAPH=dwarf` unwinds properly (larger files, and
@@ -138,7 +146,7 @@ async fn sample(
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (cpu_before, switches_before, faults_before) =
         (cpu_seconds(pid), context_switches(pid), minor_faults(pid));
-    let r = wrk.run(target, CONNS, SECONDS, false).await?;
+    let r = wrk.run(target, conns(), SECONDS, false).await?;
     let (cpu_after, switches_after, faults_after) =
         (cpu_seconds(pid), context_switches(pid), minor_faults(pid));
     let status = rec.wait().await?;
@@ -179,9 +187,10 @@ async fn sample(
         .sum();
     println!();
     println!(
-        "## {row}: {:.0} req/s at {CONNS} connections while sampled; {kernel:.1}% of samples \
+        "## {row}: {:.0} req/s at {} connections while sampled; {kernel:.1}% of samples \
          in the kernel",
-        r.rps()
+        r.rps(),
+        conns()
     );
     let per = |a: f64, b: f64| (b - a) / r.requests.max(1) as f64;
     if let (Some(a), Some(b), Some(sa), Some(sb)) =

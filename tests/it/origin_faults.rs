@@ -1,5 +1,6 @@
 //! Storage faults, played by a scripted origin stand-in: a body reset or stalled mid-way,
-//! 500s and `SlowDown` before a 200, a hang-up before the head, a slow first byte, a whole
+//! 500s and `SlowDown` before a 200, a large body that trickles in (never silent for the
+//! idle timeout), a hang-up before the head, a slow first byte, a whole
 //! request over its timeout, an origin that is down or never answers a connect. Each test
 //! pins what the client sees. Time only appears as generous "does not hang" bounds.
 
@@ -99,6 +100,33 @@ async fn origin_stalling_mid_body_is_cut_at_the_idle_timeout() {
     assert_eq!(r.headers()["x-cache"], "MISS");
     assert_eq!(r.bytes().await.unwrap(), good);
     assert_eq!(origin.hits(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_label_arriving_slowly_but_never_silent_is_served_whole() {
+    // 400 KiB, so read under the receive watermark (64 KiB or the rest). Its last 20 KiB
+    // come in 1 KiB pieces every 100 ms: never silent for the 600 ms idle timeout, 2 s in
+    // all. A reader that kept waiting for the watermark would see a stall and cut it.
+    let good = pdf_bytes(400 * 1024, 63);
+    let trickle = Act::Trickle {
+        body: good.clone(),
+        fast: 380 * 1024,
+        piece: 1024,
+        every: Duration::from_millis(100),
+    };
+    let (origin, _check, gw) = scripted_with(
+        vec![trickle],
+        Act::ok(&good),
+        &[("LABEL_GATEWAY_STORAGE__IDLE_BODY_TIMEOUT", "600ms")],
+    )
+    .await;
+    let r = read(&gw, "TRICKLE1").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap(), good);
+    assert_eq!(origin.hits(), 1);
+    // The watermark is per body: the next large label, sent at once, streams whole too.
+    let r = read(&gw, "TRICKLE2").await;
+    assert_eq!(r.bytes().await.unwrap(), good);
 }
 
 /// A gateway in front of a scripted origin, with `attempts` storage attempts.

@@ -225,6 +225,14 @@ pub enum Act {
     /// server whose keep-alive timeout just ran out does: the client's pooled connection
     /// is dead when it is next used.
     QuietClose { body: Vec<u8> },
+    /// A complete answer whose first `fast` bytes go at once and the rest in `piece`-byte
+    /// pieces, one every `every`: slow in total, never silent for long.
+    Trickle {
+        body: Vec<u8>,
+        fast: usize,
+        piece: usize,
+        every: Duration,
+    },
     /// A complete answer whose body is sent in `Transfer-Encoding: chunked` (S3 sends
     /// `Content-Length`; other S3-compatible servers may not, for error documents).
     Chunked { status: u16, body: Vec<u8> },
@@ -324,6 +332,20 @@ impl ScriptedOrigin {
                             let _ = s.flush().await;
                             if let Some(d) = stall {
                                 tokio::time::sleep(d).await;
+                            }
+                        }
+                        Act::Trickle {
+                            body,
+                            fast,
+                            piece,
+                            every,
+                        } => {
+                            let _ = s.write_all(head(200, body.len()).as_bytes()).await;
+                            let _ = s.write_all(&body[..fast]).await;
+                            for p in body[fast..].chunks(piece) {
+                                let _ = s.flush().await;
+                                tokio::time::sleep(every).await;
+                                let _ = s.write_all(p).await;
                             }
                         }
                         Act::Hangup => {}
