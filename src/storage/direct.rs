@@ -36,11 +36,13 @@ use crate::http::BoxError;
 
 /// Bytes read from storage at a time (one TLS record); bounds each connection's buffer.
 const READ_SIZE: usize = 16 * 1024;
-/// Bodies at least this large are read with a receive watermark ([`Watermark`]).
-const LARGE_BODY: u64 = 256 * 1024;
+/// Bodies larger than one read are read under a receive watermark ([`Watermark`]).
+const LARGE_BODY: u64 = READ_SIZE as u64 + 1;
 /// The watermark: the socket reports readable once this much has arrived (or the body's
 /// rest, if less).
-const WATERMARK: u64 = 64 * 1024;
+const WATERMARK: u64 = 128 * 1024;
+/// The largest TLS record on the wire (16 KiB of plaintext and TLS 1.2's largest expansion).
+const TLS_RECORD: u64 = 16 * 1024 + 2048;
 /// A wait under the watermark that saw no byte for this long drops it for the body's rest
 /// (an origin sending slowly must not look stalled).
 const WATERMARK_CHECK: Duration = Duration::from_millis(50);
@@ -465,14 +467,14 @@ pub struct DirectBody {
     remaining: Option<u64>,
     keep_alive: bool,
     pool: Arc<Direct>,
-    /// For a large body: how its socket is woken.
+    /// For a body larger than one read: how its socket is woken.
     watermark: Option<Watermark>,
 }
 
-/// A large body's reads wait for a receive watermark (`SO_RCVLOWAT`): the socket reports
-/// readable once 64 KiB (or the body's rest) have arrived instead of at every segment, so
-/// a streamed label wakes its task, and crosses into hyper and out to the client, in
-/// fewer and larger steps. An origin that sends slowly (no byte for a check's 50 ms
+/// A body larger than one read waits for a receive watermark (`SO_RCVLOWAT`): the socket
+/// reports readable once 128 KiB (or the body's rest) have arrived instead of at every
+/// segment the origin writes, so a label wakes its task, and crosses into hyper and out to
+/// the client, in fewer and larger steps: a 50 KiB label usually in one. An origin that sends slowly (no byte for a check's 50 ms
 /// while waiting) drops the watermark for the rest of the body: it must never look stalled
 /// to the idle-body timeout.
 #[derive(Default)]
@@ -501,6 +503,13 @@ impl DirectBody {
             (self.watermark.as_mut(), self.conn.as_mut(), self.remaining)
         else {
             return;
+        };
+        // Over TLS the rest counts plaintext, and part of it may already sit in rustls as
+        // an undecrypted partial record: ask for a record less, so the watermark is never
+        // more than what is still to come on the wire.
+        let rest = match conn.io {
+            Stream::Plain(_) => rest,
+            Stream::Tls(_) => rest.saturating_sub(TLS_RECORD),
         };
         let want = if w.off { 1 } else { rest.clamp(1, WATERMARK) };
         if !conn.set_lowat(want) {
@@ -808,6 +817,58 @@ mod tests {
             .unwrap();
         assert_eq!(third.into_body().collect().await.unwrap().to_bytes(), body);
         assert_eq!(connections.load(Ordering::SeqCst), 2);
+    }
+
+    /// The socket's `SO_RCVLOWAT` as the kernel holds it.
+    fn kernel_lowat(conn: &Conn) -> i32 {
+        use std::os::fd::AsRawFd;
+        let Stream::Tls(s) = &conn.io else {
+            panic!("a TLS connection")
+        };
+        let mut value: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: reads one integer option into `value`.
+        let rc = unsafe {
+            libc::getsockopt(
+                s.get_ref().0.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVLOWAT,
+                (&mut value as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0);
+        value
+    }
+
+    #[tokio::test]
+    async fn a_large_https_body_is_read_under_the_watermark_and_its_connection_kept_without() {
+        let body: &'static [u8] = Box::leak(vec![9u8; 1 << 20].into_boxed_slice());
+        let (port, tls, connections) = tls_origin(body, 2).await;
+        let uri: http::Uri = format!("https://localhost:{port}/bucket/").parse().unwrap();
+        let direct = Arc::new(Direct::new(&uri, tls, Duration::from_secs(5)).unwrap());
+        for _ in 0..2 {
+            let mut b = direct
+                .send(&request(http::Method::GET, port))
+                .await
+                .unwrap()
+                .into_body();
+            assert!(b.watermark.is_some(), "1 MiB is read under the watermark");
+            let mut got = Vec::with_capacity(body.len());
+            while got.len() < 256 * 1024 {
+                got.extend_from_slice(&b.frame().await.unwrap().unwrap().into_data().unwrap());
+            }
+            let conn = b.conn.as_ref().expect("still reading");
+            assert_eq!(conn.lowat, WATERMARK);
+            assert_eq!(kernel_lowat(conn), WATERMARK as i32);
+            got.extend_from_slice(&b.collect().await.unwrap().to_bytes());
+            assert!(got == body, "read whole");
+        }
+        assert_eq!(connections.load(Ordering::SeqCst), 1, "kept and reused");
+        // The kept connection reads its next answer's head without a watermark.
+        let idle = direct.idle.lock().unwrap();
+        let (conn, _) = idle.front().expect("kept");
+        assert_eq!((conn.lowat, kernel_lowat(conn)), (1, 1));
     }
 
     #[tokio::test]
