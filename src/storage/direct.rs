@@ -11,6 +11,9 @@
 //! Anything else (a chunked answer) is [`Error::Unsupported`], and the caller sends the
 //! request again through hyper's client, before any byte has reached the client.
 //!
+//! A body larger than one read is read under a receive watermark ([`Watermark`]): its
+//! socket wakes the task once per 128 KiB (or the rest), not per segment the store writes.
+//!
 //! Behaviour kept from the pooled client: a connection is reused only after its body was
 //! read to the end; an idle connection that the server closed meanwhile (seen on checkout,
 //! or as a failed write or an empty answer on a reused connection) costs one fresh
@@ -46,6 +49,8 @@ const TLS_RECORD: u64 = 16 * 1024 + 2048;
 /// A wait under the watermark that saw no byte for this long drops it for the body's rest
 /// (an origin sending slowly must not look stalled).
 const WATERMARK_CHECK: Duration = Duration::from_millis(50);
+/// The shortest `storage.idle_body_timeout` the watermark is used with.
+pub const WATERMARK_MIN_IDLE: Duration = Duration::from_secs(1);
 /// The largest response head accepted.
 const MAX_HEAD: usize = 64 * 1024;
 /// Headers of one response head at most.
@@ -82,6 +87,8 @@ pub struct Direct {
     tls: TlsConnector,
     connect_timeout: Duration,
     idle: Mutex<VecDeque<(Conn, Instant)>>,
+    /// Whether bodies are read under the receive watermark.
+    watermark: bool,
 }
 
 /// One open connection and what was read from it but not yet used.
@@ -128,7 +135,17 @@ impl Direct {
             tls: TlsConnector::from(tls),
             connect_timeout,
             idle: Mutex::new(VecDeque::new()),
+            watermark: true,
         })
+    }
+
+    /// Reads bodies under the receive watermark only if a body may stay silent for
+    /// `idle_body_timeout`, at least [`WATERMARK_MIN_IDLE`]: a wait under the watermark
+    /// lasts up to two checks (100 ms) before a slow origin drops it, a silence a much
+    /// shorter timeout would take for a stall.
+    pub fn watermark_for(mut self, idle_body_timeout: Duration) -> Direct {
+        self.watermark = idle_body_timeout >= WATERMARK_MIN_IDLE;
+        self
     }
 
     /// Sends a bodiless request to this pool's endpoint (whatever host its URI names: the
@@ -210,8 +227,7 @@ impl Direct {
             remaining,
             keep_alive: head.keep_alive && remaining.is_some(),
             pool: self.clone(),
-            watermark: remaining
-                .is_some_and(|r| r >= LARGE_BODY)
+            watermark: (self.watermark && remaining.is_some_and(|r| r >= LARGE_BODY))
                 .then(Watermark::default),
         };
         if remaining == Some(0) {
@@ -474,9 +490,9 @@ pub struct DirectBody {
 /// A body larger than one read waits for a receive watermark (`SO_RCVLOWAT`): the socket
 /// reports readable once 128 KiB (or the body's rest) have arrived instead of at every
 /// segment the origin writes, so a label wakes its task, and crosses into hyper and out to
-/// the client, in fewer and larger steps: a 50 KiB label usually in one. An origin that sends slowly (no byte for a check's 50 ms
-/// while waiting) drops the watermark for the rest of the body: it must never look stalled
-/// to the idle-body timeout.
+/// the client, in fewer and larger steps: a 50 KiB label usually in one. An origin that
+/// sends slowly (no byte for a check's 50 ms while waiting) drops the watermark for the
+/// rest of the body: it must never look stalled to the idle-body timeout.
 #[derive(Default)]
 struct Watermark {
     /// Checks the wait while the watermark is up; armed at the first wait.
@@ -869,6 +885,23 @@ mod tests {
         let idle = direct.idle.lock().unwrap();
         let (conn, _) = idle.front().expect("kept");
         assert_eq!((conn.lowat, kernel_lowat(conn)), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn no_watermark_under_an_idle_body_timeout_shorter_than_its_checks_allow() {
+        let body: &'static [u8] = &[5u8; 100_000];
+        let (port, tls, _) = tls_origin(body, 1).await;
+        let uri: http::Uri = format!("https://localhost:{port}/bucket/").parse().unwrap();
+        let direct = Direct::new(&uri, tls, Duration::from_secs(5))
+            .unwrap()
+            .watermark_for(WATERMARK_MIN_IDLE - Duration::from_millis(1));
+        let b = Arc::new(direct)
+            .send(&request(http::Method::GET, port))
+            .await
+            .unwrap()
+            .into_body();
+        assert!(b.watermark.is_none());
+        assert_eq!(b.collect().await.unwrap().to_bytes(), body);
     }
 
     #[tokio::test]

@@ -102,6 +102,7 @@ impl S3Store {
             .parse::<http::Uri>()
             .map_err(|e| e.to_string())
             .and_then(|uri| Direct::new(&uri, tls_config()?, cfg.connect_timeout))
+            .map(|direct| direct.watermark_for(cfg.idle_body_timeout))
             .map_err(|why| StorageError::Protocol(format!("storage.endpoint: {why}")))?;
         let host = HeaderValue::try_from(host)
             .map_err(|_| StorageError::Protocol("storage.endpoint host is not valid".into()))?;

@@ -105,21 +105,21 @@ async fn origin_stalling_mid_body_is_cut_at_the_idle_timeout() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_label_arriving_slowly_but_never_silent_is_served_whole() {
     // Bodies over one read are read under a receive watermark (128 KiB or the rest). The
-    // last 12 KiB of each come in 1 KiB pieces every 100 ms: never silent for the 600 ms
-    // idle timeout, 1.2 s in all. A reader that kept waiting for the watermark would see
-    // a stall and cut the label.
+    // last 20 KiB of each come in 1 KiB pieces every 100 ms: never silent for the 1 s idle
+    // timeout, 2 s in all. A reader that kept waiting for the watermark would see a stall
+    // and cut the label.
     for (size, tracking) in [(50 * 1024, "TRICKLE1"), (400 * 1024, "TRICKLE2")] {
         let good = pdf_bytes(size, 63);
         let trickle = Act::Trickle {
             body: good.clone(),
-            fast: size - 12 * 1024,
+            fast: size - 20 * 1024,
             piece: 1024,
             every: Duration::from_millis(100),
         };
         let (origin, _check, gw) = scripted_with(
             vec![trickle],
             Act::ok(&good),
-            &[("LABEL_GATEWAY_STORAGE__IDLE_BODY_TIMEOUT", "600ms")],
+            &[("LABEL_GATEWAY_STORAGE__IDLE_BODY_TIMEOUT", "1s")],
         )
         .await;
         let r = read(&gw, tracking).await;
