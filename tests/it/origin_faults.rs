@@ -1,5 +1,5 @@
 //! Storage faults, played by a scripted origin stand-in: a body reset or stalled mid-way,
-//! 500s and `SlowDown` before a 200, a large body that trickles in (never silent for the
+//! 500s and `SlowDown` before a 200, a label that trickles in (never silent for the
 //! idle timeout), a hang-up before the head, a slow first byte, a whole
 //! request over its timeout, an origin that is down or never answers a connect. Each test
 //! pins what the client sees. Time only appears as generous "does not hang" bounds.
