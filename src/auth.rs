@@ -251,6 +251,19 @@ impl Authenticator {
         }
     }
 
+    /// The session cookie's value in a request's one `Cookie` line (visible ASCII, as
+    /// [`HeaderValue::to_str`] reads it), as [`Authenticator::session_cookie`] finds it.
+    pub fn session_cookie_in_line<'l>(&self, line: &'l str) -> Option<&'l str> {
+        session_value(line, &self.cookie_name)
+    }
+
+    /// The user of a cached *allowing* verdict for `cookie` and `tracking`; `None` when
+    /// no verdict is cached or the cached one denies (the full check then answers).
+    pub async fn cached_allow(&self, cookie: &str, tracking: Tracking) -> Option<Option<Arc<str>>> {
+        let c = self.cache.get(&self.key(cookie, tracking)).await?;
+        (c.verdict == Verdict::Allow).then_some(c.user)
+    }
+
     /// Decides whether `cookie` may read `tracking` (for callers that log no user).
     pub async fn check(
         &self,

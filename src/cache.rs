@@ -56,6 +56,9 @@ pub struct CachedLabel {
     /// The headers of a whole-label `200` hit, built on the first one and cloned for the
     /// rest (a clone costs a fraction of writing ten headers into a new map).
     pub hit_headers: std::sync::OnceLock<http::HeaderMap>,
+    /// The same response's HTTP/1.1 status line and headers as bytes on the wire (all but
+    /// the request's id and the date), for the quick path (`gateway::quick`).
+    pub hit_head: std::sync::OnceLock<Bytes>,
 }
 
 impl CachedLabel {
@@ -67,6 +70,7 @@ impl CachedLabel {
             last_modified,
             inserted: Instant::now(),
             hit_headers: std::sync::OnceLock::new(),
+            hit_head: std::sync::OnceLock::new(),
         }
     }
 
@@ -185,6 +189,17 @@ impl LabelCache {
                 None
             }
         }
+    }
+
+    /// A fresh cached label, counting a hit but not a miss: the quick path asks first, and
+    /// a request it cannot answer goes the full way, which counts the miss once.
+    pub async fn get_hit(&self, key: &CacheKey) -> Option<Arc<CachedLabel>> {
+        let label = self.cache.get(key).await?;
+        if label.inserted.elapsed() >= self.ttl {
+            return None;
+        }
+        self.stats.hits.inc();
+        Some(label)
     }
 
     /// Whether `key` is held and fresh, without counting a hit or a miss (a batch asks

@@ -66,6 +66,8 @@ impl Counter {
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub requests: Counter,
+    /// Whole-label hits the connection lane answered without hyper (`gateway::quick`).
+    pub quick_hits: Counter,
     pub responses_2xx: Counter,
     pub responses_3xx: Counter,
     pub responses_4xx: Counter,
@@ -99,6 +101,11 @@ impl Metrics {
             "label_gateway_requests_total",
             "Requests received.",
             self.requests.get(),
+        );
+        s.counter(
+            "label_gateway_quick_hits_total",
+            "Whole-label cache hits answered on the connection's quick path (also counted in requests).",
+            self.quick_hits.get(),
         );
         s.counters(
             "label_gateway_responses_total",

@@ -12,6 +12,8 @@
 //! - `internal.rs`: `/internal/...` calls from the app (ingest, carrier fetch, purge,
 //!   warm-up, session revocation);
 //! - `redirect.rs`: redirect mode (a 307 to a presigned URL instead of the bytes);
+//! - `quick.rs`: a whole hit answered below hyper for the connection lane
+//!   (`server::lane`), when its session and label are both already in memory;
 //! - `ops.rs`: readiness, `/metrics` and request ids;
 //! - `reload.rs`: key rotation on `SIGHUP` (secrets read again from their files).
 
@@ -19,6 +21,7 @@ mod batch;
 mod internal;
 mod label;
 mod ops;
+mod quick;
 mod redirect;
 mod reload;
 mod respond;
@@ -37,6 +40,7 @@ use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
+pub use quick::{QuickHit, QuickRequest};
 pub use route::{route, BatchFormat, InternalRoute, Listener, Route, LABEL_PREFIX};
 
 use crate::auth::{Authenticator, Source};

@@ -65,14 +65,16 @@ impl RequestIds {
     /// The client's `X-Request-Id` when it is a sane token, else a fresh one.
     pub fn for_request(&self, headers: &HeaderMap) -> HeaderValue {
         if let Some(v) = headers.get(&X_REQUEST_ID) {
-            let b = v.as_bytes();
-            if (1..=128).contains(&b.len())
-                && b.iter()
-                    .all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
-            {
+            if is_sane_id(v.as_bytes()) {
                 return v.clone();
             }
         }
+        let hex = self.fresh();
+        HeaderValue::from_bytes(&hex).unwrap_or_else(|_| HeaderValue::from_static("0"))
+    }
+
+    /// A fresh id: 16 lowercase hex digits.
+    pub fn fresh(&self) -> [u8; 16] {
         let n = next_id_number();
         // A bijective mix of the counter keeps ids unique per process and unguessable-ish.
         let id = (n ^ self.seed).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ self.seed.rotate_left(17);
@@ -80,8 +82,15 @@ impl RequestIds {
         for (i, digit) in hex.iter_mut().enumerate() {
             *digit = b"0123456789abcdef"[((id >> (60 - 4 * i)) & 0xf) as usize];
         }
-        HeaderValue::from_bytes(&hex).unwrap_or_else(|_| HeaderValue::from_static("0"))
+        hex
     }
+}
+
+/// Whether a client's `X-Request-Id` is kept: 1 to 128 letters, digits and `-_.:`.
+pub fn is_sane_id(b: &[u8]) -> bool {
+    (1..=128).contains(&b.len())
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
 }
 
 impl Gateway {

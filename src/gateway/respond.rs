@@ -77,15 +77,7 @@ impl Gateway {
     /// A whole label from memory, past its preconditions: the same headers every time,
     /// built on the first hit and cloned after.
     fn whole_hit(&self, req: &LabelRequest<'_>, label: &Arc<CachedLabel>) -> Reply {
-        let headers = label.hit_headers.get_or_init(|| {
-            let mut h = http::HeaderMap::with_capacity(12);
-            self.label_and_length_headers(&req.tracking, &memory_head(label), true, &mut h);
-            // Held for the request's own id, which `Gateway::handle` always sets: a clone
-            // has room for exactly the headers it copies, so adding one more would grow
-            // (reallocate and copy) it on every hit.
-            h.insert(X_REQUEST_ID.clone(), HeaderValue::from_static("-"));
-            h
-        });
+        let headers = self.hit_headers(req.tracking, label);
         let body = if req.head_only {
             empty()
         } else {
@@ -94,6 +86,23 @@ impl Gateway {
         let mut resp = Response::new(body);
         *resp.headers_mut() = headers.clone();
         Reply::Response(resp)
+    }
+
+    /// The headers of a whole-label hit of `label`, built on its first hit.
+    pub(super) fn hit_headers<'l>(
+        &self,
+        tracking: Tracking,
+        label: &'l CachedLabel,
+    ) -> &'l http::HeaderMap {
+        label.hit_headers.get_or_init(|| {
+            let mut h = http::HeaderMap::with_capacity(12);
+            self.label_and_length_headers(&tracking, &memory_head(label), true, &mut h);
+            // Held for the request's own id, which `Gateway::handle` always sets: a clone
+            // has room for exactly the headers it copies, so adding one more would grow
+            // (reallocate and copy) it on every hit.
+            h.insert(X_REQUEST_ID.clone(), HeaderValue::from_static("-"));
+            h
+        })
     }
 
     /// The label headers and `Content-Length` of `head`.

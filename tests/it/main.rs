@@ -17,6 +17,7 @@ mod doctor;
 mod fleet;
 mod hardening;
 mod ingest;
+mod lane;
 mod local;
 mod observe;
 mod origin_faults;

@@ -1,4 +1,6 @@
-//! Listeners, the connection limit, the hyper connection builder and graceful drain.
+//! Listeners, the connection limit, hyper's connection builders and graceful drain. Who
+//! reads a connection's requests (the quick path for whole hits, hyper for the rest) is
+//! `lane.rs`'s business.
 //!
 //! [`start`] binds and returns a [`Running`] handle (tests bind `127.0.0.1:0` this way);
 //! [`Running::shutdown`] stops accepting, turns `/readyz` to 503, lets in-flight requests
@@ -38,7 +40,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -49,6 +51,8 @@ use crate::body::{Progress, Served};
 use crate::config::Config;
 use crate::error::{GatewayError, StartupError};
 use crate::gateway::{Gateway, Listener};
+
+mod lane;
 
 /// How long a connection must have been idle before a newcomer at the limit may close it
 /// (capped at half of `accept_wait`, so a newcomer can outwait it).
@@ -145,21 +149,74 @@ pub fn serve(gateway: Arc<Gateway>, public: TcpListener, internal: TcpListener) 
     }
 }
 
-fn builder(gateway: &Gateway) -> auto::Builder<TokioExecutor> {
+/// The errors a connection ends with.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// hyper's connection builders, configured once per listener: `auto` for a connection
+/// hyper serves from some point on (HTTP/1 or 2), `http1` for one request the lane hands
+/// it (see `lane`).
+struct Builders {
+    auto: auto::Builder<TokioExecutor>,
+    http1: hyper::server::conn::http1::Builder,
+    /// The longest request head read (`max_header_bytes`, at least 8 KiB as hyper's own
+    /// buffer).
+    max_head: usize,
+}
+
+fn builders(gateway: &Gateway) -> Builders {
     let s = &gateway.config.server;
+    let max_head = (s.max_header_bytes.as_u64() as usize).max(8192);
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
         // Timed by the connection's own watchdog instead (see the module docs).
         .header_read_timeout(None)
-        .max_buf_size((s.max_header_bytes.as_u64() as usize).max(8192))
+        .max_buf_size(max_head)
         .keep_alive(true);
     b.http2()
         .timer(TokioTimer::new())
         .max_header_list_size(s.max_header_bytes.as_u64().min(u32::MAX as u64) as u32)
         .max_concurrent_streams(256)
         .keep_alive_interval(Some(Duration::from_secs(30)));
-    b
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
+        .timer(TokioTimer::new())
+        .header_read_timeout(None)
+        .max_buf_size(max_head)
+        .keep_alive(true);
+    Builders {
+        auto: b,
+        http1,
+        max_head,
+    }
+}
+
+/// What the service answers hyper with.
+type Answer = http::Response<Served<crate::http::Body, BusyGuard>>;
+
+/// The service hyper calls for each request it reads: the gateway, with the connection
+/// marked busy until the response body is finished.
+fn service(
+    gateway: Arc<Gateway>,
+    conn_state: Arc<Conn>,
+    peer: SocketAddr,
+    kind: Listener,
+) -> impl hyper::service::Service<
+    http::Request<hyper::body::Incoming>,
+    Response = Answer,
+    Error = Infallible,
+    Future = impl std::future::Future<Output = Result<Answer, Infallible>> + Send + 'static,
+> + Send
+       + 'static {
+    service_fn(move |req| {
+        let gateway = gateway.clone();
+        // Created before the future so a request abandoned mid-way still ends "busy".
+        let busy = conn_state.begin_request();
+        async move {
+            let resp = gateway.handle(req, peer, kind).await;
+            Ok::<_, Infallible>(resp.map(|body| Served::new(body, busy)))
+        }
+    })
 }
 
 /// The clock of the slot table's timestamps: time since it was made, on the kernel's
@@ -227,6 +284,10 @@ struct Conn {
     /// Set by the newcomer that chose this connection to close.
     evicted: AtomicBool,
     evict: Notify,
+    /// Set when the connection should close once its request in progress is answered
+    /// (shutdown, or chosen to close while busy); `drain` tells whoever reads it.
+    draining: AtomicBool,
+    drain: Notify,
 }
 
 impl Slots {
@@ -251,6 +312,8 @@ impl Slots {
             read_once: AtomicBool::new(false),
             evicted: AtomicBool::new(false),
             evict: Notify::new(),
+            draining: AtomicBool::new(false),
+            drain: Notify::new(),
         });
         self.lock().insert(id, conn.clone());
         Registered {
@@ -312,6 +375,17 @@ impl Conn {
         self.busy.fetch_add(1, Ordering::AcqRel);
         BusyGuard(self.clone())
     }
+
+    /// Asks the connection to close once its request in progress is answered.
+    fn begin_drain(&self) {
+        self.draining.store(true, Ordering::Release);
+        // A stored permit: seen even if nothing waits on it right now.
+        self.drain.notify_one();
+    }
+
+    fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
 }
 
 struct BusyGuard(Arc<Conn>);
@@ -366,7 +440,7 @@ async fn accept_loop(
     mut stop: watch::Receiver<bool>,
     tasks: TaskTracker,
 ) {
-    let builder = Arc::new(builder(&gateway));
+    let builders = Arc::new(builders(&gateway));
     loop {
         let (stream, peer) = tokio::select! {
             biased;
@@ -388,7 +462,7 @@ async fn accept_loop(
             kind,
             gateway.clone(),
             slots.clone(),
-            builder.clone(),
+            builders.clone(),
             stop.clone(),
         ));
     }
@@ -402,7 +476,7 @@ async fn connection(
     kind: Listener,
     gateway: Arc<Gateway>,
     slots: Arc<Slots>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builders: Arc<Builders>,
     mut stop: watch::Receiver<bool>,
 ) {
     let server = &gateway.config.server;
@@ -428,20 +502,14 @@ async fn connection(
         .metrics
         .connections_open
         .fetch_add(1, Ordering::Relaxed);
-    let service = {
-        let gateway = gateway.clone();
-        let conn_state = conn_state.clone();
-        service_fn(move |req| {
-            let gateway = gateway.clone();
-            // Created before the future so a request abandoned mid-way still ends "busy".
-            let busy = conn_state.begin_request();
-            async move {
-                let resp = gateway.handle(req, peer, kind).await;
-                Ok::<_, Infallible>(resp.map(|body| Served::new(body, busy)))
-            }
-        })
-    };
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    let conn = lane::serve(
+        stream,
+        peer,
+        kind,
+        gateway.clone(),
+        conn_state.clone(),
+        builders,
+    );
     tokio::pin!(conn);
     // The head watchdog: wakes at the earliest moment the connection could have been idle
     // for `header_read_timeout`, and either closes it or moves on to the next such moment.
@@ -513,7 +581,7 @@ async fn connection(
                         break;
                     }
                     // A request started since it was chosen: let it finish, then close.
-                    conn.as_mut().graceful_shutdown();
+                    conn_state.begin_drain();
                     draining = true;
                 }
                 _ = stalled.as_mut() => {
@@ -531,7 +599,7 @@ async fn connection(
                         .reset(tokio::time::Instant::now() + (server.send_timeout - quiet));
                 }
                 _ = stop_signal.as_mut(), if !draining => {
-                    conn.as_mut().graceful_shutdown();
+                    conn_state.begin_drain();
                     draining = true;
                 }
             }

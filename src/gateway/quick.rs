@@ -1,0 +1,180 @@
+//! The quick path: a whole label answered from memory below hyper (the connection lane of
+//! `server::lane` reads the request head and writes the answer itself). It makes the
+//! label path's own checks in the same order (cookie size, session verdict, hot cache)
+//! but answers only when each is already settled in memory: a session allowed by a cached
+//! verdict and a label in the hot cache. Anything else returns `None` and the request goes
+//! the full way through hyper and [`Gateway::handle`], which answers it as always.
+//!
+//! The answer is the full path's answer to a whole-label hit, the same header lines in the
+//! same order: the status line and the label headers are encoded once per cached label
+//! ([`CachedLabel::hit_head`]), the request id and the date are appended per request, and
+//! the metrics and the access line are the full path's.
+
+use std::net::SocketAddr;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+
+use super::route::{route, Route};
+use super::Gateway;
+use crate::cache::CachedLabel;
+use crate::http::X_REQUEST_ID;
+use crate::metrics::{Outcome, RouteKind};
+
+/// A request head as the lane parsed it: a `GET` or `HEAD` of HTTP/1.1 without a body,
+/// a query, a range, a precondition or a connection option, with at most one `Cookie`
+/// line (the lane sends any other request the full way without asking).
+pub struct QuickRequest<'a> {
+    pub head_only: bool,
+    /// The request target, a path without a query.
+    pub path: &'a str,
+    /// The one `Cookie` line, when it is visible ASCII; `cookie_bytes` counts it anyway.
+    pub cookie: Option<&'a str>,
+    pub cookie_bytes: usize,
+    /// The client's `X-Request-Id`.
+    pub request_id: Option<&'a [u8]>,
+    pub peer: SocketAddr,
+}
+
+/// A whole-label answer: `head` (shared by every hit of the label), then the request's
+/// own header lines and the blank line (written into the caller's buffer), then `body`.
+pub struct QuickHit {
+    pub head: Bytes,
+    pub body: Bytes,
+}
+
+impl Gateway {
+    /// Answers `req` from memory when its session is allowed by a cached verdict and its
+    /// label is hot; writes the request's header lines (id, date, `Connection: close` when
+    /// `closing`) and the blank line into `tail`. `None`: the request goes the full way.
+    pub async fn quick_hit(
+        &self,
+        req: &QuickRequest<'_>,
+        tail: &mut Vec<u8>,
+        closing: bool,
+    ) -> Option<QuickHit> {
+        let started = Instant::now();
+        let Route::Label(tracking) = route(req.path) else {
+            return None;
+        };
+        let cache = self.cache.as_ref()?;
+        // Over the limit: the full path answers 431.
+        if req.cookie_bytes as u64 > self.config.server.max_cookie_bytes.as_u64() {
+            return None;
+        }
+        let cookie = self.auth.session_cookie_in_line(req.cookie?)?;
+        let user = self.auth.cached_allow(cookie, tracking).await?;
+        let label = cache.get_hit(&cache.key(tracking)).await?;
+        let head = label
+            .hit_head
+            .get_or_init(|| self.encode_hit_head(tracking, &label))
+            .clone();
+        let body = if req.head_only {
+            Bytes::new()
+        } else {
+            label.data.clone()
+        };
+
+        let fresh;
+        let request_id = match req.request_id {
+            Some(id) if super::ops::is_sane_id(id) => id,
+            _ => {
+                fresh = self.request_ids.fresh();
+                &fresh[..]
+            }
+        };
+        tail.clear();
+        tail.extend_from_slice(X_REQUEST_ID.as_str().as_bytes());
+        tail.extend_from_slice(b": ");
+        tail.extend_from_slice(request_id);
+        tail.extend_from_slice(b"\r\ndate: ");
+        with_http_date(|date| tail.extend_from_slice(date));
+        if closing {
+            tail.extend_from_slice(b"\r\nconnection: close");
+        }
+        tail.extend_from_slice(b"\r\n\r\n");
+
+        self.metrics.requests.inc();
+        self.metrics.quick_hits.inc();
+        self.metrics.record_status(200);
+        let elapsed = started.elapsed();
+        self.metrics
+            .request_duration
+            .observe(RouteKind::Label, Outcome::Hit, elapsed);
+        if self.config.log.access_log {
+            crate::telemetry::access(&crate::telemetry::Access {
+                method: if req.head_only { "HEAD" } else { "GET" },
+                path: req.path,
+                status: 200,
+                bytes: body.len() as u64,
+                duration_us: elapsed.as_micros() as u64,
+                auth: crate::auth::Source::Cache.as_str(),
+                user: user.as_deref().unwrap_or("-"),
+                cache: "hit",
+                labels: None,
+                // Checked above: letters, digits and `-_.:` only.
+                request_id: std::str::from_utf8(request_id).unwrap_or("-"),
+            });
+        }
+        Some(QuickHit { head, body })
+    }
+
+    /// The status line and headers of a whole-label hit as hyper writes them (lowercase
+    /// names, `name: value`), without the request id and the date.
+    fn encode_hit_head(&self, tracking: crate::tracking::Tracking, label: &CachedLabel) -> Bytes {
+        let headers = self.hit_headers(tracking, label);
+        let mut head = Vec::with_capacity(320);
+        head.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+        for (name, value) in headers {
+            if name == X_REQUEST_ID {
+                continue;
+            }
+            head.extend_from_slice(name.as_str().as_bytes());
+            head.extend_from_slice(b": ");
+            head.extend_from_slice(value.as_bytes());
+            head.extend_from_slice(b"\r\n");
+        }
+        Bytes::from(head)
+    }
+}
+
+/// The current time as an HTTP date (`Tue, 01 Dec 2026 10:00:00 GMT`), formatted once per
+/// second per thread as hyper does for its own `Date` headers.
+fn with_http_date(f: impl FnOnce(&[u8])) {
+    thread_local! {
+        static DATE: std::cell::RefCell<(u64, [u8; 29])> =
+            const { std::cell::RefCell::new((u64::MAX, [0; 29])) };
+    }
+    let now = SystemTime::now();
+    let secs = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    DATE.with_borrow_mut(|(at, text)| {
+        if *at != secs {
+            let formatted = httpdate::fmt_http_date(now);
+            if formatted.len() == text.len() {
+                text.copy_from_slice(formatted.as_bytes());
+                *at = secs;
+            }
+        }
+        f(&text[..]);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_date_is_an_http_date_of_now() {
+        let mut seen = Vec::new();
+        with_http_date(|d| seen.extend_from_slice(d));
+        let text = std::str::from_utf8(&seen).unwrap();
+        let parsed = httpdate::parse_http_date(text).unwrap();
+        let skew = SystemTime::now()
+            .duration_since(parsed)
+            .unwrap_or_default()
+            .as_secs();
+        assert!(skew <= 1, "{text}");
+    }
+}
