@@ -11,6 +11,7 @@
 //! the metrics and the access line are the full path's.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
@@ -36,11 +37,27 @@ pub struct QuickRequest<'a> {
     pub peer: SocketAddr,
 }
 
-/// A whole-label answer: `head` (shared by every hit of the label), then the request's
-/// own header lines and the blank line (written into the caller's buffer), then `body`.
+/// A whole-label answer: [`QuickHit::head`] (shared by every hit of the label), then the
+/// request's own header lines and the blank line (written into the caller's buffer), then
+/// [`QuickHit::body`]. It holds the cached label itself: writing from it counts no
+/// reference of the label's bytes, which every core's hits would share.
 pub struct QuickHit {
-    pub head: Bytes,
-    pub body: Bytes,
+    label: Arc<CachedLabel>,
+    head_only: bool,
+}
+
+impl QuickHit {
+    pub fn head(&self) -> &[u8] {
+        self.label.hit_head.get().map_or(&[], |h| &h[..])
+    }
+
+    pub fn body(&self) -> &[u8] {
+        if self.head_only {
+            &[]
+        } else {
+            &self.label.data
+        }
+    }
 }
 
 impl Gateway {
@@ -65,15 +82,10 @@ impl Gateway {
         let cookie = self.auth.session_cookie_in_line(req.cookie?)?;
         let user = self.auth.cached_allow(cookie, tracking).await?;
         let label = cache.get_hit(&cache.key(tracking)).await?;
-        let head = label
+        label
             .hit_head
-            .get_or_init(|| self.encode_hit_head(tracking, &label))
-            .clone();
-        let body = if req.head_only {
-            Bytes::new()
-        } else {
-            label.data.clone()
-        };
+            .get_or_init(|| self.encode_hit_head(tracking, &label));
+        let bytes = if req.head_only { 0 } else { label.len };
 
         let fresh;
         let request_id = match req.request_id {
@@ -106,7 +118,7 @@ impl Gateway {
                 method: if req.head_only { "HEAD" } else { "GET" },
                 path: req.path,
                 status: 200,
-                bytes: body.len() as u64,
+                bytes,
                 duration_us: elapsed.as_micros() as u64,
                 auth: crate::auth::Source::Cache.as_str(),
                 user: user.as_deref().unwrap_or("-"),
@@ -116,7 +128,10 @@ impl Gateway {
                 request_id: std::str::from_utf8(request_id).unwrap_or("-"),
             });
         }
-        Some(QuickHit { head, body })
+        Some(QuickHit {
+            label,
+            head_only: req.head_only,
+        })
     }
 
     /// The status line and headers of a whole-label hit as hyper writes them (lowercase

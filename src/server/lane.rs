@@ -15,11 +15,11 @@
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -37,18 +37,22 @@ const FIRST_READ: usize = 4096;
 /// Serves `stream` until it closes: the lane on the public listener, hyper alone on the
 /// internal one.
 pub(super) async fn serve(
-    mut stream: TcpStream,
+    stream: TcpStream,
     peer: std::net::SocketAddr,
     kind: Listener,
     gateway: Arc<Gateway>,
     conn: Arc<Conn>,
     builders: Arc<Builders>,
 ) -> Result<(), BoxError> {
-    let max_head = builders.max_head;
-    let mut drain = std::pin::pin!(conn.drain.notified());
     if !kind.public() {
         return hyper_from_here(stream, Bytes::new(), peer, kind, &gateway, &conn, &builders).await;
     }
+    let max_head = builders.max_head;
+    let mut drain = std::pin::pin!(conn.drain.notified());
+    let handed = Handed::default();
+    // hyper's connection for the requests the lane hands on, made at the first one and kept
+    // (idle between them) for the connection's life.
+    let mut hyper1 = None;
     let mut buf = BytesMut::new();
     let mut tail = Vec::new();
     loop {
@@ -57,6 +61,7 @@ pub(super) async fn serve(
                 if buf.len() >= max_head {
                     // hyper reads the rest and answers 431.
                     let prefix = buf.split().freeze();
+                    drop(hyper1);
                     return hyper_from_here(stream, prefix, peer, kind, &gateway, &conn, &builders)
                         .await;
                 }
@@ -91,57 +96,47 @@ pub(super) async fn serve(
                 let req = QuickRequest { peer, ..req };
                 let busy = conn.begin_request();
                 let closing = conn.is_draining();
-                match gateway.quick_hit(&req, &mut tail, closing).await {
-                    Some(hit) => {
-                        busy.progress(false);
-                        write_all(&stream, [&hit.head[..], &tail[..], &hit.body[..]], &busy)
-                            .await?;
-                        drop(busy);
-                        buf.advance(len);
-                        if closing {
-                            return Ok(());
-                        }
+                if let Some(hit) = gateway.quick_hit(&req, &mut tail, closing).await {
+                    busy.progress(false);
+                    write_all(&stream, [hit.head(), &tail[..], hit.body()], &busy).await?;
+                    drop(busy);
+                    buf.advance(len);
+                    if closing {
+                        return Ok(());
                     }
-                    None => {
-                        drop(busy);
-                        let next = one_request(
-                            &mut stream,
-                            &mut buf,
-                            len as u64,
-                            peer,
-                            kind,
-                            &gateway,
-                            &conn,
-                            &builders,
-                        )
-                        .await?;
-                        if next == Next::Closed {
-                            return Ok(());
-                        }
-                    }
+                    continue;
                 }
+                drop(busy);
+                handed.give(&mut buf, len as u64);
             }
-            Parsed::Request { len } => {
-                let next = one_request(
-                    &mut stream,
-                    &mut buf,
-                    len,
-                    peer,
-                    kind,
-                    &gateway,
-                    &conn,
-                    &builders,
-                )
-                .await?;
-                if next == Next::Closed {
-                    return Ok(());
-                }
-            }
+            Parsed::Request { len } => handed.give(&mut buf, len),
             Parsed::Hyper => {
                 let prefix = buf.split().freeze();
+                drop(hyper1);
                 return hyper_from_here(stream, prefix, peer, kind, &gateway, &conn, &builders)
                     .await;
             }
+        }
+        // The request `handed` holds goes to hyper.
+        let served = hyper1.get_or_insert_with(|| {
+            Box::pin(builders.http1.serve_connection(
+                TokioIo::new(Shared {
+                    stream: &stream,
+                    handed: &handed,
+                }),
+                service(gateway.clone(), conn.clone(), peer, kind),
+            ))
+        });
+        let back = || handed.done() && conn.busy.load(Ordering::Acquire) == 0;
+        let next = drive(
+            &conn,
+            served.as_mut(),
+            |served| served.graceful_shutdown(),
+            back,
+        )
+        .await?;
+        if next == Next::Closed {
+            return Ok(());
         }
     }
 }
@@ -285,43 +280,6 @@ enum Next {
     Closed,
 }
 
-/// Hands the request at the start of `buf`, `len` bytes with its body, to hyper, and takes
-/// the connection back once hyper has written the whole answer and waits for the next
-/// request. What of the request is in `buf` goes to hyper first.
-#[allow(clippy::too_many_arguments)]
-async fn one_request(
-    stream: &mut TcpStream,
-    buf: &mut BytesMut,
-    len: u64,
-    peer: std::net::SocketAddr,
-    kind: Listener,
-    gateway: &Arc<Gateway>,
-    conn: &Arc<Conn>,
-    builders: &Builders,
-) -> Result<Next, BoxError> {
-    let buffered = (buf.len() as u64).min(len) as usize;
-    let prefix = buf.split_to(buffered).freeze();
-    let watch = Watch::default();
-    let io = Handoff {
-        stream,
-        prefix,
-        remaining: Some(len - buffered as u64),
-        watch: Some(&watch),
-    };
-    let served = builders.http1.serve_connection(
-        TokioIo::new(io),
-        service(gateway.clone(), conn.clone(), peer, kind),
-    );
-    let back = || watch.done() && conn.busy.load(Ordering::Acquire) == 0;
-    drive(
-        conn,
-        std::pin::pin!(served),
-        |served| served.graceful_shutdown(),
-        back,
-    )
-    .await
-}
-
 /// Hands the connection to hyper for good, `prefix` first.
 async fn hyper_from_here(
     stream: TcpStream,
@@ -332,12 +290,7 @@ async fn hyper_from_here(
     conn: &Arc<Conn>,
     builders: &Builders,
 ) -> Result<(), BoxError> {
-    let io = Handoff {
-        stream,
-        prefix,
-        remaining: None,
-        watch: None,
-    };
+    let io = Rewind { prefix, stream };
     let served = builders.auto.serve_connection(
         TokioIo::new(io),
         service(gateway.clone(), conn.clone(), peer, kind),
@@ -383,32 +336,136 @@ where
     .await
 }
 
-/// What the lane watches of hyper's use of a [`Handoff`] for one request.
+/// The request the lane hands to hyper, and what it watches of hyper's use of it.
 #[derive(Default)]
-struct Watch {
+struct Handed {
+    /// What of the request the lane already read: hyper gets it first.
+    prefix: Mutex<Bytes>,
+    /// The request's bytes still in the socket.
+    remaining: AtomicU64,
     /// hyper asked for bytes past the request's end: it is done reading it.
     read_past: AtomicBool,
     /// hyper wrote since it last flushed (or its write is waiting on the socket).
     unflushed: AtomicBool,
 }
 
-impl Watch {
-    /// hyper has read the whole request and every byte it wrote is in the socket.
+impl Handed {
+    /// Hands on the request of `len` bytes (head and body) at the start of `buf`.
+    fn give(&self, buf: &mut BytesMut, len: u64) {
+        let buffered = (buf.len() as u64).min(len) as usize;
+        *self.lock() = buf.split_to(buffered).freeze();
+        self.remaining
+            .store(len - buffered as u64, Ordering::Relaxed);
+        self.read_past.store(false, Ordering::Relaxed);
+    }
+
+    /// hyper has read the whole request and every byte it wrote is in the socket. (hyper
+    /// reads the next head only once its answer is flushed; `unflushed` does not rely on it.)
     fn done(&self) -> bool {
         self.read_past.load(Ordering::Relaxed) && !self.unflushed.load(Ordering::Relaxed)
     }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Bytes> {
+        self.prefix.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
-/// The connection as hyper sees it: `prefix` (what the lane already read) first, then the
-/// socket, up to `remaining` bytes when hyper serves one request.
-struct Handoff<'w, S> {
-    stream: S,
+/// The connection as hyper sees it between the lane's turns: the handed request's bytes
+/// (what the lane read first, then the socket, never past the request's end), and the
+/// socket to write to. The lane reads and writes the same socket while hyper waits.
+struct Shared<'a> {
+    stream: &'a TcpStream,
+    handed: &'a Handed,
+}
+
+impl AsyncRead for Shared<'_> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let handed = self.handed;
+        {
+            let mut prefix = handed.lock();
+            if !prefix.is_empty() {
+                let n = prefix.len().min(out.remaining());
+                out.put_slice(&prefix[..n]);
+                prefix.advance(n);
+                return Poll::Ready(Ok(()));
+            }
+        }
+        let remaining = handed.remaining.load(Ordering::Relaxed);
+        if remaining == 0 {
+            // The next request is the lane's: hyper waits here until the lane hands it
+            // another (nothing wakes it: the lane polls it then).
+            handed.read_past.store(true, Ordering::Relaxed);
+            return Poll::Pending;
+        }
+        let room = (out.remaining() as u64).min(remaining) as usize;
+        loop {
+            std::task::ready!(self.stream.poll_read_ready(cx))?;
+            match self.stream.try_read_buf(&mut (&mut *out).limit(room)) {
+                Ok(n) => {
+                    handed
+                        .remaining
+                        .store(remaining - n as u64, Ordering::Relaxed);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for Shared<'_> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_vectored(cx, &[IoSlice::new(data)])
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.handed.unflushed.store(true, Ordering::Relaxed);
+        loop {
+            std::task::ready!(self.stream.poll_write_ready(cx))?;
+            match self.stream.try_write_vectored(bufs) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                written => return Poll::Ready(written),
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Writes go straight to the socket: once hyper flushes, all it wrote is there.
+        self.handed.unflushed.store(false, Ordering::Relaxed);
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // hyper is closing the connection: the lane ends it when hyper's future does.
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The connection hyper serves for good: `prefix` (what the lane already read), then the
+/// socket.
+struct Rewind {
     prefix: Bytes,
-    remaining: Option<u64>,
-    watch: Option<&'w Watch>,
+    stream: TcpStream,
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Handoff<'_, S> {
+impl AsyncRead for Rewind {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -421,34 +478,16 @@ impl<S: AsyncRead + Unpin> AsyncRead for Handoff<'_, S> {
             this.prefix.advance(n);
             return Poll::Ready(Ok(()));
         }
-        let Some(remaining) = this.remaining else {
-            return Pin::new(&mut this.stream).poll_read(cx, out);
-        };
-        if remaining == 0 {
-            // The next request is the lane's: hyper waits here until the lane takes the
-            // connection back (nothing wakes it, nothing needs to).
-            if let Some(w) = this.watch {
-                w.read_past.store(true, Ordering::Relaxed);
-            }
-            return Poll::Pending;
-        }
-        let room = (out.remaining() as u64).min(remaining) as usize;
-        let mut limited = ReadBuf::new(out.initialize_unfilled_to(room));
-        std::task::ready!(Pin::new(&mut this.stream).poll_read(cx, &mut limited))?;
-        let n = limited.filled().len();
-        out.advance(n);
-        this.remaining = Some(remaining - n as u64);
-        Poll::Ready(Ok(()))
+        Pin::new(&mut this.stream).poll_read(cx, out)
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Handoff<'_, S> {
+impl AsyncWrite for Rewind {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.mark_unflushed();
         Pin::new(&mut self.stream).poll_write(cx, data)
     }
 
@@ -457,7 +496,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Handoff<'_, S> {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        self.mark_unflushed();
         Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
     }
 
@@ -466,23 +504,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Handoff<'_, S> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let flushed = Pin::new(&mut self.stream).poll_flush(cx);
-        if let (Poll::Ready(Ok(())), Some(w)) = (&flushed, self.watch) {
-            w.unflushed.store(false, Ordering::Relaxed);
-        }
-        flushed
+        Pin::new(&mut self.stream).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stream).poll_shutdown(cx)
-    }
-}
-
-impl<S> Handoff<'_, S> {
-    fn mark_unflushed(&self) {
-        if let Some(w) = self.watch {
-            w.unflushed.store(true, Ordering::Relaxed);
-        }
     }
 }
 

@@ -360,3 +360,45 @@ async fn a_client_that_stops_reading_a_quick_hit_is_cut_at_the_send_timeout() {
     let _ = tokio::time::timeout(Duration::from_secs(5), stalled.read_to_end(&mut got)).await;
     assert!(got.len() < data.len(), "{} bytes", got.len());
 }
+
+/// A request hyper answers with a body far larger than the socket buffers, to a client
+/// that reads nothing for a while: the connection comes back to the lane only once hyper's
+/// last byte is written, so the quick hit pipelined after it follows it whole, never inside it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_quick_hit_after_a_long_answer_from_hyper_waits_for_its_last_byte() {
+    let s3 = S3Server::start().await;
+    let check = Responder::allow_all().await;
+    let big = pdf_bytes(3 * 1024 * 1024, 97);
+    let hot = pdf_bytes(10 * 1024, 98);
+    s3.put_label("BIG3", &big).await;
+    s3.put_label("HOT3", &hot).await;
+    let gw = support::start_gateway(support::s3_config(
+        &s3,
+        &check.url(),
+        // The big label streams from storage on every read.
+        &[("LABEL_GATEWAY_CACHE__MAX_OBJECT_BYTES", "256KiB")],
+    ))
+    .await;
+    let warm = get_label(&gw, "HOT3").cookie(ANY_SESSION).send().await;
+    assert_eq!(warm.bytes().await.unwrap(), hot);
+    let before = quick_hits(&gw);
+
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(8192).unwrap();
+    let mut s = sock.connect(gw.addr()).await.unwrap();
+    let burst = label_get("BIG3", "") + &label_get("HOT3", "") + &label_get("BIG3", "");
+    s.write_all(burst.as_bytes()).await.unwrap();
+    // Nothing read while hyper's writes wait on the full socket.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut pending = Vec::new();
+    let a = read_answer(&mut s, &mut pending, false).await;
+    let b = read_answer(&mut s, &mut pending, false).await;
+    let c = read_answer(&mut s, &mut pending, false).await;
+    assert_eq!((a.status, a.header("x-cache")), (200, Some("MISS")));
+    assert!(a.body == big, "the first long answer whole");
+    assert_eq!((b.status, b.header("x-cache")), (200, Some("HIT")));
+    assert_eq!(b.body, hot);
+    assert_eq!((c.status, c.header("x-cache")), (200, Some("MISS")));
+    assert!(c.body == big, "the second long answer whole");
+    assert_eq!(quick_hits(&gw), before + 1);
+}
