@@ -484,8 +484,12 @@ fn django_cookie<'h>(headers: &'h HeaderMap, name: &str, join: &str) -> Option<C
 /// unquoting) is no session.
 fn session_value<'a>(text: &'a str, name: &str) -> Option<&'a str> {
     let raw = text.rsplit(';').find_map(|piece| {
-        let (key, value) = piece.split_once('=').unwrap_or(("", piece));
-        (key.trim() == name).then(|| value.trim())
+        // `=` is ASCII: its byte position is a char boundary.
+        let (key, value) = match piece.bytes().position(|b| b == b'=') {
+            Some(i) => (&piece[..i], &piece[i + 1..]),
+            None => ("", piece),
+        };
+        (trim(key) == name).then(|| trim(value))
     })?;
     let printable = |v: &str| !v.is_empty() && v.bytes().all(|b| (0x21..0x7f).contains(&b));
     let quoted = raw.len() >= 2 && raw.starts_with('"') && raw.ends_with('"');
@@ -495,6 +499,22 @@ fn session_value<'a>(text: &'a str, name: &str) -> Option<&'a str> {
         printable(raw)
     };
     ok.then_some(raw)
+}
+
+/// `str::trim`, read byte by byte when `s` is ASCII (whose whitespace is tab to carriage
+/// return and space): every label request trims its cookie's pieces.
+fn trim(s: &str) -> &str {
+    if !s.is_ascii() {
+        return s.trim();
+    }
+    let space = |b: &u8| *b == b' ' || (b'\t'..=b'\r').contains(b);
+    let bytes = s.as_bytes();
+    let start = bytes.iter().position(|b| !space(b)).unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !space(b))
+        .map_or(start, |i| i + 1);
+    &s[start..end]
 }
 
 /// Python's `http.cookies._unquote`: a value in double quotes loses them, and `\"`,
@@ -589,6 +609,39 @@ mod tests {
             session_hash("abc")[8..],
             "two keys"
         );
+    }
+
+    /// The reference [`session_value`] is checked against: `split_once` and `str::trim`.
+    fn session_value_reference<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+        let raw = text.rsplit(';').find_map(|piece| {
+            let (key, value) = piece.split_once('=').unwrap_or(("", piece));
+            (key.trim() == name).then(|| value.trim())
+        })?;
+        let printable = |v: &str| !v.is_empty() && v.bytes().all(|b| (0x21..0x7f).contains(&b));
+        let quoted = raw.len() >= 2 && raw.starts_with('"') && raw.ends_with('"');
+        let ok = if quoted {
+            printable(&unquote(raw))
+        } else {
+            printable(raw)
+        };
+        ok.then_some(raw)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn session_value_reads_as_split_once_and_trim_do(
+            pieces in proptest::collection::vec(
+                "[ \t\x0b\x0c\u{a0}\u{3000}]{0,2}(sessionid|other|sess|)[ \t\u{a0}]{0,2}(=?)[ \t\x0b\u{85}]{0,2}[a-z0-9\"\\\\é ]{0,6}[ \t\r\u{2003}]{0,2}",
+                0..5,
+            )
+        ) {
+            let text = pieces.join(";");
+            proptest::prop_assert_eq!(
+                session_value(&text, "sessionid"),
+                session_value_reference(&text, "sessionid"),
+                "{:?}", text
+            );
+        }
     }
 
     #[test]

@@ -3,9 +3,17 @@
 //! both in memory on the spot (`Gateway::quick_hit`: one read, one `writev`, no hyper),
 //! and hands every other request to hyper *one request at a time*: hyper gets exactly that
 //! request's bytes, answers it as it always does, and the connection comes back to the
-//! lane for the next one. A request whose end the lane cannot know without reading it as
-//! hyper would (a chunked body, a head it does not parse, HTTP/2) hands the rest of the
-//! connection to hyper for good, as does the internal listener from the start.
+//! lane for the next one (the lane keeps one hyper connection, idle between the requests
+//! it hands on, and takes the socket back once hyper has read the request, finished its
+//! answer, flushed it, and waits for more). A request whose end the lane cannot know
+//! without reading it as hyper would (a chunked body, a head it does not parse, HTTP/2)
+//! hands the rest of the connection to hyper for good, as does the internal listener from
+//! the start.
+//!
+//! Framing is decided once, here, before hyper sees a byte: a head as `httparse` (hyper's
+//! own parser) reads it, plus a `Content-Length` body; any `Transfer-Encoding`, a
+//! `Content-Length` that is not one plain number, or several that differ go to hyper for
+//! good, so a request is never framed two ways.
 //!
 //! Why: a hit is the gateway's cheapest answer, and hyper's own work per request (its
 //! request `HeaderMap`, the response `HeaderMap`, its encoding of the head) was the larger
@@ -56,7 +64,7 @@ pub(super) async fn serve(
     let mut buf = BytesMut::new();
     let mut tail = Vec::new();
     loop {
-        match parse(&buf) {
+        match parse(&buf, max_head) {
             Parsed::Partial => {
                 if buf.len() >= max_head {
                     // hyper reads the rest and answers 431.
@@ -153,14 +161,17 @@ enum Parsed<'b> {
     Hyper,
 }
 
-fn parse(buf: &[u8]) -> Parsed<'_> {
+/// Reads the request head at the start of `buf`; a head longer than `max_head` is hyper's
+/// to refuse (431).
+fn parse(buf: &[u8], max_head: usize) -> Parsed<'_> {
     if buf.is_empty() {
         return Parsed::Partial;
     }
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let len = match req.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Complete(len)) if len <= max_head => len,
+        Ok(httparse::Status::Complete(_)) => return Parsed::Hyper,
         Ok(httparse::Status::Partial) => return Parsed::Partial,
         // HTTP/2's preface, a malformed head, too many headers: hyper's to answer.
         Err(_) => return Parsed::Hyper,
@@ -178,33 +189,38 @@ fn parse(buf: &[u8]) -> Parsed<'_> {
     let mut cookie_bytes = 0usize;
     let mut request_id = None;
     for h in req.headers.iter() {
-        let name = h.name;
-        if name.eq_ignore_ascii_case("content-length") {
-            let Some(n) = std::str::from_utf8(h.value)
-                .ok()
-                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|v| v.parse::<u64>().ok())
-            else {
-                return Parsed::Hyper;
-            };
-            if body != 0 && body != n {
-                return Parsed::Hyper;
+        match role(h.name) {
+            Role::ContentLength => {
+                let Some(n) = std::str::from_utf8(h.value)
+                    .ok()
+                    .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|v| v.parse::<u64>().ok())
+                else {
+                    return Parsed::Hyper;
+                };
+                if body != 0 && body != n {
+                    return Parsed::Hyper;
+                }
+                body = n;
+                quick = false;
             }
-            body = n;
-            quick = false;
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
             // Its body ends where its chunks say.
-            return Parsed::Hyper;
-        } else if name.eq_ignore_ascii_case("cookie") {
-            cookies += 1;
-            cookie_bytes += h.value.len();
-            cookie = std::str::from_utf8(h.value)
-                .ok()
-                .filter(|v| v.bytes().all(|b| (b' '..0x7f).contains(&b) || b == b'\t'));
-        } else if name.eq_ignore_ascii_case("x-request-id") {
-            request_id = Some(h.value);
-        } else if quick && changes_the_answer(name) {
-            quick = false;
+            Role::TransferEncoding => return Parsed::Hyper,
+            Role::Cookie => {
+                cookies += 1;
+                cookie_bytes += h.value.len();
+                cookie = h
+                    .value
+                    .iter()
+                    .all(|&b| (b' '..0x7f).contains(&b) || b == b'\t')
+                    .then(|| std::str::from_utf8(h.value).ok())
+                    .flatten();
+            }
+            Role::RequestId => request_id = Some(h.value),
+            // HTTP/1.1's default said again changes nothing; any other option does.
+            Role::Connection if h.value.eq_ignore_ascii_case(b"keep-alive") => {}
+            Role::Connection | Role::ChangesTheAnswer => quick = false,
+            Role::Other => {}
         }
     }
     if !quick || cookies > 1 {
@@ -225,22 +241,38 @@ fn parse(buf: &[u8]) -> Parsed<'_> {
     }
 }
 
-/// Request headers after which a label's answer is not the plain whole hit: a range, a
-/// precondition, an option of the connection or the exchange.
-fn changes_the_answer(name: &str) -> bool {
-    const NAMES: [&str; 10] = [
-        "range",
-        "if-match",
-        "if-none-match",
-        "if-modified-since",
-        "if-unmodified-since",
-        "if-range",
-        "connection",
-        "expect",
-        "upgrade",
-        "te",
-    ];
-    NAMES.iter().any(|n| name.eq_ignore_ascii_case(n))
+/// What a request header means to the lane.
+enum Role {
+    ContentLength,
+    TransferEncoding,
+    Cookie,
+    RequestId,
+    Connection,
+    /// A range, a precondition, an option of the exchange: not the plain whole hit.
+    ChangesTheAnswer,
+    Other,
+}
+
+/// A header's [`Role`], by its name (any case); sorted by length first, which most names
+/// a client sends already tell apart.
+fn role(name: &str) -> Role {
+    let is = |known: &str| name.eq_ignore_ascii_case(known);
+    match name.len() {
+        2 if is("te") => Role::ChangesTheAnswer,
+        5 if is("range") => Role::ChangesTheAnswer,
+        6 if is("cookie") => Role::Cookie,
+        6 if is("expect") => Role::ChangesTheAnswer,
+        7 if is("upgrade") => Role::ChangesTheAnswer,
+        8 if is("if-match") || is("if-range") => Role::ChangesTheAnswer,
+        10 if is("connection") => Role::Connection,
+        12 if is("x-request-id") => Role::RequestId,
+        13 if is("if-none-match") => Role::ChangesTheAnswer,
+        14 if is("content-length") => Role::ContentLength,
+        17 if is("transfer-encoding") => Role::TransferEncoding,
+        17 if is("if-modified-since") => Role::ChangesTheAnswer,
+        19 if is("if-unmodified-since") => Role::ChangesTheAnswer,
+        _ => Role::Other,
+    }
 }
 
 /// Writes `parts` in order, recording progress for the `send_timeout` watch.
@@ -516,6 +548,10 @@ impl AsyncWrite for Rewind {
 mod tests {
     use super::*;
 
+    fn parse(head: &[u8]) -> Parsed<'_> {
+        super::parse(head, 8192)
+    }
+
     fn quick(head: &str) -> bool {
         matches!(parse(head.as_bytes()), Parsed::Quick { .. })
     }
@@ -535,6 +571,9 @@ mod tests {
             _ => panic!("not quick"),
         }
         assert!(quick("HEAD /shipping-label/1Z999/ HTTP/1.1\r\n\r\n"));
+        assert!(quick(
+            "GET /shipping-label/1Z999/ HTTP/1.1\r\nConnection: Keep-Alive\r\nUser-Agent: x\r\n\r\n"
+        ));
     }
 
     #[test]
@@ -547,6 +586,14 @@ mod tests {
             "GET /shipping-label/1Z999/ HTTP/1.1\r\nRange: bytes=0-1\r\n\r\n",
             "GET /shipping-label/1Z999/ HTTP/1.1\r\nIf-None-Match: \"x\"\r\n\r\n",
             "GET /shipping-label/1Z999/ HTTP/1.1\r\nConnection: close\r\n\r\n",
+            "GET /shipping-label/1Z999/ HTTP/1.1\r\nConnection: keep-alive, Upgrade\r\n\r\n",
+            "GET /shipping-label/1Z999/ HTTP/1.1\r\nIF-MODIFIED-SINCE: x\r\n\r\n",
+            "GET /shipping-label/1Z999/ HTTP/1.1\r\nif-unmodified-since: x\r\n\r\n",
+            "GET /shipping-label/1Z999/ HTTP/1.1\r\nIf-Range: x\r\n\r\n",
+            "GET /shipping-label/1Z999/ HTTP/1.1\r\nIf-Match: x\r\n\r\n",
+            "GET /shipping-label/1Z999/ HTTP/1.1\r\nUpgrade: h2c\r\n\r\n",
+            "GET /shipping-label/1Z999/ HTTP/1.1\r\nTE: trailers\r\n\r\n",
+            "GET /shipping-label/1Z999/ HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
             "GET /shipping-label/1Z999/ HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
             "GET /shipping-label/1Z999/ HTTP/1.1\r\nCookie: a=1\r\nCookie: b=2\r\n\r\n",
         ] {
@@ -567,6 +614,7 @@ mod tests {
         for head in [
             "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
             "POST /shipping-label/batch.pdf HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET /shipping-label/1Z999/ HTTP/1.1\r\ntransfer-encoding: identity\r\n\r\n",
             "GET /shipping-label/1Z999/ HTTP/1.1\r\nContent-Length: x\r\n\r\n",
             "GET /shipping-label/1Z999/ HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
             "GET / HTTP/1.1\r\nBad Header: x\r\n\r\n",
@@ -577,6 +625,12 @@ mod tests {
             parse(b"GET /shipping-label/1Z999/ HTTP/1.1\r\nHost: x\r\n"),
             Parsed::Partial
         ));
+        // Whole, but longer than the limit: hyper answers 431.
+        let long = format!(
+            "GET /shipping-label/1Z999/ HTTP/1.1\r\nX-Pad: {}\r\n\r\n",
+            "a".repeat(9000)
+        );
+        assert!(matches!(parse(long.as_bytes()), Parsed::Hyper));
     }
 
     #[test]

@@ -402,3 +402,38 @@ async fn a_quick_hit_after_a_long_answer_from_hyper_waits_for_its_last_byte() {
     assert!(c.body == big, "the second long answer whole");
     assert_eq!(quick_hits(&gw), before + 1);
 }
+
+/// HTTP/2 with prior knowledge on the public listener: the lane sees the preface and hands
+/// the connection to hyper, which serves the miss and the hit on one connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_on_the_public_listener_is_hypers_from_the_preface_on() {
+    use http_body_util::BodyExt;
+    let s3 = S3Server::start().await;
+    let check = Responder::allow_all().await;
+    let data = pdf_bytes(30 * 1024, 99);
+    s3.put_label("H2LANE", &data).await;
+    let gw = support::start_gateway(support::s3_config(&s3, &check.url(), &[])).await;
+    let before = quick_hits(&gw);
+
+    let tcp = TcpStream::connect(gw.addr()).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .expect("an HTTP/2 handshake");
+    tokio::spawn(conn);
+    for expected in ["MISS", "HIT"] {
+        let req = http::Request::get(format!("http://{}/shipping-label/H2LANE/", gw.addr()))
+            .header("cookie", ANY_SESSION)
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let resp = send.send_request(req).await.expect("an answer");
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.version(), http::Version::HTTP_2);
+        assert_eq!(resp.headers()["x-cache"], expected);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, data);
+    }
+    assert_eq!(quick_hits(&gw), before, "HTTP/2 is hyper's");
+}
