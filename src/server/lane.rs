@@ -56,7 +56,6 @@ pub(super) async fn serve(
         return hyper_from_here(stream, Bytes::new(), peer, kind, &gateway, &conn, &builders).await;
     }
     let max_head = builders.max_head;
-    let mut drain = std::pin::pin!(conn.drain.notified());
     let handed = Handed::default();
     // hyper's connection for the requests the lane hands on, made at the first one and kept
     // (idle between them) for the connection's life.
@@ -87,15 +86,9 @@ pub(super) async fn serve(
                             // An idle connection keeps no large buffer.
                             buf = BytesMut::new();
                         }
-                        // Readable, or asked to drain (seen above on the next turn).
-                        std::future::poll_fn(|cx| {
-                            if drain.as_mut().poll(cx).is_ready() {
-                                drain.set(conn.drain.notified());
-                                return Poll::Ready(Ok(()));
-                            }
-                            stream.poll_read_ready(cx)
-                        })
-                        .await?;
+                        // A drain that starts while the lane waits here closes the
+                        // connection from outside (`server::connection`).
+                        std::future::poll_fn(|cx| stream.poll_read_ready(cx)).await?;
                     }
                     Err(e) => return Err(e.into()),
                 }
@@ -322,6 +315,7 @@ async fn hyper_from_here(
     conn: &Arc<Conn>,
     builders: &Builders,
 ) -> Result<(), BoxError> {
+    conn.hyper_owned.store(true, Ordering::Relaxed);
     let io = Rewind { prefix, stream };
     let served = builders.auto.serve_connection(
         TokioIo::new(io),

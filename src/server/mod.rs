@@ -288,6 +288,9 @@ struct Conn {
     /// (shutdown, or chosen to close while busy); `drain` tells whoever reads it.
     draining: AtomicBool,
     drain: Notify,
+    /// hyper reads the connection for good (HTTP/2, the internal listener, a head only
+    /// hyper frames): a drain goes through hyper's graceful shutdown even when idle.
+    hyper_owned: AtomicBool,
 }
 
 impl Slots {
@@ -314,6 +317,7 @@ impl Slots {
             evict: Notify::new(),
             draining: AtomicBool::new(false),
             drain: Notify::new(),
+            hyper_owned: AtomicBool::new(false),
         });
         self.lock().insert(id, conn.clone());
         Registered {
@@ -599,6 +603,12 @@ async fn connection(
                         .reset(tokio::time::Instant::now() + (server.send_timeout - quiet));
                 }
                 _ = stop_signal.as_mut(), if !draining => {
+                    // Idle in the lane (this task polls it: it waits for a head now): close.
+                    if conn_state.busy.load(Ordering::Acquire) == 0
+                        && !conn_state.hyper_owned.load(Ordering::Relaxed)
+                    {
+                        break;
+                    }
                     conn_state.begin_drain();
                     draining = true;
                 }

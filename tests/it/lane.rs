@@ -437,3 +437,62 @@ async fn http2_on_the_public_listener_is_hypers_from_the_preface_on() {
     }
     assert_eq!(quick_hits(&gw), before, "HTTP/2 is hyper's");
 }
+
+/// Shutdown closes kept-alive connections idle in the lane at once (nothing else would wake
+/// a lane waiting for a head), whether their last request was a quick hit or one hyper
+/// answered, and a head half sent. Answers in progress finishing is `shutdown.rs`'s test.
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_closes_connections_idle_in_the_lane_at_once() {
+    let s3 = S3Server::start().await;
+    let check = Responder::allow_all().await;
+    let hot = pdf_bytes(10 * 1024, 100);
+    s3.put_label("IDLE1", &hot).await;
+    let gw = support::start_gateway(support::s3_config(
+        &s3,
+        &check.url(),
+        // The idle connections would otherwise last until their header timeout, past the
+        // grace.
+        &[
+            ("LABEL_GATEWAY_SERVER__SHUTDOWN_GRACE", "3s"),
+            ("LABEL_GATEWAY_SERVER__HEADER_READ_TIMEOUT", "60s"),
+        ],
+    ))
+    .await;
+    let warm = get_label(&gw, "IDLE1").cookie(ANY_SESSION).send().await;
+    assert_eq!(warm.bytes().await.unwrap(), hot);
+
+    let mut after_quick = TcpStream::connect(gw.addr()).await.unwrap();
+    after_quick
+        .write_all(label_get("IDLE1", "").as_bytes())
+        .await
+        .unwrap();
+    let mut p1 = Vec::new();
+    assert_eq!(
+        read_answer(&mut after_quick, &mut p1, false).await.status,
+        200
+    );
+    let mut after_hyper = TcpStream::connect(gw.addr()).await.unwrap();
+    after_hyper
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut p2 = Vec::new();
+    assert_eq!(
+        read_answer(&mut after_hyper, &mut p2, false).await.status,
+        200
+    );
+    // A head half sent: not an answer in progress, closed as idle too.
+    let mut half = TcpStream::connect(gw.addr()).await.unwrap();
+    half.write_all(b"GET /shipping-label/IDLE1/ HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    assert!(gw.shutdown().await, "everything finished within the grace");
+    for s in [&mut after_quick, &mut after_hyper, &mut half] {
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "closed: {read:?}");
+        assert!(rest.is_empty());
+    }
+}
