@@ -160,9 +160,12 @@ fn parse(buf: &[u8], max_head: usize) -> Parsed<'_> {
     if buf.is_empty() {
         return Parsed::Partial;
     }
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let len = match req.parse(buf) {
+    // Left uninitialized: httparse writes the ones it finds (the rest would be 2 KiB
+    // cleared for every request).
+    let mut headers =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, &mut headers) {
         Ok(httparse::Status::Complete(len)) if len <= max_head => len,
         Ok(httparse::Status::Complete(_)) => return Parsed::Hyper,
         Ok(httparse::Status::Partial) => return Parsed::Partial,
