@@ -257,10 +257,15 @@ impl Authenticator {
         session_value(line, &self.cookie_name)
     }
 
-    /// The user of a cached *allowing* verdict for `cookie` and `tracking`; `None` when
-    /// no verdict is cached or the cached one denies (the full check then answers).
-    pub async fn cached_allow(&self, cookie: &str, tracking: Tracking) -> Option<Option<Arc<str>>> {
-        let c = self.cache.get(&self.key(cookie, tracking)).await?;
+    /// The user of a cached *allowing* verdict for the session `session` (its
+    /// [`session_hash`]) and `tracking`; `None` when no verdict is cached or the cached one
+    /// denies (the full check then answers).
+    pub async fn cached_allow(
+        &self,
+        session: SessionHash,
+        tracking: Tracking,
+    ) -> Option<Option<Arc<str>>> {
+        let c = self.cache.get(&self.key_of(session, tracking)).await?;
         (c.verdict == Verdict::Allow).then_some(c.user)
     }
 
@@ -344,8 +349,12 @@ impl Authenticator {
     }
 
     fn key(&self, cookie: &str, tracking: Tracking) -> Key {
+        self.key_of(session_hash(cookie), tracking)
+    }
+
+    fn key_of(&self, session: SessionHash, tracking: Tracking) -> Key {
         Key {
-            session: session_hash(cookie),
+            session,
             tracking: self.per_tracking.then_some(tracking),
         }
     }
@@ -450,6 +459,30 @@ pub fn session_hash(value: &str) -> SessionHash {
         hash(unquote(value).as_bytes())
     } else {
         hash(value.as_bytes())
+    }
+}
+
+/// The [`session_hash`] of the last session cookie a connection sent: a connection whose
+/// requests carry one session (a print burst, a warehouse PC) hashes it once. A pure
+/// function's memo, so it can never be stale.
+#[derive(Default)]
+pub struct SessionMemo {
+    cookie: String,
+    hash: Option<SessionHash>,
+}
+
+impl SessionMemo {
+    pub fn hash(&mut self, cookie: &str) -> SessionHash {
+        match self.hash {
+            Some(hash) if self.cookie == cookie => hash,
+            _ => {
+                let hash = session_hash(cookie);
+                self.cookie.clear();
+                self.cookie.push_str(cookie);
+                self.hash = Some(hash);
+                hash
+            }
+        }
     }
 }
 
@@ -638,6 +671,14 @@ mod tests {
                 last_value_reference(&text, "sessionid"),
                 "{:?}", text
             );
+        }
+    }
+
+    #[test]
+    fn the_session_memo_hashes_as_session_hash_whatever_came_before() {
+        let mut memo = SessionMemo::default();
+        for cookie in ["abc", "abc", "\"abc\"", "abd", "abc", ""] {
+            assert_eq!(memo.hash(cookie), session_hash(cookie), "{cookie}");
         }
     }
 

@@ -3,7 +3,8 @@
 //! label path's own checks in the same order (cookie size, session verdict, hot cache)
 //! but answers only when each is already settled in memory: a session allowed by a cached
 //! verdict and a label in the hot cache. Anything else returns `None` and the request goes
-//! the full way through hyper and [`Gateway::handle`], which answers it as always.
+//! the full way through hyper and [`Gateway::handle`], which answers it as always. The
+//! connection keeps its last session cookie's hash ([`SessionMemo`]).
 //!
 //! The answer is the full path's answer to a whole-label hit, the same header lines in the
 //! same order: the status line and the label headers are encoded once per cached label
@@ -18,6 +19,7 @@ use bytes::Bytes;
 
 use super::route::{route, Route};
 use super::Gateway;
+use crate::auth::SessionMemo;
 use crate::cache::CachedLabel;
 use crate::http::X_REQUEST_ID;
 use crate::metrics::{Outcome, RouteKind};
@@ -67,6 +69,7 @@ impl Gateway {
     pub async fn quick_hit(
         &self,
         req: &QuickRequest<'_>,
+        memo: &mut SessionMemo,
         tail: &mut Vec<u8>,
         closing: bool,
     ) -> Option<QuickHit> {
@@ -80,7 +83,7 @@ impl Gateway {
             return None;
         }
         let cookie = self.auth.session_cookie_in_line(req.cookie?)?;
-        let user = self.auth.cached_allow(cookie, tracking).await?;
+        let user = self.auth.cached_allow(memo.hash(cookie), tracking).await?;
         let label = cache.get_hit(&cache.key(tracking)).await?;
         label
             .hit_head
@@ -100,7 +103,8 @@ impl Gateway {
         tail.extend_from_slice(b": ");
         tail.extend_from_slice(request_id);
         tail.extend_from_slice(b"\r\ndate: ");
-        with_http_date(|date| tail.extend_from_slice(date));
+        let now = SystemTime::now();
+        with_http_date(now, |date| tail.extend_from_slice(date));
         if closing {
             tail.extend_from_slice(b"\r\nconnection: close");
         }
@@ -114,19 +118,22 @@ impl Gateway {
             .request_duration
             .observe(RouteKind::Label, Outcome::Hit, elapsed);
         if self.config.log.access_log {
-            crate::telemetry::access(&crate::telemetry::Access {
-                method: if req.head_only { "HEAD" } else { "GET" },
-                path: req.path,
-                status: 200,
-                bytes,
-                duration_us: elapsed.as_micros() as u64,
-                auth: crate::auth::Source::Cache.as_str(),
-                user: user.as_deref().unwrap_or("-"),
-                cache: "hit",
-                labels: None,
-                // Checked above: letters, digits and `-_.:` only.
-                request_id: std::str::from_utf8(request_id).unwrap_or("-"),
-            });
+            crate::telemetry::access_at(
+                &crate::telemetry::Access {
+                    method: if req.head_only { "HEAD" } else { "GET" },
+                    path: req.path,
+                    status: 200,
+                    bytes,
+                    duration_us: elapsed.as_micros() as u64,
+                    auth: crate::auth::Source::Cache.as_str(),
+                    user: user.as_deref().unwrap_or("-"),
+                    cache: "hit",
+                    labels: None,
+                    // Checked above: letters, digits and `-_.:` only.
+                    request_id: std::str::from_utf8(request_id).unwrap_or("-"),
+                },
+                now,
+            );
         }
         Some(QuickHit {
             label,
@@ -155,12 +162,11 @@ impl Gateway {
 
 /// The current time as an HTTP date (`Tue, 01 Dec 2026 10:00:00 GMT`), formatted once per
 /// second per thread as hyper does for its own `Date` headers.
-fn with_http_date(f: impl FnOnce(&[u8])) {
+fn with_http_date(now: SystemTime, f: impl FnOnce(&[u8])) {
     thread_local! {
         static DATE: std::cell::RefCell<(u64, [u8; 29])> =
             const { std::cell::RefCell::new((u64::MAX, [0; 29])) };
     }
-    let now = SystemTime::now();
     let secs = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -183,7 +189,7 @@ mod tests {
     #[test]
     fn the_date_is_an_http_date_of_now() {
         let mut seen = Vec::new();
-        with_http_date(|d| seen.extend_from_slice(d));
+        with_http_date(SystemTime::now(), |d| seen.extend_from_slice(d));
         let text = std::str::from_utf8(&seen).unwrap();
         let parsed = httpdate::parse_http_date(text).unwrap();
         let skew = SystemTime::now()

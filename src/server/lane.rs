@@ -62,6 +62,7 @@ pub(super) async fn serve(
     let mut hyper1 = None;
     let mut buf = BytesMut::new();
     let mut tail = Vec::new();
+    let mut memo = crate::auth::SessionMemo::default();
     loop {
         match parse(&buf, max_head) {
             Parsed::Partial => {
@@ -97,7 +98,7 @@ pub(super) async fn serve(
                 let req = QuickRequest { peer, ..req };
                 let busy = conn.begin_request();
                 let closing = conn.is_draining();
-                if let Some(hit) = gateway.quick_hit(&req, &mut tail, closing).await {
+                if let Some(hit) = gateway.quick_hit(&req, &mut memo, &mut tail, closing).await {
                     busy.progress(false);
                     write_all(&stream, [hit.head(), &tail[..], hit.body()], &busy).await?;
                     drop(busy);
