@@ -53,6 +53,8 @@ pub struct Decision {
 struct Cached {
     verdict: Verdict,
     user: Option<Arc<str>>,
+    /// When the cache lets the verdict go (it was asked for just before it was cached).
+    expires: Instant,
 }
 
 /// Where a verdict came from, for the access log.
@@ -180,6 +182,11 @@ pub struct Authenticator {
     /// foldhash, seeded per process: the key is already a keyed hash of the session, so
     /// hashing it once more through SipHash would buy nothing.
     cache: Cache<Key, Cached, foldhash::fast::RandomState>,
+    allow_ttl: Duration,
+    deny_ttl: Duration,
+    /// Moved on every invalidation of cached verdicts (a revoked session, all forgotten): a
+    /// connection's [`SessionMemo`] holds a verdict only while it has not moved.
+    generation: AtomicU64,
     pub stats: Arc<AuthStats>,
 }
 
@@ -208,6 +215,9 @@ impl Authenticator {
             per_tracking: cfg.check_url.contains("{tracking}"),
             cookie_name: cfg.cookie_name.clone(),
             cache,
+            allow_ttl: cfg.allow_ttl,
+            deny_ttl: cfg.deny_ttl,
+            generation: AtomicU64::new(0),
             stats: Arc::default(),
         })
     }
@@ -238,6 +248,7 @@ impl Authenticator {
     pub fn revoke(&self, session_key: &str) {
         let session = session_hash(session_key);
         self.stats.revoked.fetch_add(1, Ordering::Relaxed);
+        self.generation.fetch_add(1, Ordering::AcqRel);
         // Entries matching are never returned by a lookup from now on; moka removes them
         // in the background.
         if self
@@ -257,16 +268,39 @@ impl Authenticator {
         session_value(line, &self.cookie_name)
     }
 
-    /// The user of a cached *allowing* verdict for the session `session` (its
-    /// [`session_hash`]) and `tracking`; `None` when no verdict is cached or the cached one
-    /// denies (the full check then answers).
-    pub async fn cached_allow(
+    /// The user of a cached *allowing* verdict for `cookie` and `tracking` (as `Some`, its
+    /// user when named); `None` when no verdict is cached or the cached one denies (the
+    /// full check then answers). The connection's `memo` keeps the last allowing verdict
+    /// it read, and answers alone while the verdict's time in the cache has not run out
+    /// at `now` and no verdict was invalidated since (a revoked session, all forgotten).
+    pub async fn cached_allow<'m>(
         &self,
-        session: SessionHash,
+        cookie: &str,
         tracking: Tracking,
-    ) -> Option<Option<Arc<str>>> {
-        let c = self.cache.get(&self.key_of(session, tracking)).await?;
-        (c.verdict == Verdict::Allow).then_some(c.user)
+        now: Instant,
+        memo: &'m mut SessionMemo,
+    ) -> Option<Option<&'m str>> {
+        let session = memo.hash(cookie);
+        let tracking = self.per_tracking.then_some(tracking);
+        // Read before the cache: an invalidation after it moves it past what is kept.
+        let generation = self.generation.load(Ordering::Acquire);
+        let fresh = memo.verdict.as_ref().is_some_and(|v| {
+            v.tracking == tracking && v.generation == generation && now < v.expires
+        });
+        if !fresh {
+            memo.verdict = None;
+            let c = self.cache.get(&Key { session, tracking }).await?;
+            if c.verdict != Verdict::Allow {
+                return None;
+            }
+            memo.verdict = Some(MemoVerdict {
+                tracking,
+                user: c.user,
+                expires: c.expires,
+                generation,
+            });
+        }
+        memo.verdict.as_ref().map(|v| v.user.as_deref())
     }
 
     /// Decides whether `cookie` may read `tracking` (for callers that log no user).
@@ -345,6 +379,7 @@ impl Authenticator {
 
     /// Drops every cached verdict (tests, and operators via a future purge).
     pub fn forget_all(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         self.cache.invalidate_all();
     }
 
@@ -397,11 +432,13 @@ impl Authenticator {
                     Ok(Cached {
                         verdict: Verdict::Allow,
                         user: resp.headers().get(X_LABEL_USER).and_then(audit_user),
+                        expires: asked + self.allow_ttl,
                     })
                 } else if status.is_redirection() || matches!(status.as_u16(), 401 | 403 | 404) {
                     Ok(Cached {
                         verdict: Verdict::Deny,
                         user: None,
+                        expires: asked + self.deny_ttl,
                     })
                 } else {
                     Err(AuthUnavailable(format!("check endpoint answered {status}")))
@@ -462,16 +499,30 @@ pub fn session_hash(value: &str) -> SessionHash {
     }
 }
 
-/// The [`session_hash`] of the last session cookie a connection sent: a connection whose
-/// requests carry one session (a print burst, a warehouse PC) hashes it once. A pure
-/// function's memo, so it can never be stale.
+/// What a connection remembers of the last session cookie it sent: its [`session_hash`]
+/// (a pure function's memo), and the allowing verdict last read for it from the cache
+/// while it lasts (see [`Authenticator::cached_allow`]). A connection whose requests carry
+/// one session (a print burst, a warehouse PC) hashes the cookie once and reads the
+/// verdict cache once per verdict.
 #[derive(Default)]
 pub struct SessionMemo {
     cookie: String,
     hash: Option<SessionHash>,
+    verdict: Option<MemoVerdict>,
+}
+
+/// An allowing verdict a connection holds, with what bounds it.
+struct MemoVerdict {
+    tracking: Option<Tracking>,
+    user: Option<Arc<str>>,
+    /// When the cache lets the verdict go.
+    expires: Instant,
+    /// [`Authenticator`]'s invalidation count when it was read.
+    generation: u64,
 }
 
 impl SessionMemo {
+    /// The hash of `cookie`; a cookie other than the last one forgets the verdict too.
     pub fn hash(&mut self, cookie: &str) -> SessionHash {
         match self.hash {
             Some(hash) if self.cookie == cookie => hash,
@@ -480,6 +531,7 @@ impl SessionMemo {
                 self.cookie.clear();
                 self.cookie.push_str(cookie);
                 self.hash = Some(hash);
+                self.verdict = None;
                 hash
             }
         }

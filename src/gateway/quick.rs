@@ -4,7 +4,8 @@
 //! but answers only when each is already settled in memory: a session allowed by a cached
 //! verdict and a label in the hot cache. Anything else returns `None` and the request goes
 //! the full way through hyper and [`Gateway::handle`], which answers it as always. The
-//! connection keeps its last session cookie's hash ([`SessionMemo`]).
+//! connection keeps its last session cookie's hash and allowing verdict ([`SessionMemo`]:
+//! only while the verdict's time in the cache lasts and nothing was invalidated since).
 //!
 //! The answer is the full path's answer to a whole-label hit, the same header lines in the
 //! same order: the status line and the label headers are encoded once per cached label
@@ -83,7 +84,10 @@ impl Gateway {
             return None;
         }
         let cookie = self.auth.session_cookie_in_line(req.cookie?)?;
-        let user = self.auth.cached_allow(memo.hash(cookie), tracking).await?;
+        let user = self
+            .auth
+            .cached_allow(cookie, tracking, started, memo)
+            .await?;
         let label = cache.get_hit(&cache.key(tracking)).await?;
         label
             .hit_head
@@ -126,7 +130,7 @@ impl Gateway {
                     bytes,
                     duration_us: elapsed.as_micros() as u64,
                     auth: crate::auth::Source::Cache.as_str(),
-                    user: user.as_deref().unwrap_or("-"),
+                    user: user.unwrap_or("-"),
                     cache: "hit",
                     labels: None,
                     // Checked above: letters, digits and `-_.:` only.

@@ -519,3 +519,69 @@ async fn shutdown_closes_connections_idle_in_the_lane_at_once() {
         assert!(rest.is_empty());
     }
 }
+
+/// The verdict a connection keeps for its session lasts only as long as the cached
+/// verdict: a revoked session and an expired verdict are asked of the app again on the
+/// same connection, never answered from what the connection kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connections_kept_verdict_ends_with_a_revoke_and_with_its_expiry() {
+    async fn ask(s: &mut TcpStream, pending: &mut Vec<u8>, data: &[u8], cache: &str) {
+        s.write_all(label_get("KEPT1", "").as_bytes())
+            .await
+            .unwrap();
+        let a = read_answer(s, pending, false).await;
+        assert_eq!((a.status, a.header("x-cache")), (200, Some(cache)));
+        assert_eq!(a.body, data);
+    }
+    let s3 = S3Server::start().await;
+    let check = Responder::allow_all().await;
+    let data = pdf_bytes(10 * 1024, 101);
+    s3.put_label("KEPT1", &data).await;
+    let gw = support::start_gateway(support::s3_config(
+        &s3,
+        &check.url(),
+        &[
+            ("LABEL_GATEWAY_INTERNAL__TOKEN", "tok-kept"),
+            ("LABEL_GATEWAY_AUTH__ALLOW_TTL", "1s"),
+        ],
+    ))
+    .await;
+    let mut s = TcpStream::connect(gw.addr()).await.unwrap();
+    let mut pending = Vec::new();
+    // A miss (the app asked once), then quick hits that ask nobody.
+    ask(&mut s, &mut pending, &data, "MISS").await;
+    assert_eq!(check.hits(), 1);
+    let quick = quick_hits(&gw);
+    ask(&mut s, &mut pending, &data, "HIT").await;
+    ask(&mut s, &mut pending, &data, "HIT").await;
+    assert_eq!((check.hits(), quick_hits(&gw)), (1, quick + 2));
+
+    // Revoked: the next request on the same connection is checked with the app again.
+    let revoked = support::client()
+        .post(format!(
+            "http://{}/internal/sessions/revoke",
+            gw.internal_addr()
+        ))
+        .bearer_auth("tok-kept")
+        .header("content-type", "application/json")
+        .body(r#"{"session_key":"anything-the-stand-in-allows"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 204);
+    ask(&mut s, &mut pending, &data, "HIT").await;
+    assert_eq!(check.hits(), 2, "asked again after the revoke");
+    assert_eq!(
+        quick_hits(&gw),
+        quick + 2,
+        "not from what the connection kept"
+    );
+    ask(&mut s, &mut pending, &data, "HIT").await;
+    assert_eq!((check.hits(), quick_hits(&gw)), (2, quick + 3));
+
+    // Expired (allow_ttl 1 s): asked again too.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    ask(&mut s, &mut pending, &data, "HIT").await;
+    assert_eq!(check.hits(), 3, "asked again after the verdict expired");
+    assert_eq!(quick_hits(&gw), quick + 3);
+}
