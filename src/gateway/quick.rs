@@ -12,7 +12,6 @@
 //! ([`CachedLabel::hit_head`]), the request id and the date are appended per request, and
 //! the metrics and the access line are the full path's.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -37,7 +36,6 @@ pub struct QuickRequest<'a> {
     pub cookie_bytes: usize,
     /// The client's `X-Request-Id`.
     pub request_id: Option<&'a [u8]>,
-    pub peer: SocketAddr,
 }
 
 /// A whole-label answer: [`QuickHit::head`] (shared by every hit of the label), then the

@@ -95,7 +95,6 @@ pub(super) async fn serve(
                 }
             }
             Parsed::Quick { len, req } => {
-                let req = QuickRequest { peer, ..req };
                 let busy = conn.begin_request();
                 let closing = conn.is_draining();
                 if let Some(hit) = gateway.quick_hit(&req, &mut memo, &mut tail, closing).await {
@@ -233,7 +232,6 @@ fn parse(buf: &[u8], max_head: usize) -> Parsed<'_> {
             cookie,
             cookie_bytes,
             request_id,
-            peer: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
         },
     }
 }
