@@ -179,7 +179,7 @@ fn parse(buf: &[u8], max_head: usize) -> Parsed<'_> {
         && (method == "GET" || method == "HEAD")
         && path.starts_with(LABEL_PREFIX)
         && !path.contains('?');
-    let mut body = 0u64;
+    let mut body: Option<u64> = None;
     let mut cookie: Option<&str> = None;
     let mut cookies = 0usize;
     let mut cookie_bytes = 0usize;
@@ -194,10 +194,10 @@ fn parse(buf: &[u8], max_head: usize) -> Parsed<'_> {
                 else {
                     return Parsed::Hyper;
                 };
-                if body != 0 && body != n {
+                if body.is_some_and(|b| b != n) {
                     return Parsed::Hyper;
                 }
-                body = n;
+                body = Some(n);
                 quick = false;
             }
             // Its body ends where its chunks say.
@@ -221,7 +221,7 @@ fn parse(buf: &[u8], max_head: usize) -> Parsed<'_> {
     }
     if !quick || cookies > 1 {
         return Parsed::Request {
-            len: len as u64 + body,
+            len: len as u64 + body.unwrap_or(0),
         };
     }
     Parsed::Quick {
@@ -598,7 +598,7 @@ mod tests {
                 _ => panic!("{head}"),
             }
         }
-        let with_body = "POST /shipping-label/batch.pdf HTTP/1.1\r\nContent-Length: 12\r\n\r\n";
+        let with_body = "POST /shipping-label/batch.pdf HTTP/1.1\r\nContent-Length: 12\r\ncontent-length: 12\r\n\r\n";
         match parse(with_body.as_bytes()) {
             Parsed::Request { len } => assert_eq!(len, with_body.len() as u64 + 12),
             _ => panic!("body"),
@@ -613,6 +613,7 @@ mod tests {
             "GET /shipping-label/1Z999/ HTTP/1.1\r\ntransfer-encoding: identity\r\n\r\n",
             "GET /shipping-label/1Z999/ HTTP/1.1\r\nContent-Length: x\r\n\r\n",
             "GET /shipping-label/1Z999/ HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            "GET /shipping-label/1Z999/ HTTP/1.1\r\nContent-Length: 0\r\nContent-Length: 5\r\n\r\n",
             "GET / HTTP/1.1\r\nBad Header: x\r\n\r\n",
         ] {
             assert!(matches!(parse(head.as_bytes()), Parsed::Hyper), "{head}");
