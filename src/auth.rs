@@ -53,7 +53,7 @@ pub struct Decision {
 struct Cached {
     verdict: Verdict,
     user: Option<Arc<str>>,
-    /// When the cache lets the verdict go (it was asked for just before it was cached).
+    /// When the cache lets the verdict go: its TTL counted from when the app was asked.
     expires: Instant,
 }
 
@@ -124,17 +124,13 @@ struct Key {
     tracking: Option<Tracking>,
 }
 
-struct VerdictExpiry {
-    allow: Duration,
-    deny: Duration,
-}
+/// Each verdict leaves the cache when it says ([`Cached::expires`], set from `allow_ttl` or
+/// `deny_ttl` when it was asked for), the bound a connection's [`SessionMemo`] keeps too.
+struct VerdictExpiry;
 
 impl Expiry<Key, Cached> for VerdictExpiry {
-    fn expire_after_create(&self, _key: &Key, value: &Cached, _now: Instant) -> Option<Duration> {
-        Some(match value.verdict {
-            Verdict::Allow => self.allow,
-            Verdict::Deny => self.deny,
-        })
+    fn expire_after_create(&self, _key: &Key, value: &Cached, now: Instant) -> Option<Duration> {
+        Some(value.expires.saturating_duration_since(now))
     }
 }
 
@@ -203,10 +199,7 @@ impl Authenticator {
             .build()?;
         let cache = Cache::builder()
             .max_capacity(cfg.max_verdicts)
-            .expire_after(VerdictExpiry {
-                allow: cfg.allow_ttl,
-                deny: cfg.deny_ttl,
-            })
+            .expire_after(VerdictExpiry)
             .support_invalidation_closures()
             .build_with_hasher(foldhash::fast::RandomState::default());
         Ok(Authenticator {

@@ -175,7 +175,7 @@ impl LabelCache {
     /// A fresh cached label, counting the hit or the miss.
     pub async fn get(&self, key: &CacheKey) -> Option<Arc<CachedLabel>> {
         match self.cache.get(key).await {
-            Some(label) if label.inserted.elapsed() < self.ttl => {
+            Some(label) if self.fresh(&label) => {
                 self.stats.hits.inc();
                 Some(label)
             }
@@ -194,12 +194,14 @@ impl LabelCache {
     /// A fresh cached label, counting a hit but not a miss: the quick path asks first, and
     /// a request it cannot answer goes the full way, which counts the miss once.
     pub async fn get_hit(&self, key: &CacheKey) -> Option<Arc<CachedLabel>> {
-        let label = self.cache.get(key).await?;
-        if label.inserted.elapsed() >= self.ttl {
-            return None;
-        }
+        let label = self.cache.get(key).await.filter(|l| self.fresh(l))?;
         self.stats.hits.inc();
         Some(label)
+    }
+
+    /// Whether `label` is still within `ttl` (on the tokio clock; see [`CachedLabel`]).
+    fn fresh(&self, label: &CachedLabel) -> bool {
+        label.inserted.elapsed() < self.ttl
     }
 
     /// Whether `key` is held and fresh, without counting a hit or a miss (a batch asks
@@ -208,7 +210,7 @@ impl LabelCache {
         self.cache
             .get(key)
             .await
-            .is_some_and(|label| label.inserted.elapsed() < self.ttl)
+            .is_some_and(|label| self.fresh(&label))
     }
 
     /// The largest label admitted.
