@@ -94,21 +94,40 @@ fn label_get(tracking: &str, extra: &str) -> String {
     )
 }
 
+/// A gateway on the real S3 server holding `labels`, its session check allowing everyone,
+/// with `env` set.
+async fn setup(
+    labels: &[(&str, &[u8])],
+    env: &[(&str, &str)],
+) -> (S3Server, Responder, label_gateway::server::Running) {
+    let s3 = S3Server::start().await;
+    let check = Responder::allow_all().await;
+    for (tracking, data) in labels {
+        s3.put_label(tracking, data).await;
+    }
+    let gw = support::start_gateway(support::s3_config(&s3, &check.url(), env)).await;
+    (s3, check, gw)
+}
+
+/// Reads `tracking` once the full way, which fills the label cache and the verdict cache.
+async fn warm(gw: &label_gateway::server::Running, tracking: &str, data: &[u8]) {
+    let first = get_label(gw, tracking).cookie(ANY_SESSION).send().await;
+    assert!(
+        first.bytes().await.unwrap() == data,
+        "{tracking} read whole"
+    );
+    assert!(support::is_cached(gw, tracking).await);
+}
+
 fn quick_hits(gw: &label_gateway::server::Running) -> u64 {
     gw.gateway.metrics.quick_hits.get()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_quick_hit_is_the_full_paths_hit_but_for_its_id_and_date() {
-    let s3 = S3Server::start().await;
-    let check = Responder::allow_all().await;
     let data = pdf_bytes(50 * 1024, 91);
-    s3.put_label("LANE1", &data).await;
-    let gw = support::start_gateway(support::s3_config(&s3, &check.url(), &[])).await;
-    // The first read fills the cache (and the verdict cache).
-    let first = get_label(&gw, "LANE1").cookie(ANY_SESSION).send().await;
-    assert_eq!(first.bytes().await.unwrap(), data);
-    assert!(support::is_cached(&gw, "LANE1").await);
+    let (s3, _check, gw) = setup(&[("LANE1", &data)], &[]).await;
+    warm(&gw, "LANE1", &data).await;
     let before = quick_hits(&gw);
 
     let mut s = TcpStream::connect(gw.addr()).await.unwrap();
@@ -181,15 +200,10 @@ fn httpdate_ok(text: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn pipelined_requests_of_both_paths_come_back_in_order_on_one_connection() {
-    let s3 = S3Server::start().await;
-    let check = Responder::allow_all().await;
     let hot = pdf_bytes(40 * 1024, 92);
     let cold = pdf_bytes(30 * 1024, 93);
-    s3.put_label("HOT2", &hot).await;
-    s3.put_label("COLD2", &cold).await;
-    let gw = support::start_gateway(support::s3_config(&s3, &check.url(), &[])).await;
-    let warm = get_label(&gw, "HOT2").cookie(ANY_SESSION).send().await;
-    assert_eq!(warm.bytes().await.unwrap(), hot);
+    let (s3, _check, gw) = setup(&[("HOT2", &hot), ("COLD2", &cold)], &[]).await;
+    warm(&gw, "HOT2", &hot).await;
     let before = quick_hits(&gw);
 
     // Five requests in one write: a quick hit, health, a POST with a body (hyper reads the
@@ -238,13 +252,9 @@ async fn pipelined_requests_of_both_paths_come_back_in_order_on_one_connection()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_head_sent_in_pieces_is_answered_on_the_quick_path() {
-    let s3 = S3Server::start().await;
-    let check = Responder::allow_all().await;
     let data = pdf_bytes(20 * 1024, 94);
-    s3.put_label("PIECES1", &data).await;
-    let gw = support::start_gateway(support::s3_config(&s3, &check.url(), &[])).await;
-    let warm = get_label(&gw, "PIECES1").cookie(ANY_SESSION).send().await;
-    assert_eq!(warm.bytes().await.unwrap(), data);
+    let (_s3, _check, gw) = setup(&[("PIECES1", &data)], &[]).await;
+    warm(&gw, "PIECES1", &data).await;
     let before = quick_hits(&gw);
 
     let request = label_get("PIECES1", "");
@@ -334,23 +344,17 @@ async fn a_session_not_allowed_by_a_cached_verdict_is_never_answered_from_memory
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_stops_reading_a_quick_hit_is_cut_at_the_send_timeout() {
-    let s3 = S3Server::start().await;
     // Far more than the loopback socket buffers hold, so the write must wait on the client.
     let data = pdf_bytes(6 * 1024 * 1024, 96);
-    s3.put_label("STALL2", &data).await;
-    let check = Responder::allow_all().await;
-    let gw = support::start_gateway(support::s3_config(
-        &s3,
-        &check.url(),
+    let (_s3, _check, gw) = setup(
+        &[("STALL2", &data)],
         &[
             ("LABEL_GATEWAY_SERVER__SEND_TIMEOUT", "1s"),
             ("LABEL_GATEWAY_CACHE__MAX_OBJECT_BYTES", "8MiB"),
         ],
-    ))
+    )
     .await;
-    let warm = get_label(&gw, "STALL2").cookie(ANY_SESSION).send().await;
-    assert_eq!(warm.bytes().await.unwrap().len(), data.len());
-    assert!(support::is_cached(&gw, "STALL2").await);
+    warm(&gw, "STALL2", &data).await;
     let before = quick_hits(&gw);
     let open = || {
         gw.gateway
@@ -389,21 +393,15 @@ async fn a_client_that_stops_reading_a_quick_hit_is_cut_at_the_send_timeout() {
 /// last byte is written, so the quick hit pipelined after it follows it whole, never inside it.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_quick_hit_after_a_long_answer_from_hyper_waits_for_its_last_byte() {
-    let s3 = S3Server::start().await;
-    let check = Responder::allow_all().await;
     let big = pdf_bytes(3 * 1024 * 1024, 97);
     let hot = pdf_bytes(10 * 1024, 98);
-    s3.put_label("BIG3", &big).await;
-    s3.put_label("HOT3", &hot).await;
-    let gw = support::start_gateway(support::s3_config(
-        &s3,
-        &check.url(),
+    let (_s3, _check, gw) = setup(
+        &[("BIG3", &big), ("HOT3", &hot)],
         // The big label streams from storage on every read.
         &[("LABEL_GATEWAY_CACHE__MAX_OBJECT_BYTES", "256KiB")],
-    ))
+    )
     .await;
-    let warm = get_label(&gw, "HOT3").cookie(ANY_SESSION).send().await;
-    assert_eq!(warm.bytes().await.unwrap(), hot);
+    warm(&gw, "HOT3", &hot).await;
     let before = quick_hits(&gw);
 
     let sock = tokio::net::TcpSocket::new_v4().unwrap();
@@ -431,11 +429,8 @@ async fn a_quick_hit_after_a_long_answer_from_hyper_waits_for_its_last_byte() {
 #[tokio::test(flavor = "multi_thread")]
 async fn http2_on_the_public_listener_is_hypers_from_the_preface_on() {
     use http_body_util::BodyExt;
-    let s3 = S3Server::start().await;
-    let check = Responder::allow_all().await;
     let data = pdf_bytes(30 * 1024, 99);
-    s3.put_label("H2LANE", &data).await;
-    let gw = support::start_gateway(support::s3_config(&s3, &check.url(), &[])).await;
+    let (_s3, _check, gw) = setup(&[("H2LANE", &data)], &[]).await;
     let before = quick_hits(&gw);
 
     let tcp = TcpStream::connect(gw.addr()).await.unwrap();
@@ -466,23 +461,18 @@ async fn http2_on_the_public_listener_is_hypers_from_the_preface_on() {
 /// answered, and a head half sent. Answers in progress finishing is `shutdown.rs`'s test.
 #[tokio::test(flavor = "multi_thread")]
 async fn shutdown_closes_connections_idle_in_the_lane_at_once() {
-    let s3 = S3Server::start().await;
-    let check = Responder::allow_all().await;
     let hot = pdf_bytes(10 * 1024, 100);
-    s3.put_label("IDLE1", &hot).await;
-    let gw = support::start_gateway(support::s3_config(
-        &s3,
-        &check.url(),
+    let (_s3, _check, gw) = setup(
+        &[("IDLE1", &hot)],
         // The idle connections would otherwise last until their header timeout, past the
         // grace.
         &[
             ("LABEL_GATEWAY_SERVER__SHUTDOWN_GRACE", "3s"),
             ("LABEL_GATEWAY_SERVER__HEADER_READ_TIMEOUT", "60s"),
         ],
-    ))
+    )
     .await;
-    let warm = get_label(&gw, "IDLE1").cookie(ANY_SESSION).send().await;
-    assert_eq!(warm.bytes().await.unwrap(), hot);
+    warm(&gw, "IDLE1", &hot).await;
 
     let mut after_quick = TcpStream::connect(gw.addr()).await.unwrap();
     after_quick
@@ -533,18 +523,14 @@ async fn a_connections_kept_verdict_ends_with_a_revoke_and_with_its_expiry() {
         assert_eq!((a.status, a.header("x-cache")), (200, Some(cache)));
         assert_eq!(a.body, data);
     }
-    let s3 = S3Server::start().await;
-    let check = Responder::allow_all().await;
     let data = pdf_bytes(10 * 1024, 101);
-    s3.put_label("KEPT1", &data).await;
-    let gw = support::start_gateway(support::s3_config(
-        &s3,
-        &check.url(),
+    let (_s3, check, gw) = setup(
+        &[("KEPT1", &data)],
         &[
             ("LABEL_GATEWAY_INTERNAL__TOKEN", "tok-kept"),
             ("LABEL_GATEWAY_AUTH__ALLOW_TTL", "1s"),
         ],
-    ))
+    )
     .await;
     let mut s = TcpStream::connect(gw.addr()).await.unwrap();
     let mut pending = Vec::new();
