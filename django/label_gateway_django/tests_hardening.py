@@ -14,6 +14,9 @@ import ipaddress
 import json
 import os
 import socket
+import subprocess
+import sys
+import textwrap
 import threading
 import warnings
 from unittest import mock
@@ -153,6 +156,22 @@ def proxy_env(url):
 
 def without_no_proxy():
     return {k: v for k, v in os.environ.items() if k.lower() != "no_proxy"}
+
+
+def run_with_proxy_env(proxy_url: str, code: str) -> str:
+    """Run ``code`` in a new Python whose environment sets every proxy variable from
+    the start, as an operator's would (urllib reads them when its opener is built, at
+    import): returns what it printed."""
+    env = {**without_no_proxy(), **proxy_env(proxy_url)}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return done.stdout + done.stderr
 
 
 # --- the ownership hook fails closed ---------------------------------------------
@@ -368,11 +387,16 @@ class ClientTransportTests(SimpleTestCase):
     def test_no_environment_proxy_sees_the_bearer_token(self):
         self.gateway.routes[("DELETE", "/internal/cache/ABC")] = (204, {}, b"")
         self.gateway.routes[REVOKE] = (204, {}, b"")
-        env = {**without_no_proxy(), **proxy_env(self.proxy.url)}
-        with mock.patch.dict(os.environ, env, clear=True):
-            purge_label("ABC", base_url=self.gateway.url, token=INTERNAL_TOKEN, timeout=5)
-            outcome = revoke_session("key", base_urls=[self.gateway.url], token=INTERNAL_TOKEN)
-        self.assertEqual(outcome, {self.gateway.url: None})
+        output = run_with_proxy_env(
+            self.proxy.url,
+            f"""
+            from label_gateway_django.client import purge_label, revoke_session
+            gateway, token = {self.gateway.url!r}, {INTERNAL_TOKEN!r}
+            purge_label("ABC", base_url=gateway, token=token, timeout=2)
+            print(revoke_session("key", base_urls=[gateway], token=token, timeout=2))
+            """,
+        )
+        self.assertIn(f"{{'{self.gateway.url}': None}}", output)
         self.assertEqual(len(self.gateway.requests), 2)
         self.assertEqual(self.proxy.connections(), 0)
 
@@ -619,11 +643,23 @@ class CarrierDownloadTests(SimpleTestCase):
     def test_an_allowed_carrier_is_downloaded_without_the_environment_proxy(self):
         proxy = Listener()
         self.addCleanup(proxy.close)
-        env = {**without_no_proxy(), **proxy_env(proxy.url)}
-        with mock.patch.dict(os.environ, env, clear=True):
-            response = self.regenerate(f"{self.carrier.url}/ok.pdf")
-        self.assertEqual(response.status_code, 200)
-        self.assertEqual(response.content, PDF)
+        output = run_with_proxy_env(
+            proxy.url,
+            f"""
+            import django
+            from django.conf import settings
+            settings.configure(
+                INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes"],
+                LABEL_GATEWAY_FETCH_ALLOW_PRIVATE={self.allowed!r},
+                LABEL_GATEWAY_FETCH_TIMEOUT=2,
+            )
+            django.setup()
+            from label_gateway_django.views import _download
+            print("downloaded", len(_download({self.carrier.url + "/ok.pdf"!r})))
+            """,
+        )
+        self.assertIn(f"downloaded {len(PDF)}", output)
+        self.assertEqual(len(self.carrier.requests), 1)
         self.assertEqual(proxy.connections(), 0)
 
     def test_loopback_is_refused_unless_listed(self):
