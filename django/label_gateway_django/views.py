@@ -2,7 +2,9 @@
 
 ``label_access``
     The gateway forwards the caller's session cookie; 204 means "this user
-    may read this label", 403 means "no". It never redirects to a login page.
+    may read this label", 403 means "no", 503 "cannot say now" (the hook
+    failed; the gateway never caches it). It never redirects to a login page
+    and never writes the session.
 
 ``label_regenerate``
     The gateway asks for a label it could not find in the bucket. Protected
@@ -12,16 +14,18 @@
 Settings (all optional except where noted):
 
 ``LABEL_GATEWAY_ACCESS_CHECK``
-    Dotted path to ``hook(request, user, tracking) -> bool``. When absent,
-    every authenticated user may read every label.
+    Dotted path to a plain function ``hook(request, user, tracking)``; only
+    ``True`` allows. When absent, every authenticated user may read every
+    label (system check W001).
 ``LABEL_GATEWAY_AUDIT_USER``
     Who a 204 names in ``X-Label-User``, which the gateway writes into its
     access log (the audit trail of who printed which label): ``"username"``
     (the default, ``user.get_username()``), ``"pk"`` (the primary key, for
     logs that must not hold names) or ``None`` (no header).
 ``LABEL_GATEWAY_REGENERATE_TOKEN``
-    Bearer token the gateway sends to ``label_regenerate``. Required: when
-    empty, regeneration is refused (fails closed).
+    Bearer token the gateway sends to ``label_regenerate`` (surrounding
+    whitespace stripped; visible ASCII only). Required: when empty,
+    regeneration is refused (fails closed).
 ``LABEL_GATEWAY_REGENERATE``
     Dotted path to ``fn(tracking) -> bytes | str | None``: the PDF itself, a
     URL to download it from, or None when no label exists. Required for
@@ -30,7 +34,11 @@ Settings (all optional except where noted):
     Dotted path to ``fn(tracking) -> str | None``, the public tracking page
     offered to users when no label exists.
 ``LABEL_GATEWAY_FETCH_TIMEOUT``
-    Seconds allowed for downloading a label URL (default 20).
+    Seconds allowed for downloading a label URL, redirects included, as a
+    wall-clock deadline (default 20).
+``LABEL_GATEWAY_FETCH_ALLOW_PRIVATE``
+    ``"ip:port"`` pairs a label download may reach although not public (a
+    test carrier, an on-premises mirror). Default none.
 ``LABEL_GATEWAY_FETCH_MAX_BYTES``
     Largest label accepted from a URL (default 32 MiB).
 """

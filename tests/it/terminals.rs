@@ -119,7 +119,7 @@ async fn logging_out_in_django_revokes_the_cached_verdict_at_once() {
         &s3,
         &django.check_url(),
         &[
-            ("LABEL_GATEWAY_AUTH__ALLOW_TTL", "1h"),
+            ("LABEL_GATEWAY_AUTH__ALLOW_TTL", "5m"),
             ("LABEL_GATEWAY_INTERNAL__TOKEN", token),
             (
                 "LABEL_GATEWAY_SERVER__INTERNAL_LISTEN",
