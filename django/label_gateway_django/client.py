@@ -395,7 +395,8 @@ def _token(token: str | None) -> str:
     if token:
         token = clean_token(token, "the token given")
     else:
-        token = clean_token(_setting("LABEL_GATEWAY_INTERNAL_TOKEN"), "LABEL_GATEWAY_INTERNAL_TOKEN")
+        name = "LABEL_GATEWAY_INTERNAL_TOKEN"
+        token = clean_token(_setting(name), name)
     if not token:
         raise ImproperlyConfigured("LABEL_GATEWAY_INTERNAL_TOKEN is not set and no token was given")
     return token

@@ -139,18 +139,30 @@ def note_user_change(sender, instance, raw=False, update_fields=None, using=None
             return
         if update_fields is not None and not {"password", "is_active"} & set(update_fields):
             return
+        # A custom user model may lack either field (is_active can be a plain attribute).
+        fields = [name for name in ("password", "is_active") if _is_field(sender, name)]
+        if not fields:
+            return
         manager = sender._default_manager.db_manager(using)
-        old = manager.filter(pk=instance.pk).values("password", "is_active").first()
+        old = manager.filter(pk=instance.pk).values(*fields).first()
         if old is None:
             return
-        password_changed = old["password"] != getattr(instance, "password", old["password"])
-        deactivated = old["is_active"] and not getattr(instance, "is_active", True)
+        password_changed = "password" in old and old["password"] != instance.password
+        deactivated = old.get("is_active") and not instance.is_active
         if password_changed or deactivated:
             from .sessions import user_session_keys
 
             setattr(instance, _PENDING, user_session_keys(instance))
     except Exception as exc:  # never break a save
         logger.warning("label gateway: user sessions not noted: %s", type(exc).__name__)
+
+
+def _is_field(model, name: str) -> bool:
+    try:
+        model._meta.get_field(name)
+    except Exception:  # FieldDoesNotExist
+        return False
+    return True
 
 
 def revoke_on_user_change(sender, instance, using=None, **kwargs):

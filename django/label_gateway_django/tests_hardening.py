@@ -458,7 +458,11 @@ class ReadOnlySessionTests(TestCase):
         with self.settings(SECRET_KEY="old-key-" + "x" * 50):
             self.client.force_login(self.user)
         key = self.client.session.session_key
-        with self.settings(SECRET_KEY="new-key-" + "y" * 50, SECRET_KEY_FALLBACKS=["old-key-" + "x" * 50]):
+        rotated = {
+            "SECRET_KEY": "new-key-" + "y" * 50,
+            "SECRET_KEY_FALLBACKS": ["old-key-" + "x" * 50],
+        }
+        with self.settings(**rotated):
             response = self.check()
         # As a page of the site would see it: Django honours fallback keys for sessions.
         self.assertEqual(response.status_code, 204)
@@ -559,6 +563,18 @@ class RevokeUserSessionsTests(TestCase):
             self.user.save(update_fields=["last_login"])
         self.assertEqual(self.gateway.requests, [])
 
+    def test_logout_sends_a_token_read_from_a_file_without_its_newline(self):
+        client = self.client_class()
+        client.force_login(self.other)
+        key = client.session.session_key
+        with self.settings(LABEL_GATEWAY_INTERNAL_TOKEN=f"{INTERNAL_TOKEN}\n"):
+            with self.assertNoLogs("label_gateway_django", "WARNING"):
+                with self.captureOnCommitCallbacks(execute=True):
+                    self.assertEqual(client.post("/test-logout/").status_code, 204)
+        self.assertEqual(self.revoked(), [key, key])
+        for request in self.gateway.requests:
+            self.assertEqual(request["headers"]["Authorization"], f"Bearer {INTERNAL_TOKEN}")
+
     def test_logout_revokes_again_once_the_flush_has_committed(self):
         client = self.client_class()
         client.force_login(self.user)
@@ -630,7 +646,8 @@ class CarrierDownloadTests(SimpleTestCase):
 
     def regenerate(self, url, allow=None):
         CARRIER_URL["url"] = url
-        with self.settings(LABEL_GATEWAY_FETCH_ALLOW_PRIVATE=self.allowed if allow is None else allow):
+        allowed = self.allowed if allow is None else allow
+        with self.settings(LABEL_GATEWAY_FETCH_ALLOW_PRIVATE=allowed):
             return self.client.post(
                 reverse("label_gateway:label_regenerate", args=["U1"]),
                 HTTP_AUTHORIZATION=f"Bearer {REGEN_TOKEN}",

@@ -400,7 +400,9 @@ def _download(url: str) -> bytes:
     """
     timeout = float(getattr(settings, "LABEL_GATEWAY_FETCH_TIMEOUT", DEFAULT_FETCH_TIMEOUT))
     max_bytes = int(getattr(settings, "LABEL_GATEWAY_FETCH_MAX_BYTES", DEFAULT_FETCH_MAX_BYTES))
-    allow_private = netguard.allowed_pairs(getattr(settings, "LABEL_GATEWAY_FETCH_ALLOW_PRIVATE", ()))
+    allow_private = netguard.allowed_pairs(
+        getattr(settings, "LABEL_GATEWAY_FETCH_ALLOW_PRIVATE", ())
+    )
     deadline = time.monotonic() + timeout
 
     def job(aborter: _http.Aborter) -> bytes:
