@@ -81,7 +81,9 @@ def _access_check_messages():
             )
         ]
     path = settings.LABEL_GATEWAY_ACCESS_CHECK
-    if not isinstance(path, str) or not path.strip():
+    if not isinstance(path, str):
+        problem = "is not a dotted path (a string)"
+    elif not path.strip():
         problem = "is empty (unset it, or name a hook)"
     else:
         try:
