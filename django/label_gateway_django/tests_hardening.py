@@ -591,6 +591,34 @@ class RevokeUserSessionsTests(TestCase):
         self.assertEqual(seen, [([key], True), ([key], False)])
 
 
+    def test_async_logout_revokes_again_after_the_flush(self):
+        from django.contrib import auth
+
+        if not hasattr(auth, "alogout"):
+            # Django 4.2 has no async logout: the sync one above is the only one.
+            self.assertLess(django.VERSION, (5, 0))
+            return
+        from asgiref.sync import async_to_sync
+        from django.contrib.sessions.backends.db import SessionStore
+        from django.test import RequestFactory
+
+        client = self.client_class()
+        client.force_login(self.user)
+        key = client.session.session_key
+        request = RequestFactory().post("/logout/")
+        request.COOKIES[settings.SESSION_COOKIE_NAME] = key
+        request.session = SessionStore(key)
+        seen = []
+
+        def record(keys, **kwargs):
+            seen.append((list(keys), Session.objects.filter(session_key=key).exists()))
+            return {url: None for url in kwargs["base_urls"]}
+
+        with mock.patch.object(signals, "revoke_sessions", record):
+            async_to_sync(auth.alogout)(request)
+        self.assertEqual(seen, [([key], True), ([key], False)])
+
+
 @override_settings(ROOT_URLCONF=URLCONF)
 class LoginRequiredMiddlewareTests(TestCase):
     """Django 5.1+ can require a login for every view; the gateway's endpoints opt out."""
