@@ -97,7 +97,8 @@ def request_session_keys(request) -> list[str]:
 def _revoke_again_after_flush(request, keys, urls, token) -> None:
     """Revoke ``keys`` again once the session flush that follows ``user_logged_out`` has
     committed: this request's session object runs the revoke right after its flush
-    (``transaction.on_commit``: at once in autocommit, at the commit otherwise)."""
+    (``transaction.on_commit``: at once in autocommit, at the commit otherwise), or
+    after its ``aflush`` for Django's ``alogout``."""
     session = getattr(request, "session", None)
     if session is None or not callable(getattr(session, "flush", None)):
         return
@@ -117,6 +118,26 @@ def _revoke_again_after_flush(request, keys, urls, token) -> None:
             )
 
     session.flush = flush_then_revoke
+
+    # Django 5.0+'s alogout flushes with aflush; async code runs outside any atomic
+    # block, so the deletion has committed when aflush returns.
+    aflush = getattr(session, "aflush", None)
+    if aflush is None:
+        return
+
+    async def aflush_then_revoke():
+        from asgiref.sync import sync_to_async
+
+        try:
+            del session.aflush
+        except AttributeError:
+            pass
+        try:
+            await aflush()
+        finally:
+            await sync_to_async(_revoke_quietly)(keys, urls, token, "a logged-out session")
+
+    session.aflush = aflush_then_revoke
 
 
 def _session_db() -> str:
