@@ -376,7 +376,17 @@ impl AmzDate {
     /// `None` before 1970 or after 9999 (never for a clock in use).
     fn of(time: SystemTime) -> Option<AmzDate> {
         use std::fmt::Write as _;
-        time.duration_since(SystemTime::UNIX_EPOCH).ok()?;
+        let secs = time.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_secs();
+        thread_local! {
+            /// The last second stamped on this thread and its stamp, shared by every
+            /// request of that second.
+            static LAST: std::cell::Cell<(u64, [u8; 16])> =
+                const { std::cell::Cell::new((u64::MAX, [0; 16])) };
+        }
+        let (last, stamp) = LAST.get();
+        if last == secs {
+            return Some(AmzDate(stamp));
+        }
         // humantime's `YYYY-MM-DDTHH:MM:SSZ` without its separators. Written through
         // `fmt::Write`, which returns its refusal of years past 9999 (`io::Write` panics).
         let mut text = String::with_capacity(20);
@@ -393,6 +403,7 @@ impl AmzDate {
         ] {
             out[to..to + from.len()].copy_from_slice(&text[from]);
         }
+        LAST.set((secs, out));
         Some(AmzDate(out))
     }
 
@@ -635,6 +646,12 @@ mod tests {
             .unwrap();
         assert_eq!(d.date_time(), "20000229T235959Z");
         assert_eq!(d.date(), "20000229");
+        let again = AmzDate::of(example_time()).unwrap();
+        assert_eq!(
+            again.date_time(),
+            "20130524T000000Z",
+            "a stamp kept per second"
+        );
         let far = SystemTime::UNIX_EPOCH + Duration::from_secs(400_000_000_000);
         assert!(AmzDate::of(far).is_none(), "past 9999: none, no panic");
     }

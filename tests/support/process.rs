@@ -1,8 +1,9 @@
 //! The real `label-gateway` binary as a child process of the test: [`GatewayProcess`]
-//! serves until signalled (configured through a file and exactly the environment the test
-//! gives, its stderr captured, its addresses read from its "listening" log line, killed
-//! with the test; restartable on the same ports, as an orchestrator restarts a crashed copy
-//! behind nginx), and [`run`] runs one operator command to its exit.
+//! serves until signalled (configured through a file, or with none through the environment
+//! alone, and exactly the environment the test gives, its stderr captured, its addresses
+//! read from its "listening" log line, killed with the test; restartable on the same
+//! ports, as an orchestrator restarts a crashed copy behind nginx), and [`run`] runs one
+//! operator command to its exit.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
