@@ -17,9 +17,15 @@ use label_gateway::config::{Config, ConfigError, ProcessEnv};
 #[derive(Parser)]
 #[command(name = "label-gateway", version)]
 struct Cli {
-    /// Configuration file; environment variables override it [default: config.toml,
-    /// optional: without it the defaults and the environment configure everything].
-    #[arg(long, global = true, env = "LABEL_GATEWAY_CONFIG", value_name = "PATH")]
+    /// Configuration file; environment variables override it. Without one, ./config.toml
+    /// when it exists, else the defaults and the environment alone.
+    #[arg(
+        long,
+        global = true,
+        env = "LABEL_GATEWAY_CONFIG",
+        value_name = "PATH",
+        value_parser = config_path
+    )]
     config: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
@@ -130,6 +136,12 @@ fn jobs() -> clap::builder::RangedU64ValueParser<usize> {
     clap::builder::RangedU64ValueParser::new().range(1..=256)
 }
 
+/// `--config` / `LABEL_GATEWAY_CONFIG`: any path; an empty one counts as none given, as
+/// an empty variable does for every other setting.
+fn config_path(s: &str) -> Result<PathBuf, std::convert::Infallible> {
+    Ok(PathBuf::from(s))
+}
+
 /// The configuration file read when neither `--config` nor `LABEL_GATEWAY_CONFIG` names
 /// one; unlike a named file, it may be absent.
 const DEFAULT_CONFIG: &str = "config.toml";
@@ -138,7 +150,7 @@ const DEFAULT_CONFIG: &str = "config.toml";
 /// it exists, else the defaults and the environment alone. Returns what was read, as
 /// the reports name it.
 fn load_config(named: Option<PathBuf>) -> (PathBuf, Result<Config, ConfigError>) {
-    let path = match named {
+    let path = match named.filter(|p| !p.as_os_str().is_empty()) {
         Some(path) => path,
         None if matches!(Path::new(DEFAULT_CONFIG).try_exists(), Ok(false)) => {
             let source = PathBuf::from("the defaults and the environment (no config.toml)");

@@ -43,13 +43,11 @@ async fn without_any_config_file_the_environment_alone_configures_the_gateway() 
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap(), data);
 
+    // An empty LABEL_GATEWAY_CONFIG counts as unset, as every empty variable does.
     let dir = tempfile::tempdir().unwrap();
-    let out = process::run_in(
-        dir.path(),
-        &["check-config"],
-        &env_only(&endpoint, &check_url),
-    )
-    .await;
+    let mut env = env_only(&endpoint, &check_url);
+    env.push(("LABEL_GATEWAY_CONFIG", ""));
+    let out = process::run_in(dir.path(), &["check-config"], &env).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
