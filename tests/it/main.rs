@@ -25,6 +25,7 @@ mod prune;
 mod redirect;
 mod regenerate;
 mod rotation;
+mod service;
 mod shutdown;
 mod ssrf;
 mod storage;
