@@ -28,5 +28,7 @@ mod rotation;
 mod shutdown;
 mod ssrf;
 mod storage;
+mod storage_dialect;
+mod storage_tls;
 mod terminals;
 mod warm;

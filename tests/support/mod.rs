@@ -12,6 +12,7 @@ pub mod nginx;
 pub mod process;
 pub mod s3;
 pub mod standins;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

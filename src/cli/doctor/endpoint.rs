@@ -2,12 +2,13 @@
 //! timeout.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use super::{Check, Status, ENDPOINT};
 
 /// DNS, TCP and (for https) TLS to the host of `url`, each within `timeout`.
-pub async fn reach(url: &str, timeout: Duration) -> Check {
+pub async fn reach(url: &str, timeout: Duration, ca_file: Option<&Path>) -> Check {
     let fail = |finding: String, fix: &str| Check {
         name: ENDPOINT,
         status: Status::Fail,
@@ -70,14 +71,14 @@ pub async fn reach(url: &str, timeout: Duration) -> Check {
     };
     let mut finding = format!("{host}:{port} resolves to {}; TCP connected", addr.ip());
     if https {
-        match tokio::time::timeout(timeout, tls_handshake(tcp, &host)).await {
+        match tokio::time::timeout(timeout, tls_handshake(tcp, &host, ca_file)).await {
             Ok(Ok(version)) => finding.push_str(&format!("; TLS ({version}) verified")),
             Ok(Err(e)) => {
-                return fail(
-                    format!("TLS with {host}:{port} failed: {e}"),
+                let fix = crate::storage::s3::tls_fix(&e).unwrap_or(
                     "check that SPACES_ENDPOINT_URL is the https endpoint of the service \
                      and that nothing on the way intercepts TLS",
-                )
+                );
+                return fail(format!("TLS with {host}:{port} failed: {e}"), fix);
             }
             Err(_) => {
                 return fail(
@@ -96,13 +97,15 @@ pub async fn reach(url: &str, timeout: Duration) -> Check {
     }
 }
 
-/// A TLS handshake on `tcp`, the certificate checked against the web PKI for `host`.
+/// A TLS handshake on `tcp`, the certificate checked against the web PKI (and
+/// `storage.ca_file`'s certificates) for `host`.
 pub(super) async fn tls_handshake(
     tcp: tokio::net::TcpStream,
     host: &str,
+    ca_file: Option<&Path>,
 ) -> Result<String, String> {
     // The configuration the gateway's own storage connections use.
-    let tls = crate::storage::s3::tls_config()?;
+    let tls = crate::storage::s3::tls_config(ca_file)?;
     let name = rustls::pki_types::ServerName::try_from(host.to_string())
         .map_err(|e| format!("{host} is not a TLS server name: {e}"))?;
     let stream = tokio_rustls::TlsConnector::from(tls)

@@ -37,7 +37,12 @@ pub(super) async fn check_s3(config: &Config, write: bool, r: &mut DoctorReport)
             return;
         }
     };
-    let endpoint = reach(store.bucket_url(), config.storage.connect_timeout).await;
+    let endpoint = reach(
+        store.bucket_url(),
+        config.storage.connect_timeout,
+        config.storage.ca_file.as_deref(),
+    )
+    .await;
     let reached = endpoint.status == Status::Ok;
     r.add(endpoint);
     if !reached {

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::header;
 use http::{Method, Request};
 
-use super::errors::{error_code, unexpected};
+use super::errors::error_code;
 use super::transport::read_body;
 use super::S3Store;
 use crate::http::{empty, full};
@@ -53,7 +53,7 @@ impl S3Store {
             .await?;
         if !resp.status().is_success() {
             let status = resp.status();
-            return Err(unexpected(status, error_code(resp).await));
+            return Err(self.fault(status, error_code(resp).await));
         }
         let xml = read_body(resp.into_body(), LIST_BODY_LIMIT)
             .await
@@ -100,7 +100,7 @@ impl S3Store {
             .await?;
         if !resp.status().is_success() {
             let status = resp.status();
-            return Err(unexpected(status, error_code(resp).await));
+            return Err(self.fault(status, error_code(resp).await));
         }
         let answer = read_body(resp.into_body(), LIST_BODY_LIMIT)
             .await

@@ -22,18 +22,19 @@ mod transport;
 
 pub use listing::content_md5;
 pub use raw::RawAnswer;
-pub use tls::tls_config;
+pub use tls::{read_ca_file, roots, tls_config, tls_fix};
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use http::header::{self, HeaderValue};
-use http::{Method, Request};
+use http::{Method, Request, StatusCode};
 
 use super::direct::Direct;
-use super::sigv4::Signer;
-use super::StorageError;
+use super::sigv4::{Signer, KEY_PATH};
+use super::{Fetch, StorageError};
 use crate::config::{Addressing, StorageConfig};
 use crate::http::empty;
 use crate::secret::Secret;
@@ -58,6 +59,13 @@ pub struct S3Store {
     /// `http` or `https`, as the endpoint says.
     scheme: String,
     location: String,
+    /// `{location}/` percent-encoded for a URL path (empty when the location is).
+    key_path: String,
+    /// The bucket and the endpoint as configured, for the missing-bucket fault.
+    bucket: String,
+    endpoint: String,
+    /// When the bucket last answered its HEAD (seconds since the epoch, 0: never).
+    bucket_seen: AtomicU64,
     connect_timeout: Duration,
     first_byte_timeout: Duration,
     idle_body_timeout: Duration,
@@ -93,21 +101,31 @@ impl S3Store {
                 (host, url, list)
             }
         };
-        let base = if cfg.location.is_empty() {
-            format!("{bucket_url}/")
+        // Encoded once here: every label URL is `base` and the tracking number.
+        let key_path = if cfg.location.is_empty() {
+            String::new()
         } else {
-            format!("{bucket_url}/{}/", cfg.location)
+            let path = percent_encoding::utf8_percent_encode(&cfg.location, KEY_PATH);
+            format!("{path}/")
         };
-        let direct = base
-            .parse::<http::Uri>()
-            .map_err(|e| e.to_string())
-            .and_then(|uri| Direct::new(&uri, tls_config()?, cfg.connect_timeout))
+        let base = format!("{bucket_url}/{key_path}");
+        let uri = base.parse::<http::Uri>().map_err(|_| {
+            StorageError::Protocol(format!(
+                "storage.location {:?} does not make a URL with storage.endpoint",
+                cfg.location
+            ))
+        })?;
+        let ca_file = cfg.ca_file.as_deref();
+        let tls = tls_config(ca_file)
+            .map_err(|why| StorageError::Protocol(format!("storage.ca_file: {why}")))?;
+        let direct = Direct::new(&uri, tls, cfg.connect_timeout)
             .map(|direct| direct.watermark_for(cfg.idle_body_timeout))
             .map_err(|why| StorageError::Protocol(format!("storage.endpoint: {why}")))?;
         let host = HeaderValue::try_from(host)
             .map_err(|_| StorageError::Protocol("storage.endpoint host is not valid".into()))?;
         Ok(S3Store {
-            client: build_client(cfg.connect_timeout),
+            client: build_client(cfg.connect_timeout, ca_file)
+                .map_err(|why| StorageError::Protocol(format!("storage.ca_file: {why}")))?,
             direct: Arc::new(direct),
             signer: ArcSwap::from_pointee(Signer::new(ak, sk, &cfg.region)),
             region: cfg.region.clone(),
@@ -117,6 +135,10 @@ impl S3Store {
             host,
             scheme: scheme.to_string(),
             location: cfg.location.clone(),
+            key_path,
+            bucket: cfg.bucket.clone(),
+            endpoint: cfg.endpoint.clone(),
+            bucket_seen: AtomicU64::new(0),
             connect_timeout: cfg.connect_timeout,
             first_byte_timeout: cfg.first_byte_timeout,
             idle_body_timeout: cfg.idle_body_timeout,
@@ -153,7 +175,16 @@ impl S3Store {
         overrides: &[(&str, &str)],
     ) -> Result<String, StorageError> {
         let mut url = match host {
-            Some(host) => format!("{}://{host}/{}", self.scheme, self.key(tracking)),
+            Some(host) => [
+                &self.scheme,
+                "://",
+                host,
+                "/",
+                &self.key_path,
+                tracking.as_str(),
+                ".pdf",
+            ]
+            .concat(),
             None => self.object_url(tracking),
         };
         let mut sep = '?';
@@ -219,8 +250,58 @@ impl S3Store {
             })
             .await?;
         match resp.status() {
-            s if s.is_success() => Ok(()),
-            s => Err(unexpected(s, error_code(resp).await)),
+            s if s.is_success() => {
+                self.bucket_seen.store(now_secs(), Ordering::Relaxed);
+                Ok(())
+            }
+            StatusCode::NOT_FOUND => {
+                let _ = error_code(resp).await;
+                Err(self.no_such_bucket())
+            }
+            s => Err(self.fault(s, error_code(resp).await)),
         }
     }
+
+    /// A bare 404 on a label: [`Fetch::NotFound`] when the bucket is there (a HEAD of
+    /// the bucket, its success kept for [`BUCKET_SEEN_FOR`]), the bucket's own fault when
+    /// it is not. Any other answer to the bucket HEAD leaves the label missing, as before.
+    pub(super) async fn missing_key_or_bucket(&self) -> Result<Fetch, StorageError> {
+        let seen = self.bucket_seen.load(Ordering::Relaxed);
+        if seen != 0 && now_secs().saturating_sub(seen) < BUCKET_SEEN_FOR.as_secs() {
+            return Ok(Fetch::NotFound);
+        }
+        match self.probe().await {
+            Err(e @ StorageError::NoSuchBucket { .. }) => Err(e),
+            _ => Ok(Fetch::NotFound),
+        }
+    }
+
+    /// The fault an answer other than the ones expected stands for; `NoSuchBucket` names
+    /// the bucket.
+    pub(super) fn fault(&self, status: StatusCode, code: String) -> StorageError {
+        if code == "NoSuchBucket" {
+            self.no_such_bucket()
+        } else {
+            unexpected(status, code)
+        }
+    }
+
+    /// The fault of a bucket the endpoint does not have, naming it.
+    pub(super) fn no_such_bucket(&self) -> StorageError {
+        StorageError::NoSuchBucket {
+            bucket: self.bucket.clone(),
+            endpoint: self.endpoint.clone(),
+        }
+    }
+}
+
+/// How long a bucket that answered its HEAD is taken to be there: bare 404s within it
+/// are missing labels without asking again.
+const BUCKET_SEEN_FOR: Duration = Duration::from_secs(30);
+
+/// Seconds since the epoch (0 is "never").
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

@@ -7,7 +7,7 @@ use http::header;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 
-use super::errors::{error_code, refused, unexpected};
+use super::errors::{error_code, refused};
 use super::S3Store;
 use crate::body::IdleTimeout;
 use crate::http::{empty, Body};
@@ -86,11 +86,15 @@ impl S3Store {
             StatusCode::NOT_FOUND => {
                 let code = error_code(resp).await;
                 match code.as_str() {
-                    "" | "NoSuchKey" => Ok(Fetch::NotFound),
+                    "NoSuchKey" => Ok(Fetch::NotFound),
+                    "NoSuchBucket" => Err(self.no_such_bucket()),
+                    // A HEAD's bare 404 is the same for a missing key and a missing
+                    // bucket: the bucket is asked (its answer kept for a while).
+                    "" => self.missing_key_or_bucket().await,
                     _ => Err(refused(404, code)),
                 }
             }
-            s => Err(unexpected(s, error_code(resp).await)),
+            s => Err(self.fault(s, error_code(resp).await)),
         }
     }
 
@@ -130,7 +134,7 @@ impl S3Store {
                     .map(str::to_string),
             }),
             StatusCode::PRECONDITION_FAILED | StatusCode::CONFLICT => Ok(PutOutcome::AlreadyExists),
-            s => Err(unexpected(s, error_code(resp).await)),
+            s => Err(self.fault(s, error_code(resp).await)),
         }
     }
 }

@@ -82,7 +82,7 @@ impl S3Store {
                         return Err(StorageError::Timeout(self.connect_timeout))
                     }
                     // As below: nothing reached the client, safe to retry.
-                    Err(direct::Error::Connect(why)) => return Err(StorageError::Connect(why)),
+                    Err(direct::Error::Connect(why)) => return Err(connect_fault(why)),
                     Err(direct::Error::Protocol(why)) => return Err(StorageError::Protocol(why)),
                 }
             }
@@ -90,7 +90,7 @@ impl S3Store {
                 // Connect failures, and a pooled connection the server closed just as we
                 // sent: nothing reached the client, so both are safe to retry.
                 Err(e) if timed_out(&e) => Err(StorageError::Timeout(self.connect_timeout)),
-                Err(e) => Err(StorageError::Connect(describe_client_error(&e))),
+                Err(e) => Err(connect_fault(describe_client_error(&e))),
                 Ok(resp) => Ok(resp.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed())),
             }
         };
@@ -141,4 +141,13 @@ pub(super) async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, Str
         }
     }
     Ok(out.freeze())
+}
+
+/// A connection fault, with the fix when it is a refused certificate.
+fn connect_fault(mut why: String) -> StorageError {
+    if let Some(fix) = super::tls_fix(&why) {
+        why.push_str("; ");
+        why.push_str(fix);
+    }
+    StorageError::Connect(why)
 }
