@@ -25,6 +25,8 @@ requirements=(
     "reportlab"
     "img2pdf"
     "pypdf"
+    # A second S3 implementation for the storage tests (tests/support/moto.rs).
+    "moto[server]"
     "-e" "$repo_root/django"
 )
 
@@ -42,7 +44,7 @@ wanted="$(
 )"
 
 if [[ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]] \
-    || ! "$python" -c 'import django, boto3, label_gateway_django, reportlab, img2pdf, pypdf' 2>/dev/null; then
+    || ! "$python" -c 'import django, boto3, label_gateway_django, reportlab, img2pdf, pypdf, moto.server' 2>/dev/null; then
     "$python" -m pip install --quiet --disable-pip-version-check "${requirements[@]}"
     printf '%s\n' "$wanted" >"$stamp"
 fi

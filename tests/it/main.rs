@@ -19,6 +19,7 @@ mod hardening;
 mod ingest;
 mod lane;
 mod local;
+mod moto;
 mod observe;
 mod origin_faults;
 mod prune;

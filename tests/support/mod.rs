@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod django;
+pub mod moto;
 pub mod nginx;
 pub mod process;
 pub mod s3;
