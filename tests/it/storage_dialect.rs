@@ -15,12 +15,17 @@ use crate::support::{self, get_label, head_label, pdf_bytes, Responder, S3Server
 async fn a_missing_bucket_is_a_502_naming_it_never_a_missing_label() {
     let s3 = S3Server::start().await;
     let check = Responder::allow_all().await;
+    // Any answer from it would do: it must never be asked.
+    let regenerate = Responder::start(500, Duration::ZERO).await;
+    let regenerate_url = format!("{}/{{tracking}}/", regenerate.url());
     let config = support::s3_config(
         &s3,
         &check.url(),
         &[
             ("SPACES_BUCKET_NAME", "no-such-bucket-here"),
             ("LABEL_GATEWAY_CACHE__ENABLED", "false"),
+            ("LABEL_GATEWAY_REGENERATE__URL", regenerate_url.as_str()),
+            ("LABEL_GATEWAY_REGENERATE__TOKEN", "regenerate-token"),
         ],
     );
     let storage = Storage::from_config(&config).unwrap();
@@ -54,6 +59,11 @@ async fn a_missing_bucket_is_a_502_naming_it_never_a_missing_label() {
     ] {
         assert_eq!(resp.status(), 502);
     }
+    assert_eq!(
+        regenerate.hits(),
+        0,
+        "a label in a missing bucket was regenerated"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

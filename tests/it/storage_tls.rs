@@ -1,6 +1,7 @@
 //! Storage over TLS end to end, as production runs it: the S3 server behind TLS with a
 //! certificate from a CA the test makes, trusted through `storage.ca_file`. Label reads
-//! (miss, hit, Range, several MiB), ingest, `doctor` and `backup` all go over it; a
+//! (miss, hit, Range, several MiB), ingest, regeneration's store-back, `doctor` and
+//! `backup` all go over it; a
 //! certificate from an unknown CA, or for another name, is refused with a diagnosis.
 
 use std::path::Path;
@@ -10,7 +11,7 @@ use label_gateway::cli::doctor::{doctor, Status, ENDPOINT, ROUND_TRIP, STORAGE};
 use label_gateway::config::Config;
 
 use crate::support::tls::{path_str, TestCa};
-use crate::support::{self, get_label, pdf_bytes, Responder, S3Server, ANY_SESSION};
+use crate::support::{self, get_label, pdf_bytes, Django, Responder, S3Server, ANY_SESSION};
 
 const TOKEN: &str = "ingest-token-tls";
 
@@ -146,4 +147,37 @@ fn an_unreadable_or_empty_ca_file_is_a_start_up_error_naming_the_key() {
         assert!(e.contains("storage.ca_file"), "{e}");
     }
     assert!(Config::from_toml_str(toml, &env(&ca.pem_file())).is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_regenerated_label_is_stored_back_over_tls() {
+    let ca = TestCa::new();
+    let s3 = S3Server::start_tls(&ca, "127.0.0.1").await;
+    let django = Django::start();
+    let url = django.url("/internal/label-regenerate/{tracking}/");
+    let ca_file = path_str(&ca.pem_file());
+    let config = support::s3_config(
+        &s3,
+        &django.check_url(),
+        &[
+            ("LABEL_GATEWAY_REGENERATE__URL", url.as_str()),
+            ("LABEL_GATEWAY_REGENERATE__TOKEN", "test-regenerate-token"),
+            ("LABEL_GATEWAY_STORAGE__CA_FILE", ca_file.as_str()),
+        ],
+    );
+    let gw = support::start_gateway(config).await;
+    let cookie = format!("sessionid={}", django.session("gina"));
+    let r = get_label(&gw, "REGEN771").cookie(&cookie).send().await;
+    assert_eq!(r.status(), 200);
+    let body = r.bytes().await.unwrap();
+    assert!(body.starts_with(b"%PDF-"));
+    let mut stored = None;
+    for _ in 0..100 {
+        stored = s3.stored("labels/REGEN771.pdf");
+        if stored.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(stored.expect("stored back over TLS"), body.to_vec());
 }
