@@ -1,7 +1,8 @@
 //! Where S3 dialects differ and the gateway must not be fooled: a missing bucket (a HEAD's
 //! bare 404 is the same as a missing key's; the test server answers as S3 does) is a 502
-//! naming the bucket, never a missing label; a location with spaces, non-ASCII or `+` is
-//! percent-encoded on every request and names the keys it should.
+//! naming the bucket, never a missing label (no regeneration, no redirect-mode 404); a
+//! location with spaces, non-ASCII or `+` is percent-encoded on every request and names
+//! the keys it should.
 
 use std::time::Duration;
 
@@ -49,6 +50,8 @@ async fn a_missing_bucket_is_a_502_naming_it_never_a_missing_label() {
     let e = storage.probe().await.unwrap_err().to_string();
     assert!(e.contains("no bucket \"no-such-bucket-here\""), "{e}");
 
+    let mut redirect = config.clone();
+    redirect.redirect.enabled = true;
     let gw = support::start_gateway(config).await;
     for resp in [
         head_label(&gw, "NOBUCKET1")
@@ -59,6 +62,11 @@ async fn a_missing_bucket_is_a_502_naming_it_never_a_missing_label() {
     ] {
         assert_eq!(resp.status(), 502);
     }
+    // Redirect mode checks that the label exists before it redirects: not its 404 page.
+    assert!(redirect.redirect.check_exists);
+    let gw = support::start_gateway(redirect).await;
+    let resp = get_label(&gw, "NOBUCKET1").cookie(ANY_SESSION).send().await;
+    assert_eq!(resp.status(), 502);
     assert_eq!(
         regenerate.hits(),
         0,
