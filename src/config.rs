@@ -256,6 +256,9 @@ pub struct StorageConfig {
     pub addressing: Addressing,
     /// CDN domain of the bucket (`SPACES_CDN_DOMAIN`); informational, labels are private.
     pub cdn_domain: Option<String>,
+    /// PEM certificates trusted for storage's TLS besides the built-in roots (a private
+    /// CA); read at start-up.
+    pub ca_file: Option<PathBuf>,
     /// `SPACES_ACCESS_KEY_ID` (environment only).
     #[serde(skip)]
     pub access_key_id: Option<Secret>,
@@ -290,6 +293,7 @@ impl Default for StorageConfig {
             location: "labels".into(),
             addressing: Addressing::Path,
             cdn_domain: None,
+            ca_file: None,
             access_key_id: None,
             secret_access_key: None,
             connect_timeout: Duration::from_secs(3),
@@ -790,6 +794,10 @@ impl Config {
                         "storage.bucket",
                         "3-63 characters of a-z 0-9 . - (SPACES_BUCKET_NAME)",
                     ));
+                }
+                if let Some(path) = &st.ca_file {
+                    crate::storage::s3::read_ca_file(path)
+                        .map_err(|why| invalid("storage.ca_file", why))?;
                 }
                 if st.access_key_id.is_none() {
                     return Err(invalid(

@@ -34,9 +34,11 @@ requirements=(
     "pypdf"
     # Builds the app's wheel in the packaging test (testproject/tests.py).
     "setuptools>=77"
+    # A second S3 implementation for the storage tests (tests/support/moto.rs).
+    "moto[server]"
     "-e" "$repo_root/django"
 )
-modules="django, boto3, label_gateway_django, reportlab, img2pdf, pypdf, setuptools"
+modules="django, boto3, label_gateway_django, reportlab, img2pdf, pypdf, setuptools, moto.server"
 if [[ "${1:-}" == lowest ]]; then
     # The app's tests need Django only (and setuptools, for the packaging test).
     requirements=("Django>=4.2,<4.3" "setuptools>=77" "-e" "$repo_root/django")

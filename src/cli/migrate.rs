@@ -11,7 +11,7 @@ use super::progress::Progress;
 use super::DEFAULT_JOBS;
 use crate::config::Config;
 use crate::http::full;
-use crate::storage::{PutOutcome, Storage};
+use crate::storage::{Fetch, GetRequest, PutOutcome, Storage};
 use crate::tracking::Tracking;
 
 /// What happened to the files of one run.
@@ -142,7 +142,10 @@ async fn migrate_one(
         return (Fate::NotPdf(path), len);
     }
     if options.dry_run {
-        return (Fate::Uploaded(tracking), len);
+        return (
+            would_upload(storage, path, tracking, options.overwrite).await,
+            len,
+        );
     }
     let fate = match storage
         .put(&tracking, full(data), len, options.overwrite)
@@ -153,4 +156,28 @@ async fn migrate_one(
         Err(e) => Fate::Failed(path, e.to_string()),
     };
     (fate, len)
+}
+
+/// The fate a real run would give a label: the store is asked (a HEAD) whether it is
+/// already there, so the dry run's summary is the real run's.
+async fn would_upload(
+    storage: &Storage,
+    path: PathBuf,
+    tracking: Tracking,
+    overwrite: bool,
+) -> Fate {
+    if overwrite {
+        return Fate::Uploaded(tracking);
+    }
+    let head = GetRequest {
+        tracking,
+        range: None,
+        conditions: &Default::default(),
+        head_only: true,
+    };
+    match storage.get(head).await {
+        Ok(Fetch::NotFound) => Fate::Uploaded(tracking),
+        Ok(_) => Fate::AlreadyThere(tracking),
+        Err(e) => Fate::Failed(path, e.to_string()),
+    }
 }

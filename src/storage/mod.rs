@@ -94,6 +94,13 @@ pub enum StorageError {
         code: String,
         hint: &'static str,
     },
+    /// The endpoint has no such bucket (told apart from a missing label, which S3 answers
+    /// a HEAD with the same bare 404).
+    #[error(
+        "storage has no bucket {bucket:?} at {endpoint}: HTTP 404 NoSuchBucket; check \
+         SPACES_BUCKET_NAME and SPACES_ENDPOINT_URL"
+    )]
+    NoSuchBucket { bucket: String, endpoint: String },
     /// 5xx or `SlowDown` after every attempt.
     #[error("storage unavailable: HTTP {status} {code}")]
     Unavailable { status: u16, code: String },

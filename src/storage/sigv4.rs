@@ -430,6 +430,10 @@ pub(crate) const QUERY: &percent_encoding::AsciiSet = &percent_encoding::NON_ALP
     .remove(b'_')
     .remove(b'~');
 
+/// A key path in a URL, as S3 and SigV4 want it: [`QUERY`] keeping `/`. Both signing
+/// paths sign the path as the URL has it, so a key encoded with this is signed right.
+pub(crate) const KEY_PATH: &percent_encoding::AsciiSet = &QUERY.remove(b'/');
+
 #[cfg(test)]
 mod tests {
     use super::*;

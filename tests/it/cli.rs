@@ -71,6 +71,32 @@ async fn migrate_copies_old_local_labels_once_and_reports_the_rest() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn migrate_dry_run_asks_the_store_and_says_what_the_real_run_does() {
+    let s3 = S3Server::start().await;
+    let check = Responder::allow_all().await;
+    let old = tempfile::tempdir().unwrap();
+    let data = pdf_bytes(3000, 64);
+    for name in ["DRY1", "DRY2", "DRY3"] {
+        std::fs::write(old.path().join(format!("{name}.pdf")), &data).unwrap();
+    }
+    s3.put_label("DRY2", &data).await;
+    let config = support::s3_config(&s3, &check.url(), &[]);
+
+    let dry = migrate(&config, old.path(), false, true).await.unwrap();
+    assert_eq!(dry.uploaded, vec!["DRY1", "DRY3"]);
+    assert_eq!(dry.already_there, vec!["DRY2"]);
+    assert!(
+        s3.stored("labels/DRY1.pdf").is_none(),
+        "dry run writes nothing"
+    );
+    let real = migrate(&config, old.path(), false, false).await.unwrap();
+    assert_eq!(dry, real, "{} / {}", dry.summary(), real.summary());
+    // With --overwrite every label is written again, so every one counts as uploaded.
+    let dry = migrate(&config, old.path(), true, true).await.unwrap();
+    assert_eq!(dry.uploaded, vec!["DRY1", "DRY2", "DRY3"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn backup_copies_every_label_across_pages_then_only_what_is_new_or_cut() {
     let s3 = S3Server::start().await;
     let check = Responder::allow_all().await;

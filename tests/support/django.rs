@@ -212,7 +212,7 @@ impl Drop for Django {
 }
 
 /// The child dies with the thread that started it, so a failed test leaves no server.
-fn kill_with_parent(cmd: &mut Command) {
+pub fn kill_with_parent(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     // SAFETY: prctl is async-signal-safe and touches only the child's own state.
     unsafe {

@@ -8,10 +8,12 @@
 #![allow(dead_code)]
 
 pub mod django;
+pub mod moto;
 pub mod nginx;
 pub mod process;
 pub mod s3;
 pub mod standins;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

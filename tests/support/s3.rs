@@ -2,6 +2,10 @@
 //! the keys it is told to accept (one test key to start with; tests add and revoke keys to
 //! rotate them), data in a temp dir, and counters of the requests it saw per method.
 //!
+//! s3s-fs answers a request in a missing bucket with `NoSuchKey` and creates the bucket on
+//! a PUT; the server answers those as S3 does instead (a bare 404 to a HEAD, else
+//! `NoSuchBucket`). [`S3Server::start_tls`] serves it over TLS with a test CA's certificate.
+//!
 //! s3s-fs does not check `Content-MD5` on a Multi-Object Delete, which S3 requires; the
 //! server does it in front of s3s as S3 does (400 `InvalidRequest` without it,
 //! 400 `BadDigest` when it does not match the body).
@@ -70,10 +74,21 @@ pub struct S3Server {
     pub counters: Arc<Counters>,
     keys: Keys,
     task: tokio::task::JoinHandle<()>,
+    /// Behind TLS ([`S3Server::start_tls`]).
+    https: bool,
 }
 
 impl S3Server {
     pub async fn start() -> S3Server {
+        Self::start_with(None).await
+    }
+
+    /// The server behind TLS, its certificate (for `name`) issued by `ca`.
+    pub async fn start_tls(ca: &super::tls::TestCa, name: &str) -> S3Server {
+        Self::start_with(Some(ca.acceptor(name))).await
+    }
+
+    async fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> S3Server {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join(BUCKET)).expect("bucket dir");
         let fs = s3s_fs::FileSystem::new(dir.path()).expect("s3s-fs");
@@ -89,6 +104,8 @@ impl S3Server {
         let addr = listener.local_addr().expect("addr");
         let counters = Arc::new(Counters::default());
         let c = counters.clone();
+        let https = tls.is_some();
+        let root = dir.path().to_path_buf();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -97,10 +114,13 @@ impl S3Server {
                 c.connections.fetch_add(1, Ordering::SeqCst);
                 let service = service.clone();
                 let c = c.clone();
+                let tls = tls.clone();
+                let root = root.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                         let service = service.clone();
                         let c = c.clone();
+                        let root = root.clone();
                         async move {
                             let is_delete = req.method() == http::Method::POST
                                 && req.uri().query().is_some_and(|q| {
@@ -108,6 +128,9 @@ impl S3Server {
                                 });
                             if is_delete {
                                 return multi_delete(&service, &c, req).await;
+                            }
+                            if let Some(resp) = no_such_bucket(&root, &req) {
+                                return Ok(resp);
                             }
                             // Count object requests only (the bucket probe has no key).
                             let object = req.uri().path().matches('/').count() >= 2;
@@ -133,9 +156,17 @@ impl S3Server {
                             service.call(req.map(s3s::Body::from)).await
                         }
                     });
-                    let _ = Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    let builder = Builder::new(TokioExecutor::new());
+                    match tls {
+                        None => {
+                            let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                        }
+                        Some(tls) => {
+                            if let Ok(stream) = tls.accept(stream).await {
+                                let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                            }
+                        }
+                    }
                 });
             }
         });
@@ -145,6 +176,7 @@ impl S3Server {
             counters,
             keys,
             task,
+            https,
         }
     }
 
@@ -187,7 +219,8 @@ impl S3Server {
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     pub fn gets(&self) -> usize {
@@ -302,6 +335,28 @@ async fn multi_delete(
         c.delete_batches.lock().expect("batches").push(keys);
     }
     resp
+}
+
+/// What S3 answers for a bucket it does not have, where s3s-fs answers `NoSuchKey` (and
+/// creates the bucket on a PUT): a HEAD gets a bare 404, anything else a 404
+/// `NoSuchBucket` document.
+fn no_such_bucket<B>(root: &std::path::Path, req: &http::Request<B>) -> Option<s3s::HttpResponse> {
+    let bucket = req.uri().path().trim_start_matches('/').split('/').next()?;
+    if bucket.is_empty() || root.join(bucket).is_dir() {
+        return None;
+    }
+    let body = if req.method() == http::Method::HEAD {
+        s3s::Body::empty()
+    } else {
+        s3s::Body::from(format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>NoSuchBucket</Code>\
+             <Message>The specified bucket does not exist</Message>\
+             <BucketName>{bucket}</BucketName></Error>"
+        ))
+    };
+    let mut resp = http::Response::new(body);
+    *resp.status_mut() = http::StatusCode::NOT_FOUND;
+    Some(resp)
 }
 
 pub fn signer() -> Signer {
