@@ -13,35 +13,17 @@ use http::Method;
 use http_body_util::BodyExt;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
+use super::request::{validators, LabelRequest};
 use super::{Gateway, Reply, Trace};
 use crate::auth::{ClientInfo, Verdict};
 use crate::body::Tee;
 use crate::cache::{CachedLabel, Fill, FillGuard, Filler};
 use crate::config::OnDeny;
 use crate::error::{GatewayError, Refusal};
-use crate::http::{parse_range, Body, Conditions, RangeRequest, RangeSpec};
+use crate::http::{parse_range, Body, Conditions, RangeRequest};
 use crate::regenerate::Regenerated;
 use crate::storage::{Fetch, GetRequest, ObjectHead};
 use crate::tracking::Tracking;
-
-/// One label request, as the phases see it.
-pub(super) struct LabelRequest<'a> {
-    pub parts: &'a Parts,
-    pub tracking: Tracking,
-    pub peer: SocketAddr,
-    pub request_id: &'a HeaderValue,
-    pub head_only: bool,
-    pub conditions: Conditions,
-    /// A single range to serve (never for HEAD).
-    pub range: Option<RangeSpec>,
-}
-
-impl LabelRequest<'_> {
-    /// Only a plain GET may fill the cache; the rest go straight to storage.
-    fn can_fill(&self) -> bool {
-        self.range.is_none() && !self.head_only && self.conditions.is_empty()
-    }
-}
 
 /// What the hot-cache lookup found.
 enum Lookup {
@@ -240,7 +222,7 @@ impl Gateway {
             if head.range.is_some()
                 && !req
                     .conditions
-                    .range_applies(&super::respond::validators(head))
+                    .range_applies(&validators(head))
             {
                 get.range = None;
                 return self.timed_get(get).await;

@@ -8,6 +8,8 @@
 //! - `batch.rs`: many labels in one merged PDF or ZIP (`/shipping-label/batch.pdf`);
 //! - `whole.rs`: whole labels in memory through the same cache and storage (batches,
 //!   warm-up);
+//! - `request.rs`: what the label path's phases share (the request as they see it, a
+//!   label head's validators), below both `label.rs` and `respond.rs`;
 //! - `respond.rs`: label responses (200/206/304, their headers, from storage or memory);
 //! - `internal.rs`: `/internal/...` calls from the app (ingest, carrier fetch, purge,
 //!   warm-up, session revocation);
@@ -24,6 +26,7 @@ mod ops;
 mod quick;
 mod redirect;
 mod reload;
+mod request;
 mod respond;
 mod route;
 mod whole;

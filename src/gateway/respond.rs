@@ -7,12 +7,12 @@ use std::sync::Arc;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 
-use super::label::LabelRequest;
+use super::request::{validators, LabelRequest};
 use super::{Gateway, Reply};
 use crate::cache::CachedLabel;
 use crate::error::Refusal;
 use crate::http::{
-    empty, full, Body, Conditions, LabelHeaders, Precondition, Validators, X_REQUEST_ID,
+    empty, full, Body, Conditions, LabelHeaders, Precondition, X_REQUEST_ID,
 };
 use crate::storage::ObjectHead;
 use crate::tracking::Tracking;
@@ -200,17 +200,6 @@ fn precondition(conditions: &Conditions, head: &ObjectHead) -> Precondition {
         Precondition::Proceed
     } else {
         conditions.evaluate(&validators(head))
-    }
-}
-
-pub(super) fn validators(head: &ObjectHead) -> Validators<'_> {
-    Validators {
-        etag: head.etag.as_ref().and_then(|v| v.to_str().ok()),
-        last_modified: head
-            .last_modified
-            .as_ref()
-            .and_then(|v| v.to_str().ok())
-            .and_then(|s| httpdate::parse_http_date(s).ok()),
     }
 }
 
