@@ -204,22 +204,31 @@ where
     E: std::fmt::Display,
 {
     let started = Instant::now();
+    let shown = path.display();
     let labels = match read(path) {
         Ok((labels, bad)) => {
             if bad > 0 {
-                tracing::warn!(path = %path.display(), lines = bad, "hot list: lines that are no tracking number, ignored");
+                tracing::warn!(
+                    path = %shown,
+                    lines = bad,
+                    "hot list: lines that are no tracking number, ignored"
+                );
             }
             labels
         }
         Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "hot list: cannot read it, starting cold");
+            tracing::warn!(path = %shown, error = %e, "hot list: cannot read it, starting cold");
             return;
         }
     };
     if labels.is_empty() {
         return;
     }
-    tracing::info!(path = %path.display(), labels = labels.len(), "hot list: warming the cache in the background");
+    tracing::info!(
+        path = %shown,
+        labels = labels.len(),
+        "hot list: warming the cache in the background"
+    );
     let r = warm(cache, labels, load, stop).await;
     tracing::info!(
         listed = r.listed,
@@ -236,11 +245,14 @@ where
 /// way).
 pub fn save(cache: &LabelCache, path: &Path) {
     let labels = cache.hot_labels();
+    let shown = path.display();
     match write(path, &labels) {
-        Ok(()) => tracing::info!(path = %path.display(), labels = labels.len(), "hot list written"),
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "hot list: cannot write it; the next start is cold")
-        }
+        Ok(()) => tracing::info!(path = %shown, labels = labels.len(), "hot list written"),
+        Err(e) => tracing::warn!(
+            path = %shown,
+            error = %e,
+            "hot list: cannot write it; the next start is cold"
+        ),
     }
 }
 

@@ -120,3 +120,62 @@ async fn a_missing_or_unreadable_hot_list_starts_cold_and_serves() {
     let written = std::fs::read_to_string(dir.path().join("hot.txt")).expect("written");
     assert!(written.lines().any(|l| l == "COLD1"), "{written}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_binary_writes_its_hot_list_on_sigterm_and_warms_it_when_started_again() {
+    use crate::support::process::{s3_toml, GatewayProcess, S3_ENV};
+    let s3 = S3Server::start().await;
+    let labels: Vec<(String, Vec<u8>)> = (0..3u8)
+        .map(|i| (format!("PROC{i}"), pdf_bytes(6_000, 70 + i)))
+        .collect();
+    for (tracking, data) in &labels {
+        s3.put_label(tracking, data).await;
+    }
+    let allow = Responder::allow_all().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let list = dir.path().join("hot.txt");
+    let extra = format!("[cache]\nhot_list = \"{}\"\n", list.display());
+    let mut gw = GatewayProcess::start(&s3_toml(&s3, &allow.url(), "", &extra), &S3_ENV);
+    // The same addresses after the restart.
+    let addr = gw.addr;
+    let url = |tracking: &str| format!("http://{addr}/shipping-label/{tracking}/");
+    for (tracking, _) in &labels {
+        let r = support::client()
+            .get(url(tracking))
+            .header("cookie", ANY_SESSION)
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(r.headers()["x-cache"], "MISS");
+        r.bytes().await.expect("body");
+    }
+
+    gw.signal(libc::SIGTERM);
+    let status = tokio::task::block_in_place(|| gw.wait(Duration::from_secs(15)));
+    assert!(status.success(), "drained and exited: {status}");
+    assert!(gw.logs().contains("hot list written"), "{}", gw.logs());
+    let gets = s3.gets();
+    tokio::task::block_in_place(|| gw.restart());
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while support::metric(gw.internal, "label_gateway_hot_list_warmed_total").await < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "not warmed in time: {}",
+            gw.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(s3.gets(), gets + 3, "each label read once");
+    for (tracking, data) in &labels {
+        let r = support::client()
+            .get(url(tracking))
+            .header("cookie", ANY_SESSION)
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(r.headers()["x-cache"], "HIT");
+        assert_eq!(r.bytes().await.unwrap(), *data);
+    }
+    assert_eq!(s3.gets(), gets + 3);
+}
