@@ -1,7 +1,7 @@
 //! `[cache] stale_if_error`: a label cached and past its freshness still prints while
 //! storage fails with a fault, against the real S3 server behind a relay the test turns
-//! into an outage (connections reset, or 503s). A 404 from storage is an answer, never
-//! masked; a purge removes the label at once; past `stale_if_error` a fault is a 502.
+//! into an outage (connections reset, or 503s). A 404 or a 403 from storage is an answer,
+//! never masked; a purge removes the label at once; past `stale_if_error` a fault is a 502.
 
 use crate::support::relay::{Mode, Relay};
 use crate::support::{self, get_label, head_label, pdf_bytes, Responder, S3Server, ANY_SESSION};
@@ -163,6 +163,24 @@ async fn a_404_from_storage_is_not_masked_by_a_stale_label() {
     relay.set(Mode::Reset);
     let r = get_label(&gw, "STALE5").cookie(ANY_SESSION).send().await;
     assert_eq!(r.status(), 502);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_403_from_storage_is_not_masked_by_a_stale_label() {
+    let data = pdf_bytes(5_000, 13);
+    let (_s3, relay, _allow, gw) = gateway_behind_relay(&[("STALE7", &data)], "1s", "1h").await;
+    cache_then_age(&gw, &["STALE7"], 1100).await;
+    // A refusal (credentials, region, clock) is the gateway's own fault to fix: it shows.
+    relay.set(Mode::Fail(403));
+    let r = get_label(&gw, "STALE7").cookie(ANY_SESSION).send().await;
+    assert_eq!(r.status(), 502);
+    assert!(relay.faulted() >= 1);
+    // The copy is kept: once storage is merely down, it serves again.
+    relay.set(Mode::Fail(503));
+    let r = get_label(&gw, "STALE7").cookie(ANY_SESSION).send().await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-cache"], "STALE");
+    assert_eq!(r.bytes().await.unwrap(), data);
 }
 
 #[tokio::test(flavor = "multi_thread")]

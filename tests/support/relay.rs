@@ -125,7 +125,12 @@ async fn fail(mut client: TcpStream, status: u16, faulted: &AtomicUsize) {
         }
     }
     faulted.fetch_add(1, Ordering::SeqCst);
-    let body = "<?xml version=\"1.0\"?><Error><Code>ServiceUnavailable</Code></Error>";
+    let code = if status == 403 {
+        "AccessDenied"
+    } else {
+        "ServiceUnavailable"
+    };
+    let body = format!("<?xml version=\"1.0\"?><Error><Code>{code}</Code></Error>");
     let answer = format!(
         "HTTP/1.1 {status} Fault\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\
          Connection: close\r\n\r\n{body}",
