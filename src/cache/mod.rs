@@ -37,7 +37,7 @@ use crate::http::Body;
 use crate::metrics::Counter;
 use crate::tracking::Tracking;
 
-pub use stale::StaleLog;
+pub use stale::{Fallback, StaleLog};
 
 /// What one cached label weighs besides its bytes: the key, the headers kept with it and
 /// moka's own bookkeeping, rounded up. `label_gateway_cache_bytes` counts it too.

@@ -1,14 +1,59 @@
-//! The rate of the "serving a stale label" warning: once per label per minute, however
-//! many requests a storage outage turns into stale answers (every one of them is counted
-//! in `label_gateway_stale_served_total` all the same).
+//! What a request falls back on when storage fails ([`LabelCache::fallback`]): the label
+//! held past its freshness, within `stale_if_error`. Each such answer is counted in
+//! `label_gateway_stale_served_total` and logged at most once per label per minute
+//! ([`StaleLog`]), however many requests an outage turns into stale answers.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::{CachedLabel, LabelCache};
+use crate::storage::StorageError;
 use crate::tracking::Tracking;
+
+/// A label held when storage failed.
+pub enum Fallback {
+    /// Fresh after all: another request filled it again while this one asked storage.
+    Fresh(Arc<CachedLabel>),
+    /// Past its freshness, within `stale_if_error`: counted and logged.
+    Stale(Arc<CachedLabel>),
+}
+
+impl Fallback {
+    pub fn label(&self) -> &Arc<CachedLabel> {
+        match self {
+            Fallback::Fresh(l) | Fallback::Stale(l) => l,
+        }
+    }
+}
+
+impl LabelCache {
+    /// The label to answer `tracking` with now that storage failed with `fault`: only for
+    /// an outage (a refusal stays an error), and only a label within `ttl +
+    /// stale_if_error`.
+    pub async fn fallback(&self, tracking: Tracking, fault: &StorageError) -> Option<Fallback> {
+        if !fault.is_outage() {
+            return None;
+        }
+        let label = self.get_stale(&self.key(tracking)).await?;
+        if self.fresh(&label) {
+            return Some(Fallback::Fresh(label));
+        }
+        self.stats.stale_served.fetch_add(1, Ordering::Relaxed);
+        if self.stale_log.should_log(tracking) {
+            tracing::warn!(
+                %tracking,
+                past_freshness_s = self.past_freshness(&label).as_secs(),
+                error = %fault,
+                "storage failed: serving the cached label past its freshness (cache.stale_if_error)"
+            );
+        }
+        Some(Fallback::Stale(label))
+    }
+}
 
 /// How often one label's stale answers are logged at most.
 pub const EVERY: Duration = Duration::from_secs(60);

@@ -4,7 +4,6 @@
 //! happened; only faults are errors.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,7 +17,7 @@ use super::request::{validators, LabelRequest};
 use super::{Gateway, Reply, Trace};
 use crate::auth::{ClientInfo, Verdict};
 use crate::body::Tee;
-use crate::cache::{CachedLabel, Fill, FillGuard, Filler};
+use crate::cache::{CachedLabel, Fallback, Fill, FillGuard, Filler};
 use crate::config::OnDeny;
 use crate::error::{GatewayError, Refusal};
 use crate::http::{parse_range, Body, CacheState, Conditions, RangeRequest};
@@ -239,28 +238,13 @@ impl Gateway {
         let (Some(cache), GatewayError::Storage(fault)) = (&self.cache, &error) else {
             return Err(error);
         };
-        if !fault.is_outage() {
-            return Err(error);
-        }
-        let Some(label) = cache.get_stale(&cache.key(req.tracking)).await else {
-            return Err(error);
+        let (label, state) = match cache.fallback(req.tracking, fault).await {
+            None => return Err(error),
+            Some(Fallback::Fresh(label)) => (label, CacheState::Hit),
+            Some(Fallback::Stale(label)) => (label, CacheState::Stale),
         };
-        if cache.fresh(&label) {
-            // Filled again by another request while this one asked storage.
-            trace.cache = Some(CacheState::Hit);
-            return Ok(self.serve_from_memory(req, &label, CacheState::Hit));
-        }
-        cache.stats.stale_served.fetch_add(1, Ordering::Relaxed);
-        if cache.stale_log.should_log(req.tracking) {
-            tracing::warn!(
-                tracking = %req.tracking,
-                past_freshness_s = cache.past_freshness(&label).as_secs(),
-                error = %fault,
-                "storage failed: serving the cached label past its freshness (cache.stale_if_error)"
-            );
-        }
-        trace.cache = Some(CacheState::Stale);
-        Ok(self.serve_from_memory(req, &label, CacheState::Stale))
+        trace.cache = Some(state);
+        Ok(self.serve_from_memory(req, &label, state))
     }
 
     /// Storage says the label is gone: a copy held past its freshness must not answer for

@@ -192,3 +192,31 @@ async fn with_stale_if_error_off_a_fault_is_a_502() {
     let r = get_label(&gw, "STALE6").cookie(ANY_SESSION).send().await;
     assert_eq!(r.status(), 502);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_prints_its_stale_labels_while_storage_is_down() {
+    let a = pdf_bytes(6_000, 14);
+    let b = pdf_bytes(7_000, 15);
+    let (_s3, relay, _allow, gw) =
+        gateway_behind_relay(&[("STALE8", &a), ("STALE9", &b)], "1s", "1h").await;
+    cache_then_age(&gw, &["STALE8", "STALE9"], 1100).await;
+    relay.set(Mode::Reset);
+    let r = support::client()
+        .post(format!("http://{}/shipping-label/batch.zip", gw.addr()))
+        .header("cookie", ANY_SESSION)
+        .json(&serde_json::json!({"tracking": ["STALE8", "STALE9"]}))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-labels-count"], "2");
+    let zip = r.bytes().await.unwrap();
+    for data in [&a, &b] {
+        assert!(
+            zip.windows(data.len()).any(|w| w == &data[..]),
+            "each label stored in the zip as it is"
+        );
+    }
+    let served = support::metric(gw.internal_addr(), "label_gateway_stale_served_total").await;
+    assert_eq!(served, 2, "counted once per label, when it is read");
+}
