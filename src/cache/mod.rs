@@ -13,7 +13,7 @@
 //! Freshness is the gateway's own rule, one function ([`LabelCache::fresh`]) for every
 //! lookup: a label is fresh for `ttl` after its insertion. moka holds it for
 //! `ttl + stale_if_error`, so that a label past its freshness is still at hand when storage
-//! fails ([`LabelCache::get_stale`], `stale.rs`); such labels weigh against `max_bytes`
+//! fails ([`LabelCache::fallback`], `stale.rs`); such labels weigh against `max_bytes`
 //! like the fresh ones. The hot list written on drain and warmed on start is `hotlist.rs`.
 
 pub mod hotlist;
