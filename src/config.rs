@@ -319,7 +319,7 @@ pub struct AuthConfig {
     pub check_url: String,
     /// Django's `SESSION_COOKIE_NAME`.
     pub cookie_name: String,
-    /// How long an allow verdict is reused.
+    /// How long an allow verdict is reused; at most [`MAX_ALLOW_TTL`] (5 minutes).
     #[serde(with = "humantime_serde")]
     pub allow_ttl: Duration,
     /// How long a deny verdict is reused.
@@ -334,6 +334,10 @@ pub struct AuthConfig {
     /// Cached verdicts at most.
     pub max_verdicts: u64,
 }
+
+/// The longest `auth.allow_ttl`: how long a session Django has ended without telling the
+/// gateway (expiry, a missed revoke) may still read labels.
+pub const MAX_ALLOW_TTL: Duration = Duration::from_secs(5 * 60);
 
 impl Default for AuthConfig {
     fn default() -> Self {
@@ -902,6 +906,13 @@ impl Config {
     fn validate_auth(&self) -> Result<(), ConfigError> {
         let a = &self.auth;
         check_http_url("auth.check_url", &a.check_url)?;
+        if a.allow_ttl > MAX_ALLOW_TTL {
+            return Err(invalid(
+                "auth.allow_ttl",
+                "at most 5m: a session Django has ended (expired, or a revoke that did not \
+                 arrive) keeps reading labels for up to this long",
+            ));
+        }
         if a.cookie_name.is_empty()
             || !a
                 .cookie_name
@@ -1148,6 +1159,19 @@ mod tests {
     fn unknown_key_is_named() {
         let e = err("[auth]\ncheckurl = \"x\"\n", &[]);
         assert!(e.contains("checkurl"), "{e}");
+    }
+
+    #[test]
+    fn allow_ttl_is_at_most_five_minutes() {
+        let c = Config::from_toml_str("[auth]\nallow_ttl = \"5m\"\n", &env(&[])).unwrap();
+        assert_eq!(c.auth.allow_ttl, MAX_ALLOW_TTL);
+        let e = err("[auth]\nallow_ttl = \"301s\"\n", &[]);
+        assert!(
+            e.contains("auth.allow_ttl") && e.contains("at most 5m"),
+            "{e}"
+        );
+        let e = err("", &[("LABEL_GATEWAY_AUTH__ALLOW_TTL", "1h")]);
+        assert!(e.contains("auth.allow_ttl"), "{e}");
     }
 
     #[test]

@@ -335,7 +335,7 @@ pub struct LabelHeaders<'a> {
 static PDF: HeaderValue = HeaderValue::from_static("application/pdf");
 
 impl LabelHeaders<'_> {
-    /// Writes the headers of the storage contract; storage-internal headers never get here
+    /// Writes the label response's own headers; storage-internal headers never get here
     /// because only these named values are copied.
     pub fn write(&self, h: &mut HeaderMap) {
         h.insert(

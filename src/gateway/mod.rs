@@ -5,7 +5,7 @@
 //! file of this folder has one job:
 //! - `route.rs`: the route table (paths to [`Route`]s, tracking numbers validated);
 //! - `label.rs`: the label path as named phases (session → cache → storage → respond);
-//! - `batch.rs`: many labels in one merged PDF or ZIP (`/shipping-label/batch.pdf`);
+//! - `batch/`: many labels in one merged PDF or ZIP (`/shipping-label/batch.pdf`);
 //! - `whole.rs`: whole labels in memory through the same cache and storage (batches,
 //!   warm-up);
 //! - `request.rs`: what the label path's phases share (the request as they see it, a

@@ -26,6 +26,7 @@ mod prune;
 mod redirect;
 mod regenerate;
 mod rotation;
+mod service;
 mod shutdown;
 mod ssrf;
 mod stale;
