@@ -225,9 +225,11 @@ impl Gateway {
             .auth
             .session_key(&parts.headers, parts.version)
             .unwrap_or_default();
+        let whole = self.whole.for_prints();
+        let whole = &whole;
         let mut found = futures_util::stream::iter(labels.iter().copied())
             .map(|t| async move {
-                let origin = match self.whole.presence(t).await? {
+                let origin = match whole.presence(t).await? {
                     Presence::Hot => Some(Origin::Stored),
                     Presence::Stored { size } if size > max => {
                         return Err(too_large(t, size, max));
@@ -266,7 +268,7 @@ impl Gateway {
     ) -> Result<Body, GatewayError> {
         let (tx, mut rx) = mpsc::channel(CHANNEL_LABELS);
         let producer = Producer {
-            labels: self.whole.clone(),
+            labels: self.whole.for_prints(),
             stats: self.batches.stats.clone(),
             fetch_ahead: self.config.batch.fetch_ahead,
             max_label_bytes: self.config.batch.max_label_bytes.as_u64(),
