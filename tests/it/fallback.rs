@@ -4,7 +4,7 @@
 //! opens after the faults in a row, its state shows in `/metrics`, and it closes once the
 //! primary answers again. Answers (404, 403) are not faults. Writes stay on the primary;
 //! a regenerated label is served even when the primary cannot store it. The fallback's
-//! credential files are read again on reload.
+//! credential files are read again on reload, and `doctor` checks the fallback too.
 
 use std::time::{Duration, Instant};
 
@@ -285,4 +285,61 @@ async fn a_reload_reads_the_fallback_key_files_again() {
     fallback.revoke_key(FB_ACCESS_KEY);
     // Signed with the new key: the old one is refused now.
     read_whole(&gw, "ROTFB", &label).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_checks_the_fallback_as_it_checks_the_primary() {
+    use label_gateway::cli::doctor::*;
+    let primary = S3Server::start().await;
+    let fallback = fallback_server(&[]).await;
+    let check = Responder::start(403, Duration::ZERO).await;
+    let doctor = |config| doctor(Ok(config), std::path::Path::new("config.toml"), true);
+
+    let report = doctor(config(&primary.endpoint(), &fallback, &check.url(), &[])).await;
+    let names: Vec<_> = report.checks.iter().map(|c| c.name).collect();
+    assert_eq!(
+        names[..11],
+        [
+            CONFIGURATION,
+            CREDENTIALS,
+            ENDPOINT,
+            STORAGE,
+            CLOCK,
+            ROUND_TRIP,
+            FALLBACK_CREDENTIALS,
+            FALLBACK_ENDPOINT,
+            FALLBACK_STORAGE,
+            FALLBACK_CLOCK,
+            FALLBACK_ROUND_TRIP,
+        ]
+    );
+    for c in &report.checks[..11] {
+        assert_eq!(c.status, Status::Ok, "{c}");
+    }
+    let keys = report.check(FALLBACK_CREDENTIALS).unwrap().to_string();
+    assert!(
+        keys.contains("SPACES_FALLBACK_ACCESS_KEY_ID from the environment"),
+        "{keys}"
+    );
+
+    // A wrong fallback secret: the primary still passes, the fallback's line names the
+    // fallback's variable, and no secret is printed.
+    let report = doctor(config(
+        &primary.endpoint(),
+        &fallback,
+        &check.url(),
+        &[(
+            "SPACES_FALLBACK_SECRET_ACCESS_KEY",
+            "not-the-fallback-secret",
+        )],
+    ))
+    .await;
+    assert_eq!(report.check(STORAGE).unwrap().status, Status::Ok);
+    let line = report.check(FALLBACK_STORAGE).unwrap();
+    assert_eq!(line.status, Status::Fail, "{line}");
+    let line = line.to_string();
+    assert!(line.contains("SignatureDoesNotMatch"), "{line}");
+    assert!(line.contains("SPACES_FALLBACK_SECRET_ACCESS_KEY"), "{line}");
+    assert!(!line.contains("not-the-fallback-secret"), "{line}");
+    assert!(!report.passed());
 }
