@@ -85,7 +85,7 @@ impl FallbackStore {
     pub async fn get(&self, req: GetRequest<'_>) -> Result<Fetch, StorageError> {
         if self.breaker.primary_first() {
             let fault = match self.from_primary(req).await {
-                Err(fault) if fault.is_fault() => fault,
+                Err(fault) if fault.is_outage() => fault,
                 answer => return answer,
             };
             tracing::debug!(tracking = %req.tracking, error = %fault, "primary bucket fault: reading the fallback");
@@ -106,7 +106,7 @@ impl FallbackStore {
     async fn from_primary(&self, req: GetRequest<'_>) -> Result<Fetch, StorageError> {
         let result = self.primary.get(req).await;
         match &result {
-            Err(e) if e.is_fault() => self.breaker.faulted(e),
+            Err(e) if e.is_outage() => self.breaker.faulted(e),
             _ => self.breaker.answered(),
         }
         result
@@ -133,7 +133,7 @@ impl FallbackStore {
     /// Readiness: the primary answers, or else the fallback does.
     pub async fn probe(&self) -> Result<(), StorageError> {
         match self.primary.probe().await {
-            Err(e) if e.is_fault() => self.fallback.probe().await.map_err(|_| e),
+            Err(e) if e.is_outage() => self.fallback.probe().await.map_err(|_| e),
             other => other,
         }
     }

@@ -120,16 +120,11 @@ impl StorageError {
         matches!(self, StorageError::Timeout(_))
     }
 
-    /// A fault of the store (cannot connect, timeout, 5xx, a garbled answer), as opposed
-    /// to an answer (a 400/403 refusal; a missing label is not an error at all).
-    pub fn is_fault(&self) -> bool {
-        matches!(
-            self,
-            StorageError::Unavailable { .. }
-                | StorageError::Connect(_)
-                | StorageError::Timeout(_)
-                | StorageError::Protocol(_)
-        )
+    /// Whether the store failed rather than answered: no connection, no answer in time, a
+    /// 5xx, a broken answer, a local read error. A refusal (400/403: credentials, region,
+    /// clock) is an answer about the gateway's own setup, not an outage.
+    pub fn is_outage(&self) -> bool {
+        !matches!(self, StorageError::Refused { .. })
     }
 }
 
