@@ -7,7 +7,9 @@
 //! The [`Breaker`] decides which bucket goes first: after `after_failures` primary
 //! faults in a row the fallback does, with one probe of the primary per `probe_every`.
 //! When neither bucket serves the read, the primary's fault is returned (so that what
-//! comes after, stale-if-error and the 502/504 mapping, sees a fault).
+//! comes after, stale-if-error and the 502/504 mapping, sees a fault). The fallback's
+//! 404 serves nothing: its copy may lag the primary, so only the primary can say that a
+//! label is missing (and have it regenerated).
 //!
 //! Everything else (writes, listings, deletes, presigned URLs) is the primary's: the
 //! fallback is filled by `mirror` only. Readiness holds while either bucket answers.
@@ -97,8 +99,8 @@ impl FallbackStore {
         if let Some(fetch) = self.from_fallback(req).await {
             return Ok(fetch);
         }
-        // The fallback could not serve it either: the primary may, and its answer would
-        // close the breaker at once.
+        // The fallback could not serve it: the primary may (its answer would close the
+        // breaker at once), and only it can say the label is missing.
         self.from_primary(req).await
     }
 
@@ -112,9 +114,18 @@ impl FallbackStore {
         result
     }
 
-    /// The fallback's answer; `None` (and a warning) when it has none to give.
+    /// The fallback's answer; `None` when it has none to give. Its "no such label" is not
+    /// one: the copy may lag the primary (a label written since the last `mirror`), and
+    /// only the primary can say a label is missing (and so have it regenerated).
     async fn from_fallback(&self, req: GetRequest<'_>) -> Option<Fetch> {
         match self.fallback.get(req).await {
+            Ok(Fetch::NotFound) => {
+                tracing::warn!(
+                    tracking = %req.tracking,
+                    "the fallback bucket has no copy of the label (not mirrored yet?)"
+                );
+                None
+            }
             Ok(fetch) => {
                 self.answers.fetch_add(1, Ordering::Relaxed);
                 Some(fetch)

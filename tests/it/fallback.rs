@@ -199,20 +199,22 @@ async fn the_breaker_opens_on_an_outage_shows_in_metrics_and_closes_when_the_pri
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn writes_go_to_the_primary_and_a_regenerated_label_is_served_when_it_cannot_be_stored() {
+async fn writes_go_to_the_primary_only_it_says_a_label_is_missing_and_a_regenerated_label_is_served_when_it_cannot_be_stored(
+) {
     let django = Django::start();
     let primary = S3Server::start().await;
     let fallback = fallback_server(&[]).await;
     let regenerate = django.url("/internal/label-regenerate/{tracking}/");
+    let app = [
+        ("LABEL_GATEWAY_INTERNAL__TOKEN", "ingest-token"),
+        ("LABEL_GATEWAY_REGENERATE__URL", regenerate.as_str()),
+        ("LABEL_GATEWAY_REGENERATE__TOKEN", "test-regenerate-token"),
+    ];
     let gw = support::start_gateway(config(
         &primary.endpoint(),
         &fallback,
         &django.check_url(),
-        &[
-            ("LABEL_GATEWAY_INTERNAL__TOKEN", "ingest-token"),
-            ("LABEL_GATEWAY_REGENERATE__URL", &regenerate),
-            ("LABEL_GATEWAY_REGENERATE__TOKEN", "test-regenerate-token"),
-        ],
+        &app,
     ))
     .await;
     let cookie = format!("sessionid={}", django.session("gina"));
@@ -230,20 +232,38 @@ async fn writes_go_to_the_primary_and_a_regenerated_label_is_served_when_it_cann
     assert_eq!(primary.stored("labels/WR1.pdf").unwrap(), data);
     assert_eq!(fallback.stored("labels/WR1.pdf"), None);
 
-    // The primary is down and the fallback has no copy: the app regenerates the label,
-    // the printer gets it, and storing it back fails (logged) without harm.
+    // The primary is down and the fallback has no copy (not mirrored yet): that is no
+    // proof the label is missing, so nothing is regenerated and the answer is a 502.
+    django.reset_stats().await;
     primary.set_down(true);
+    let r = get_label(&gw, "REGENFB0").cookie(&cookie).send().await;
+    assert_eq!(r.status(), 502);
+    assert_eq!(django.regenerate_calls().await, 0);
+
+    // A primary that says the label is missing but cannot store (a stand-in: reads
+    // answer, writes fail): the app regenerates it and the printer gets it all the same.
+    let primary = ScriptedOrigin::start(
+        vec![Act::error(404, "NoSuchKey")],
+        Act::error(500, "InternalError"),
+    )
+    .await;
+    let gw = support::start_gateway(config(
+        &primary.endpoint(),
+        &fallback,
+        &django.check_url(),
+        &app,
+    ))
+    .await;
     let r = get_label(&gw, "REGENFB1").cookie(&cookie).send().await;
     assert_eq!(r.status(), 200);
     let body = r.bytes().await.unwrap();
     assert!(body.starts_with(b"%PDF-"));
     assert!(body.windows(8).any(|w| w == b"REGENFB1"));
     let deadline = Instant::now() + Duration::from_secs(10);
-    while primary.down_hits() < 2 {
+    while primary.hits() < 2 {
         assert!(Instant::now() < deadline, "the store-back was never tried");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(primary.stored("labels/REGENFB1.pdf"), None);
     assert_eq!(fallback.stored("labels/REGENFB1.pdf"), None);
 }
 
