@@ -86,26 +86,26 @@ impl FallbackStore {
 
     pub async fn get(&self, req: GetRequest<'_>) -> Result<Fetch, StorageError> {
         if self.breaker.primary_first() {
-            let fault = match self.from_primary(req).await {
+            let fault = match self.read_primary(req).await {
                 Err(fault) if fault.is_outage() => fault,
                 answer => return answer,
             };
             tracing::debug!(tracking = %req.tracking, error = %fault, "primary bucket fault: reading the fallback");
-            return match self.from_fallback(req).await {
+            return match self.read_fallback(req).await {
                 Some(fetch) => Ok(fetch),
                 None => Err(fault),
             };
         }
-        if let Some(fetch) = self.from_fallback(req).await {
+        if let Some(fetch) = self.read_fallback(req).await {
             return Ok(fetch);
         }
         // The fallback could not serve it: the primary may (its answer would close the
         // breaker at once), and only it can say the label is missing.
-        self.from_primary(req).await
+        self.read_primary(req).await
     }
 
     /// The primary's answer, or its fault (told to the breaker); a refusal is an answer.
-    async fn from_primary(&self, req: GetRequest<'_>) -> Result<Fetch, StorageError> {
+    async fn read_primary(&self, req: GetRequest<'_>) -> Result<Fetch, StorageError> {
         let result = self.primary.get(req).await;
         match &result {
             Err(e) if e.is_outage() => self.breaker.faulted(e),
@@ -117,7 +117,7 @@ impl FallbackStore {
     /// The fallback's answer; `None` when it has none to give. Its "no such label" is not
     /// one: the copy may lag the primary (a label written since the last `mirror`), and
     /// only the primary can say a label is missing (and so have it regenerated).
-    async fn from_fallback(&self, req: GetRequest<'_>) -> Option<Fetch> {
+    async fn read_fallback(&self, req: GetRequest<'_>) -> Option<Fetch> {
         match self.fallback.get(req).await {
             Ok(Fetch::NotFound) => {
                 tracing::warn!(
