@@ -1,10 +1,11 @@
 //! `label-gateway mirror`: the fallback bucket (a second real S3 server, its own key)
 //! filled from the primary. What the fallback lacks or holds at another size is copied
 //! (s3s-fs lists no ETags, so the ETag comparison at the same size is the unit test's in
-//! `cli/mirror.rs`), a dry run reports the same plan and changes nothing, a
-//! second run copies nothing, `--delete` removes only the fallback's labels the primary
-//! no longer has, and nothing outside `{location}/{tracking}.pdf` is read or written.
-//! The binary shows the plan and exits 1 when a copy fails.
+//! `cli/mirror.rs`), a dry run reports the same plan and changes nothing, a second run
+//! copies nothing, `--delete` removes only the fallback's labels the primary no longer
+//! has (and nothing when the primary lists no label at all), and nothing outside
+//! `{location}/{tracking}.pdf` is read or written. The binary shows the plan and exits 1
+//! when a copy fails.
 
 use label_gateway::cli::mirror::{mirror, MirrorOptions, MirrorReport};
 use label_gateway::cli::progress::Progress;
@@ -158,4 +159,28 @@ async fn the_binary_prints_the_plan_and_exits_1_when_a_copy_fails() {
     assert!(stdout.contains("copied 1,"), "{stdout}");
     assert!(fallback.stored("labels/MOK.pdf").is_some());
     assert!(!stderr.contains(FB_SECRET_KEY) && !stdout.contains(FB_SECRET_KEY));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delete_refuses_to_empty_the_fallback_when_the_primary_lists_no_label() {
+    let primary = S3Server::start().await;
+    let kept = pdf_bytes(1_200, 90);
+    let fallback = fallback_server(&[("MKEEP", &kept)]).await;
+    let config = config(&primary.endpoint(), &fallback, CHECK, &[]);
+    let options = MirrorOptions {
+        delete: true,
+        ..MirrorOptions::default()
+    };
+    let e = mirror(&config, options, &Progress::hidden())
+        .await
+        .expect_err("refused")
+        .to_string();
+    assert!(e.contains("refusing to delete"), "{e}");
+    assert_eq!(fallback.stored("labels/MKEEP.pdf").unwrap(), kept);
+    // Without --delete the run goes on and only reports the fallback's extra label.
+    let report = mirror(&config, MirrorOptions::default(), &Progress::hidden())
+        .await
+        .unwrap();
+    assert_eq!(report.extra, names(&["MKEEP"]));
+    assert_eq!(fallback.stored("labels/MKEEP.pdf").unwrap(), kept);
 }
