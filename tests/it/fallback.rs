@@ -210,13 +210,10 @@ async fn writes_go_to_the_primary_only_it_says_a_label_is_missing_and_a_regenera
         ("LABEL_GATEWAY_REGENERATE__URL", regenerate.as_str()),
         ("LABEL_GATEWAY_REGENERATE__TOKEN", "test-regenerate-token"),
     ];
-    let gw = support::start_gateway(config(
-        &primary.endpoint(),
-        &fallback,
-        &django.check_url(),
-        &app,
-    ))
-    .await;
+    let check_url = django.check_url();
+    let start =
+        |primary: String| support::start_gateway(config(&primary, &fallback, &check_url, &app));
+    let gw = start(primary.endpoint()).await;
     let cookie = format!("sessionid={}", django.session("gina"));
 
     // Ingest: into the primary only.
@@ -247,13 +244,7 @@ async fn writes_go_to_the_primary_only_it_says_a_label_is_missing_and_a_regenera
         Act::error(500, "InternalError"),
     )
     .await;
-    let gw = support::start_gateway(config(
-        &primary.endpoint(),
-        &fallback,
-        &django.check_url(),
-        &app,
-    ))
-    .await;
+    let gw = start(primary.endpoint()).await;
     let r = get_label(&gw, "REGENFB1").cookie(&cookie).send().await;
     assert_eq!(r.status(), 200);
     let body = r.bytes().await.unwrap();
