@@ -4,12 +4,14 @@
 //! opens after the faults in a row, its state shows in `/metrics`, and it closes once the
 //! primary answers again. Answers (404, 403) are not faults. Writes stay on the primary;
 //! a regenerated label is served even when the primary cannot store it. The fallback's
-//! credential files are read again on reload, and `doctor` checks the fallback too.
+//! credential files are read again on `SIGHUP` (the real binary), and `doctor` checks the
+//! fallback too.
 
 use std::time::{Duration, Instant};
 
 use label_gateway::config::Config;
 
+use crate::support::process::GatewayProcess;
 use crate::support::standins::{closed_port, Act, ScriptedOrigin};
 use crate::support::{
     self, get_label, head_label, pdf_bytes, s3, Django, Responder, S3Server, ANY_SESSION,
@@ -259,7 +261,7 @@ async fn writes_go_to_the_primary_only_it_says_a_label_is_missing_and_a_regenera
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_reload_reads_the_fallback_key_files_again() {
+async fn sighup_reads_the_fallback_key_files_again_and_the_log_tells_the_breaker_without_secrets() {
     let label = pdf_bytes(8_000, 75);
     let fallback = fallback_server(&[("ROTFB", &label)]).await;
     let check = Responder::allow_all().await;
@@ -277,25 +279,47 @@ async fn a_reload_reads_the_fallback_key_files_again() {
             secret_path.as_str(),
         ),
     ]);
-    let gw = support::start_gateway(support::config(&toml(&fallback, &check.url()), &env)).await;
-    read_whole(&gw, "ROTFB", &label).await;
+    let mut gw = GatewayProcess::start(&toml(&fallback, &check.url()), &env);
+    let url = format!("http://{}/shipping-label/ROTFB/", gw.addr);
+    let read = || async {
+        let r = support::client()
+            .get(&url)
+            .header("cookie", ANY_SESSION)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
+    };
+    for _ in 0..3 {
+        assert_eq!(read().await, (200, label.clone()), "{}", gw.logs());
+    }
 
     const NEW_ID: &str = "AKIDFALLBACKROTATED2";
     const NEW_SECRET: &str = "rotated-fallback-secret-never-logged";
     fallback.accept_key(NEW_ID, NEW_SECRET);
     std::fs::write(&id, NEW_ID).unwrap();
     std::fs::write(&secret, NEW_SECRET).unwrap();
-    let changed = gw.gateway.reload_secrets().unwrap();
-    assert_eq!(
-        changed,
-        vec![
-            "SPACES_FALLBACK_ACCESS_KEY_ID",
-            "SPACES_FALLBACK_SECRET_ACCESS_KEY"
-        ]
-    );
+    gw.signal(libc::SIGHUP);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !gw.logs().contains("secrets reloaded") {
+        assert!(Instant::now() < deadline, "no reload:\n{}", gw.logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     fallback.revoke_key(FB_ACCESS_KEY);
     // Signed with the new key: the old one is refused now.
-    read_whole(&gw, "ROTFB", &label).await;
+    assert_eq!(read().await, (200, label.clone()), "{}", gw.logs());
+
+    gw.signal(libc::SIGTERM);
+    assert_eq!(gw.wait(Duration::from_secs(20)).code(), Some(0));
+    let logs = gw.logs();
+    assert!(
+        logs.contains("changed=SPACES_FALLBACK_ACCESS_KEY_ID, SPACES_FALLBACK_SECRET_ACCESS_KEY"),
+        "{logs}"
+    );
+    assert!(logs.contains("storage breaker open"), "{logs}");
+    for secret in [FB_SECRET_KEY, NEW_SECRET, s3::SECRET_KEY] {
+        assert!(!logs.contains(secret), "{secret} leaked into the logs");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
