@@ -377,4 +377,26 @@ async fn doctor_checks_the_fallback_as_it_checks_the_primary() {
     assert!(line.contains("SPACES_FALLBACK_SECRET_ACCESS_KEY"), "{line}");
     assert!(!line.contains("not-the-fallback-secret"), "{line}");
     assert!(!report.passed());
+
+    // No fallback key at all: the credentials line says which variables to set.
+    let endpoint = primary.endpoint();
+    let mut env = env(&endpoint, false);
+    env.push(("SPACES_FALLBACK_ACCESS_KEY_ID", FB_ACCESS_KEY));
+    let invalid = Config::from_toml_str(
+        &toml(&fallback, &check.url()),
+        &env.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<std::collections::BTreeMap<_, _>>(),
+    )
+    .expect_err("the fallback's secret is missing");
+    let report =
+        label_gateway::cli::doctor::doctor(Err(invalid), std::path::Path::new("c.toml"), false)
+            .await;
+    let line = report.check(CREDENTIALS).unwrap();
+    assert_eq!(line.status, Status::Fail, "{line}");
+    assert!(
+        line.to_string()
+            .contains("SPACES_FALLBACK_SECRET_ACCESS_KEY"),
+        "{line}"
+    );
 }

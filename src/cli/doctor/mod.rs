@@ -76,6 +76,17 @@ pub async fn doctor(
                          twins) in the gateway's environment",
                     )
                 }
+                ConfigError::Invalid { key, reason }
+                    if key == "storage.fallback.access_key_id"
+                        || key == "storage.fallback.secret_access_key" =>
+                {
+                    r.fail(
+                        CREDENTIALS,
+                        format!("{key}: {reason}"),
+                        "set SPACES_FALLBACK_ACCESS_KEY_ID and SPACES_FALLBACK_SECRET_ACCESS_KEY \
+                         (or their _FILE twins): the fallback bucket has a key of its own",
+                    )
+                }
                 _ => r.skip(CREDENTIALS, "the configuration is not valid"),
             }
             for name in [
