@@ -74,16 +74,6 @@ impl FallbackStore {
         &self.primary
     }
 
-    /// The fallback bucket's store (`mirror`, `doctor`).
-    pub fn fallback(&self) -> &S3Store {
-        &self.fallback
-    }
-
-    /// Whether reads go to the fallback first now.
-    pub fn breaker_open(&self) -> bool {
-        self.breaker.is_open()
-    }
-
     pub async fn get(&self, req: GetRequest<'_>) -> Result<Fetch, StorageError> {
         if self.breaker.primary_first() {
             let fault = match self.read_primary(req).await {
