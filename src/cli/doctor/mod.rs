@@ -4,17 +4,22 @@
 //! `ListObjectsV2` under `{location}/`, each S3 refusal mapped to its cause; the clock
 //! against the storage server's `Date`; with `--write`, a PUT → HEAD → GET → DELETE round
 //! trip of a scratch object that can never be a label; the session check answering a
-//! made-up session with a deny; the regeneration endpoint accepting the token.
+//! made-up session with a deny; the regeneration endpoint accepting the token. With a
+//! fallback bucket, its own storage checks follow the primary's (`fallback …`).
 //!
 //! Nothing here prints a secret: findings name variables, hosts and S3 codes only.
 
 mod app;
 mod endpoint;
+mod fallback;
 mod report;
 mod round_trip;
 mod storage;
 
 pub use endpoint::reach;
+pub use fallback::{
+    FALLBACK_CLOCK, FALLBACK_CREDENTIALS, FALLBACK_ENDPOINT, FALLBACK_ROUND_TRIP, FALLBACK_STORAGE,
+};
 pub use report::{Check, DoctorReport, Status};
 pub use storage::clock_check;
 
@@ -71,6 +76,17 @@ pub async fn doctor(
                          twins) in the gateway's environment",
                     )
                 }
+                ConfigError::Invalid { key, reason }
+                    if key == "storage.fallback.access_key_id"
+                        || key == "storage.fallback.secret_access_key" =>
+                {
+                    r.fail(
+                        CREDENTIALS,
+                        format!("{key}: {reason}"),
+                        "set SPACES_FALLBACK_ACCESS_KEY_ID and SPACES_FALLBACK_SECRET_ACCESS_KEY \
+                         (or their _FILE twins): the fallback bucket has a key of its own",
+                    )
+                }
                 _ => r.skip(CREDENTIALS, "the configuration is not valid"),
             }
             for name in [
@@ -87,7 +103,10 @@ pub async fn doctor(
         }
     };
     match config.storage.backend {
-        Backend::S3 => storage::check_s3(&config, write, &mut r).await,
+        Backend::S3 => {
+            storage::check_s3(&config, write, &mut r).await;
+            fallback::check_fallback(&config, write, &mut r).await;
+        }
         Backend::Local => storage::check_local(&config, write, &mut r).await,
     }
     r.add(app::check_session(&config).await);

@@ -191,6 +191,8 @@ struct ListContents {
     key: String,
     size: u64,
     last_modified: Option<String>,
+    #[serde(default)]
+    e_tag: Option<String>,
 }
 
 /// The objects of one `ListObjectsV2` page, and the next page's token when it says it
@@ -208,6 +210,7 @@ fn parse_listing(xml: &[u8], prefix: &str) -> Result<(Vec<Listed>, Option<String
                 .and_then(|name| name.strip_suffix(".pdf"))
                 .and_then(|t| Tracking::parse(t).ok()),
             key: c.key,
+            etag: c.e_tag,
             size: c.size,
             last_modified: c
                 .last_modified
@@ -244,6 +247,7 @@ mod tests {
             vec![
                 Listed {
                     key: "labels/1Z999AA10123456784.pdf".into(),
+                    etag: Some("\"9b2cf535f27731c974343645a3985328\"".into()),
                     tracking: Tracking::parse("1Z999AA10123456784").ok(),
                     size: 51200,
                     last_modified: Some(
@@ -252,12 +256,14 @@ mod tests {
                 },
                 Listed {
                     key: "labels/a&b.pdf".into(),
+                    etag: None,
                     tracking: None,
                     size: 10,
                     last_modified: None,
                 },
                 Listed {
                     key: "labels/nested/X1.pdf".into(),
+                    etag: None,
                     tracking: None,
                     size: 11,
                     last_modified: None,
