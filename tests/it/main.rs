@@ -24,6 +24,7 @@ mod origin_faults;
 mod prune;
 mod redirect;
 mod regenerate;
+mod restart;
 mod rotation;
 mod shutdown;
 mod ssrf;
