@@ -323,3 +323,76 @@ async fn a_passed_fd_that_is_not_a_listening_socket_is_a_clear_start_up_error() 
         gw.logs()
     );
 }
+
+/// The shipped systemd units and compose file fit the shipped config: the sockets are the
+/// config's two addresses, named as the gateway reads them; every secret comes as a
+/// credential through its `_FILE` variable; and both systemd and compose wait longer than
+/// `shutdown_grace` before killing a drain.
+#[test]
+fn the_shipped_units_and_compose_fit_the_config_and_give_the_drain_its_time() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read = |p: &str| std::fs::read_to_string(repo.join(p)).expect(p);
+    let shipped = label_gateway::config::Config::from_toml_str(
+        &read("config.toml"),
+        &std::collections::BTreeMap::new(),
+    )
+    .expect("shipped config");
+    let grace = shipped.server.shutdown_grace;
+    let values = |text: &str, key: &str| -> Vec<String> {
+        text.lines()
+            .filter_map(|l| l.trim().strip_prefix(key)?.strip_prefix('='))
+            .map(|v| v.trim().to_string())
+            .collect()
+    };
+
+    let socket = read("deploy/systemd/label-gateway.socket");
+    assert_eq!(
+        values(&socket, "ListenStream"),
+        [
+            shipped.server.listen.to_string(),
+            shipped.server.internal_listen.to_string()
+        ]
+    );
+    assert_eq!(
+        values(&socket, "FileDescriptorName"),
+        ["public", "internal"]
+    );
+
+    let service = read("deploy/systemd/label-gateway.service");
+    let stop = values(&service, "TimeoutStopSec");
+    let stop = humantime::parse_duration(&stop[0]).expect("TimeoutStopSec");
+    assert!(
+        stop > grace,
+        "TimeoutStopSec {stop:?} <= shutdown_grace {grace:?}"
+    );
+    for key in ["DynamicUser", "NoNewPrivileges"] {
+        assert_eq!(values(&service, key), ["yes"], "{key}");
+    }
+    assert_eq!(values(&service, "ProtectSystem"), ["strict"]);
+    let credentials: Vec<String> = values(&service, "LoadCredential")
+        .iter()
+        .map(|c| c.split(':').next().unwrap_or_default().to_string())
+        .collect();
+    let environment = values(&service, "Environment");
+    for (var, _) in label_gateway::config::SECRET_VARS {
+        let set = environment
+            .iter()
+            .find_map(|e| e.strip_prefix(&format!("{var}_FILE=%d/")))
+            .unwrap_or_else(|| panic!("{var}_FILE is not a credential"));
+        assert!(
+            credentials.iter().any(|c| c == set),
+            "{var}_FILE names credential {set}, which is not loaded"
+        );
+    }
+
+    let compose = read("deploy/docker-compose.yml");
+    let period = compose
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("stop_grace_period:"))
+        .expect("stop_grace_period");
+    let period = humantime::parse_duration(period.trim()).expect("stop_grace_period");
+    assert!(
+        period > grace,
+        "stop_grace_period {period:?} <= shutdown_grace {grace:?}"
+    );
+}
