@@ -210,7 +210,7 @@ fn label_headers_build(c: &mut Criterion) {
                 etag: Some(&etag),
                 last_modified: Some(&last_modified),
                 cache_control: &cache_control,
-                hit: true,
+                cache: label_gateway::http::CacheState::Hit,
             }
             .write(&mut h);
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(LABEL_BYTES));

@@ -6,13 +6,10 @@
 //!   the client the same way every time;
 //! - [`Tee`]: passes frames through and keeps a copy, handed to a [`TeeSink`] (the hot
 //!   cache) only when the body was complete;
-//! - [`Prefixed`]: bytes already read (a sniffed `%PDF-`), then the rest of the body;
-//! - [`Observed`]: tells whether a client's upload body broke (its fault, not storage's).
+//! - [`Prefixed`]: bytes already read (a sniffed `%PDF-`), then the rest of the body.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -339,49 +336,6 @@ impl<S: TeeSink> Drop for Tee<S> {
     }
 }
 
-/// Passes a body through and raises `failed` if it ends in an error: whoever consumes it
-/// (the storage client streaming an upload) can then tell the client's fault from its own.
-pub struct Observed<B> {
-    inner: B,
-    failed: Arc<AtomicBool>,
-}
-
-impl<B> Observed<B> {
-    pub fn new(inner: B, failed: Arc<AtomicBool>) -> Self {
-        Observed { inner, failed }
-    }
-}
-
-impl<B> HttpBody for Observed<B>
-where
-    B: HttpBody<Data = Bytes> + Unpin,
-    B::Error: Into<BoxError>,
-{
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match Pin::new(&mut self.inner).poll_frame(cx) {
-            Poll::Ready(Some(Err(e))) => {
-                self.failed.store(true, Ordering::SeqCst);
-                Poll::Ready(Some(Err(e.into())))
-            }
-            other => other.map(|f| f.map(|r| r.map_err(Into::into))),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
 /// Bytes already read, then the rest of the body.
 pub struct Prefixed {
     prefix: Option<Bytes>,
@@ -431,6 +385,8 @@ impl HttpBody for Prefixed {
 mod tests {
     use super::*;
     use http_body_util::{BodyExt, StreamBody};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
 
     #[tokio::test(start_paused = true)]
     async fn stalled_body_errors_after_idle_timeout() {

@@ -319,7 +319,7 @@ pub struct AuthConfig {
     pub check_url: String,
     /// Django's `SESSION_COOKIE_NAME`.
     pub cookie_name: String,
-    /// How long an allow verdict is reused.
+    /// How long an allow verdict is reused; at most [`MAX_ALLOW_TTL`] (5 minutes).
     #[serde(with = "humantime_serde")]
     pub allow_ttl: Duration,
     /// How long a deny verdict is reused.
@@ -334,6 +334,10 @@ pub struct AuthConfig {
     /// Cached verdicts at most.
     pub max_verdicts: u64,
 }
+
+/// The longest `auth.allow_ttl`: how long a session Django has ended without telling the
+/// gateway (expiry, a missed revoke) may still read labels.
+pub const MAX_ALLOW_TTL: Duration = Duration::from_secs(5 * 60);
 
 impl Default for AuthConfig {
     fn default() -> Self {
@@ -371,6 +375,14 @@ pub struct CacheConfig {
     /// reading, say): no client can hold another's download back.
     #[serde(with = "humantime_serde")]
     pub fill_stall: Duration,
+    /// How long past `ttl` a cached label is still served (`X-Cache: STALE`) while storage
+    /// fails with a fault (no connection, a timeout, a 5xx); `0s` turns it off. Such labels
+    /// stay in memory for `ttl + stale_if_error`, within `max_bytes`.
+    #[serde(with = "humantime_serde")]
+    pub stale_if_error: Duration,
+    /// A file the hot labels' tracking numbers are written to on drain and warmed from on
+    /// start; empty: off.
+    pub hot_list: PathBuf,
 }
 
 impl Default for CacheConfig {
@@ -382,7 +394,54 @@ impl Default for CacheConfig {
             ttl: Duration::from_secs(3600),
             tti: None,
             fill_stall: Duration::from_millis(250),
+            stale_if_error: Duration::from_secs(24 * 3600),
+            hot_list: PathBuf::new(),
         }
+    }
+}
+
+impl CacheConfig {
+    /// The longest `stale_if_error`: a label a month past its freshness is no fallback.
+    pub const MAX_STALE_IF_ERROR: Duration = Duration::from_secs(30 * 24 * 3600);
+
+    /// The hot list's path, when it is on.
+    pub fn hot_list(&self) -> Option<&Path> {
+        (!self.hot_list.as_os_str().is_empty()).then_some(self.hot_list.as_path())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.stale_if_error > Self::MAX_STALE_IF_ERROR {
+            return Err(invalid(
+                "cache.stale_if_error",
+                "must be at most 30d (0s turns it off)",
+            ));
+        }
+        let Some(path) = self.hot_list() else {
+            return Ok(());
+        };
+        if !self.enabled {
+            return Err(invalid(
+                "cache.hot_list",
+                "needs cache.enabled = true (there is nothing to write or warm)",
+            ));
+        }
+        if path.file_name().is_none() || path.is_dir() {
+            return Err(invalid(
+                "cache.hot_list",
+                format!("{} is a folder; name a file in it", path.display()),
+            ));
+        }
+        let folder = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        if !folder.is_dir() {
+            return Err(invalid(
+                "cache.hot_list",
+                format!("its folder {} does not exist", folder.display()),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -685,6 +744,7 @@ impl Config {
                 ),
             ));
         }
+        self.cache.validate()?;
         if !self.regenerate.url.is_empty() {
             check_http_url("regenerate.url", &self.regenerate.url)?;
         }
@@ -846,6 +906,13 @@ impl Config {
     fn validate_auth(&self) -> Result<(), ConfigError> {
         let a = &self.auth;
         check_http_url("auth.check_url", &a.check_url)?;
+        if a.allow_ttl > MAX_ALLOW_TTL {
+            return Err(invalid(
+                "auth.allow_ttl",
+                "at most 5m: a session Django has ended (expired, or a revoke that did not \
+                 arrive) keeps reading labels for up to this long",
+            ));
+        }
         if a.cookie_name.is_empty()
             || !a
                 .cookie_name
@@ -974,6 +1041,45 @@ mod tests {
         assert_eq!(c.auth.deny_ttl, Duration::from_secs(5));
         assert_eq!(c.cache.max_bytes, ByteSize::mib(256));
         assert_eq!(c.cache.max_object_bytes, ByteSize::mib(4));
+        assert_eq!(c.cache.stale_if_error, Duration::from_secs(24 * 3600));
+        assert_eq!(c.cache.hot_list(), None);
+    }
+
+    #[test]
+    fn stale_if_error_and_hot_list_are_checked_naming_the_key() {
+        let e = err("[cache]\nstale_if_error = \"31d\"\n", &[]);
+        assert!(e.starts_with("cache.stale_if_error"), "{e}");
+        let e = err("[cache]\nstale_if_error = \"soon\"\n", &[]);
+        assert!(e.contains("cache.stale_if_error"), "{e}");
+        let ok = Config::from_toml_str("[cache]\nstale_if_error = \"0s\"\n", &env(&[])).unwrap();
+        assert!(ok.cache.stale_if_error.is_zero());
+
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().display();
+        let e = err(&format!("[cache]\nhot_list = \"{folder}\"\n"), &[]);
+        assert!(
+            e.starts_with("cache.hot_list") && e.contains("folder"),
+            "{e}"
+        );
+        let e = err(
+            &format!("[cache]\nhot_list = \"{folder}/none/hot.txt\"\n"),
+            &[],
+        );
+        assert!(
+            e.starts_with("cache.hot_list") && e.contains("does not exist"),
+            "{e}"
+        );
+        let e = err(
+            &format!("[cache]\nenabled = false\nhot_list = \"{folder}/hot.txt\"\n"),
+            &[],
+        );
+        assert!(e.starts_with("cache.hot_list"), "{e}");
+        let ok = format!("[cache]\nhot_list = \"{folder}/hot.txt\"\n");
+        let c = Config::from_toml_str(&ok, &env(&[])).unwrap();
+        assert_eq!(
+            c.cache.hot_list(),
+            Some(dir.path().join("hot.txt").as_path())
+        );
     }
 
     #[test]
@@ -1053,6 +1159,19 @@ mod tests {
     fn unknown_key_is_named() {
         let e = err("[auth]\ncheckurl = \"x\"\n", &[]);
         assert!(e.contains("checkurl"), "{e}");
+    }
+
+    #[test]
+    fn allow_ttl_is_at_most_five_minutes() {
+        let c = Config::from_toml_str("[auth]\nallow_ttl = \"5m\"\n", &env(&[])).unwrap();
+        assert_eq!(c.auth.allow_ttl, MAX_ALLOW_TTL);
+        let e = err("[auth]\nallow_ttl = \"301s\"\n", &[]);
+        assert!(
+            e.contains("auth.allow_ttl") && e.contains("at most 5m"),
+            "{e}"
+        );
+        let e = err("", &[("LABEL_GATEWAY_AUTH__ALLOW_TTL", "1h")]);
+        assert!(e.contains("auth.allow_ttl"), "{e}");
     }
 
     #[test]

@@ -413,19 +413,10 @@ fn labels_missing(missing: &[Tracking], json: bool) -> Response<Body> {
     r
 }
 
-fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+/// `s` escaped for an HTML attribute or text (`<`, `>`, `&`, `'`, `"`): quick-xml's
+/// escaper, whose five replacements are HTML5 character references too.
+fn html_escape(s: &str) -> std::borrow::Cow<'_, str> {
+    quick_xml::escape::escape(s)
 }
 
 #[cfg(test)]

@@ -300,19 +300,42 @@ fn etag_list_matches(list: &HeaderValue, etag: Option<&str>, strong: bool) -> bo
     })
 }
 
+/// Where a label answer came from, as its `X-Cache` header says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheState {
+    /// A fresh label in memory.
+    Hit,
+    /// Storage (or a regeneration).
+    Miss,
+    /// A label in memory past its freshness, because storage failed (`[cache]
+    /// stale_if_error`).
+    Stale,
+}
+
+impl CacheState {
+    /// The `X-Cache` value, also the access log's `cache` field (lowercase there).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheState::Hit => "HIT",
+            CacheState::Miss => "MISS",
+            CacheState::Stale => "STALE",
+        }
+    }
+}
+
 /// Headers every label response carries (200, 206, 304 and HEAD alike).
 pub struct LabelHeaders<'a> {
     pub tracking: &'a str,
     pub etag: Option<&'a HeaderValue>,
     pub last_modified: Option<&'a HeaderValue>,
     pub cache_control: &'a HeaderValue,
-    pub hit: bool,
+    pub cache: CacheState,
 }
 
 static PDF: HeaderValue = HeaderValue::from_static("application/pdf");
 
 impl LabelHeaders<'_> {
-    /// Writes the headers DESIGN §5 lists; storage-internal headers never get here
+    /// Writes the label response's own headers; storage-internal headers never get here
     /// because only these named values are copied.
     pub fn write(&self, h: &mut HeaderMap) {
         h.insert(
@@ -342,7 +365,7 @@ impl LabelHeaders<'_> {
         );
         h.insert(
             X_CACHE.clone(),
-            HeaderValue::from_static(if self.hit { "HIT" } else { "MISS" }),
+            HeaderValue::from_static(self.cache.as_str()),
         );
     }
 }
@@ -555,7 +578,7 @@ mod tests {
             etag: Some(&hv("\"e\"")),
             last_modified: None,
             cache_control: &cc,
-            hit: false,
+            cache: CacheState::Miss,
         }
         .write(&mut h);
         assert_eq!(h["content-type"], "application/pdf");

@@ -18,13 +18,13 @@
 //! - [`outbound`]: the carrier client and helpers shared by calls to other services.
 //! - [`body`]: every body wrapper on the streaming path.
 //! - [`http`]: body type, `Range` and conditional logic, label response headers.
-//! - [`cli`]: operator commands (`check-config`, `doctor`, `presign`, `migrate`, `backup`,
-//!   `prune`) and the progress display of long ones.
+//! - [`cli`]: operator commands (`check-config`, `doctor`, `health`, `presign`, `migrate`,
+//!   `backup`, `prune`) and the progress display of long ones.
 //! - [`batch`]: the shapes of a batch answer, written label by label: one merged PDF
 //!   (`pdf`) or one ZIP (`zip`).
 //! - Leaves: [`tracking`] (the validated tracking number), [`netguard`] (which
 //!   addresses an outbound fetch may reach), [`secret`], [`config`],
-//!   [`metrics`], [`telemetry`] (batched log writer, the access line), [`timefmt`].
+//!   [`metrics`], [`telemetry`] (batched log writer, the access line).
 
 pub mod auth;
 pub mod batch;
@@ -43,5 +43,4 @@ pub mod secret;
 pub mod server;
 pub mod storage;
 pub mod telemetry;
-pub mod timefmt;
 pub mod tracking;

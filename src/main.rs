@@ -17,9 +17,16 @@ use label_gateway::config::{Config, ConfigError, ProcessEnv};
 #[derive(Parser)]
 #[command(name = "label-gateway", version)]
 struct Cli {
-    /// Configuration file; environment variables override it.
-    #[arg(long, global = true, default_value = "config.toml")]
-    config: PathBuf,
+    /// Configuration file; environment variables override it. Without one, ./config.toml
+    /// when it exists, else the defaults and the environment alone.
+    #[arg(
+        long,
+        global = true,
+        env = "LABEL_GATEWAY_CONFIG",
+        value_name = "PATH",
+        value_parser = config_path
+    )]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -48,6 +55,15 @@ enum Command {
         #[arg(long)]
         write: bool,
     },
+    /// Ask the running gateway whether it is up: exit 0 if so, 1 if not.
+    ///
+    /// GET /healthz on the configured public listen address (a wildcard address on
+    /// loopback), for a container's HEALTHCHECK.
+    Health {
+        /// How long to wait for the answer, e.g. 2s.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// Print a time-limited GET link to one label in the bucket.
     ///
     /// The link bypasses the session check by design: keep its lifetime short.
@@ -70,8 +86,8 @@ enum Command {
         /// List what would be downloaded without writing.
         #[arg(long)]
         dry_run: bool,
-        /// Labels downloaded at once.
-        #[arg(long, default_value_t = label_gateway::cli::DEFAULT_JOBS, value_parser = jobs)]
+        /// Labels downloaded at once (1 to 256).
+        #[arg(long, default_value_t = label_gateway::cli::DEFAULT_JOBS, value_parser = jobs())]
         jobs: usize,
     },
     /// Delete labels the shop no longer needs (a dry run unless --yes).
@@ -109,28 +125,58 @@ enum Command {
         /// List what would be uploaded without writing.
         #[arg(long)]
         dry_run: bool,
-        /// Labels uploaded at once.
-        #[arg(long, default_value_t = label_gateway::cli::DEFAULT_JOBS, value_parser = jobs)]
+        /// Labels uploaded at once (1 to 256).
+        #[arg(long, default_value_t = label_gateway::cli::DEFAULT_JOBS, value_parser = jobs())]
         jobs: usize,
     },
 }
 
 /// `--jobs`: 1 to 256.
-fn jobs(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(n) if (1..=256).contains(&n) => Ok(n),
-        _ => Err("a number from 1 to 256".into()),
-    }
+fn jobs() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(1..=256)
+}
+
+/// `--config` / `LABEL_GATEWAY_CONFIG`: any path; an empty one counts as none given, as
+/// an empty variable does for every other setting.
+fn config_path(s: &str) -> Result<PathBuf, std::convert::Infallible> {
+    Ok(PathBuf::from(s))
+}
+
+/// The configuration file read when neither `--config` nor `LABEL_GATEWAY_CONFIG` names
+/// one; unlike a named file, it may be absent.
+const DEFAULT_CONFIG: &str = "config.toml";
+
+/// Loads the configuration: the file `named` (it must exist), else [`DEFAULT_CONFIG`] when
+/// it exists, else the defaults and the environment alone. Returns what was read, as
+/// the reports name it.
+fn load_config(named: Option<PathBuf>) -> (PathBuf, Result<Config, ConfigError>) {
+    let path = match named.filter(|p| !p.as_os_str().is_empty()) {
+        Some(path) => path,
+        None if matches!(Path::new(DEFAULT_CONFIG).try_exists(), Ok(false)) => {
+            let source = PathBuf::from("the defaults and the environment (no config.toml)");
+            return (source, Config::from_toml_str("", &ProcessEnv));
+        }
+        None => PathBuf::from(DEFAULT_CONFIG),
+    };
+    let loaded = Config::load(&path, &ProcessEnv);
+    (path, loaded)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::load(&cli.config, &ProcessEnv) {
+    let (source, loaded) = load_config(cli.config);
+    let config = match loaded {
         Ok(c) => c,
         Err(e) => {
-            if let Some(Command::Doctor { write }) = cli.command {
+            match cli.command {
                 // An invalid configuration is doctor's first finding, not a reason to stop.
-                return doctor(Err(e), &cli.config, write);
+                Some(Command::Doctor { write }) => return doctor(Err(e), &source, write),
+                // A container's health check: 1 is "unhealthy", 2 is reserved there.
+                Some(Command::Health { .. }) => {
+                    eprintln!("label-gateway health: invalid configuration: {e}");
+                    return ExitCode::FAILURE;
+                }
+                _ => {}
             }
             eprintln!("label-gateway: invalid configuration: {e}");
             return ExitCode::from(2);
@@ -139,7 +185,7 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::CheckConfig => {
             let report = label_gateway::cli::check::check(&config);
-            println!("configuration OK: {}", cli.config.display());
+            println!("configuration OK: {}", source.display());
             for line in &report.lines {
                 println!("{line}");
             }
@@ -161,7 +207,14 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Doctor { write } => doctor(Ok(config), &cli.config, write),
+        Command::Doctor { write } => doctor(Ok(config), &source, write),
+        Command::Health { timeout } => run_async(async move {
+            let answer = label_gateway::cli::health::health(&config, timeout)
+                .await
+                .map_err(|e| anyhow::anyhow!("unhealthy: {e}"))?;
+            println!("healthy: {answer}");
+            Ok(())
+        }),
         Command::Backup { to, dry_run, jobs } => backup(config, to, dry_run, jobs),
         Command::Prune {
             older_than,

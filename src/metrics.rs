@@ -97,6 +97,11 @@ impl Metrics {
     /// Reads every value into `s`.
     pub fn scrape(&self, s: &mut Scrape) {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        s.info(
+            "label_gateway_build_info",
+            "The running build: its version (always 1).",
+            vec![("version", env!("CARGO_PKG_VERSION"))],
+        );
         s.counter(
             "label_gateway_requests_total",
             "Requests received.",
@@ -362,6 +367,8 @@ enum Values {
     Counter(Vec<(Labels, u64)>),
     Gauge(u64),
     Histogram(Vec<(Labels, HistogramSnapshot)>),
+    /// An info metric: its labels, value always 1.
+    Info(Labels),
 }
 
 #[derive(Debug)]
@@ -411,6 +418,17 @@ impl Scrape {
         });
     }
 
+    /// An info metric (constant 1, what it says in its labels); `name` ends in `_info`.
+    pub fn info(&mut self, name: &'static str, help: &'static str, labels: Labels) {
+        debug_assert!(name.ends_with("_info"), "{name}");
+        self.families.push(Family {
+            name: name.strip_suffix("_info").unwrap_or(name),
+            help,
+            unit: None,
+            values: Values::Info(labels),
+        });
+    }
+
     /// A latency histogram; `name` ends in `_seconds`.
     pub fn histogram(&mut self, name: &'static str, help: &'static str, h: &Histogram) {
         self.histograms(name, help, [(Vec::new(), h)]);
@@ -457,6 +475,7 @@ impl Collector for Scrape {
                 Values::Counter(_) => MetricType::Counter,
                 Values::Gauge(_) => MetricType::Gauge,
                 Values::Histogram(_) => MetricType::Histogram,
+                Values::Info(_) => MetricType::Info,
             };
             let mut metric = encoder.encode_descriptor(f.name, f.help, f.unit.as_ref(), kind)?;
             match &f.values {
@@ -472,6 +491,7 @@ impl Collector for Scrape {
                     }
                 }
                 Values::Gauge(value) => metric.encode_gauge(value)?,
+                Values::Info(labels) => metric.encode_info(labels)?,
                 Values::Histogram(series) => {
                     for (labels, h) in series {
                         let (sum, count, buckets) = (h.sum, h.count, &h.buckets);
@@ -575,6 +595,8 @@ mod tests {
             "label_gateway_request_duration_seconds_count{route=\"label\",outcome=\"hit\"} 1",
             "label_gateway_request_duration_seconds_count{route=\"internal\",outcome=\"ok\"} 0",
             "label_gateway_storage_first_byte_seconds_count 0",
+            "# TYPE label_gateway_build info",
+            concat!("label_gateway_build_info{version=\"", env!("CARGO_PKG_VERSION"), "\"} 1"),
             "# EOF",
         ] {
             assert!(

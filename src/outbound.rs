@@ -7,7 +7,8 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use http_body_util::{BodyExt, LengthLimitError};
 
 use crate::config::InternalConfig;
 use crate::netguard::{HostRules, NotAllowed, PublicResolver};
@@ -67,19 +68,22 @@ pub enum Limited {
     TooLarge,
 }
 
-/// Reads a body of at most `max` bytes.
-pub async fn read_limited(mut resp: reqwest::Response, max: u64) -> Result<Limited, String> {
+/// Reads a body of at most `max` bytes (http-body-util's `Limited` counts them); a
+/// `Content-Length` over `max` is refused before anything is read.
+pub async fn read_limited(resp: reqwest::Response, max: u64) -> Result<Limited, String> {
     if resp.content_length().is_some_and(|n| n > max) {
         return Ok(Limited::TooLarge);
     }
-    let mut buf = BytesMut::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| describe(&e))? {
-        if (buf.len() + chunk.len()) as u64 > max {
-            return Ok(Limited::TooLarge);
-        }
-        buf.extend_from_slice(&chunk);
+    let body = http::Response::from(resp).into_body();
+    let limit = usize::try_from(max).unwrap_or(usize::MAX);
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(Limited::Body(collected.to_bytes())),
+        Err(e) if e.is::<LengthLimitError>() => Ok(Limited::TooLarge),
+        Err(e) => Err(match e.downcast_ref::<reqwest::Error>() {
+            Some(e) => describe(e),
+            None => "connection broke while reading the body".into(),
+        }),
     }
-    Ok(Limited::Body(buf.freeze()))
 }
 
 /// Names the failure without the URL's query or any header.

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need (a virtualenv with Django, boto3 and the
-# PDF tools of the batch tests under target/pyenv; qpdf and poppler-utils from Debian),
-# then runs every test: Rust unit and integration tests, and the Django
-# app's own tests. Run from anywhere: `bash tests/run.sh`.
+# PDF tools of the batch tests under target/pyenv, a second one with the lowest supported
+# Django under target/pyenv-django4.2; qpdf and poppler-utils from Debian), then runs every
+# test: Rust unit and integration tests, and the Django app's own tests on both Djangos. Run from anywhere: `bash tests/run.sh`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -32,11 +32,16 @@ if ((${#packages[@]})); then
     fi
 fi
 
-echo "== Django app tests"
 db_dir="$(mktemp -d)"
 trap 'rm -rf "$db_dir"' EXIT
-LABEL_GATEWAY_TEST_DB="$db_dir/db.sqlite3" "$python" tests/django_project/manage.py test \
-    label_gateway_django testproject --verbosity 1
+# On the newest Django the app allows (the venv above, which the Rust tests use too) and on
+# the lowest it supports (a second, small venv: tests/setup_python.sh lowest).
+python_lowest="$(bash tests/setup_python.sh lowest | tail -n 1)"
+for django_python in "$python" "$python_lowest"; do
+    echo "== Django app tests, Django $("$django_python" -c 'import django; print(django.__version__)')"
+    LABEL_GATEWAY_TEST_DB="$db_dir/db.sqlite3" "$django_python" tests/django_project/manage.py \
+        test label_gateway_django testproject --verbosity 1
+done
 
 echo "== Formatting and lints"
 cargo fmt --check

@@ -85,7 +85,7 @@ use report::{Cell, Check, Kind, Measured, RowReport, RowState};
 use servers::Responder;
 use wrk::{Target, Wrk};
 
-/// The label every row serves: 50 KiB, DESIGN §7's size.
+/// The label every row serves: 50 KiB, the size the performance targets name.
 const SMALL: &str = "BENCH50K";
 const SMALL_LEN: usize = 50 * 1024;
 /// The memory run's label: 5 MiB, above the default `max_object_bytes` (4 MiB).
@@ -93,7 +93,7 @@ const BIG: &str = "BENCH5M";
 const BIG_LEN: usize = 5 * 1024 * 1024;
 /// A session cookie for the rows whose check endpoint allows everyone.
 const ANY_SESSION: &str = "k2p9x7w3q8r5t1y6u4i0o2a7s9d3f5g8";
-/// The connection count DESIGN §7 quotes, repeated for medians.
+/// The connection count the performance targets quote, repeated for medians.
 const HEADLINE: u32 = 64;
 const CONNECTIONS: [u32; 4] = [1, 16, 64, 256];
 /// The 5 MiB rows' connection counts (their target is at 16).
@@ -690,7 +690,7 @@ fn row_cpu(pids: &[u32]) -> f64 {
     pids.iter().filter_map(|&p| procs::cpu_seconds(p)).sum()
 }
 
-/// The table and the DESIGN §7 comparisons.
+/// The table and the comparisons with the performance targets (docs/performance.md).
 fn print_table(rows: &[Row], s: &Settings) {
     let reports: Vec<RowReport<'_>> = rows
         .iter()
@@ -719,7 +719,10 @@ fn print_table(rows: &[Row], s: &Settings) {
         );
     }
     println!();
-    println!("Against DESIGN §7 (each verdict at the connection counts its target names):");
+    println!(
+        "Against the performance targets of docs/performance.md (each verdict at the \
+         connection counts its target names):"
+    );
     println!();
     const HIT: &str = "gateway hit";
     const LIMIT: &str = "limit (bare hyper)";

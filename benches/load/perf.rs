@@ -6,7 +6,7 @@
 //! (`LOAD_PERF_CONNS` to change) for a
 //! few seconds (`LOAD_PERF_CALLGRAPH=dwarf` for whole call stacks). Printed per row: the share of samples in the kernel, and the hottest
 //! symbols (self time), and per response while sampled: CPU time, context switches and
-//! minor page faults of all the process's threads (the hand-offs between threads that DESIGN §7 names; perf's
+//! minor page faults of all the process's threads (the hand-offs between threads that docs/performance.md names; perf's
 //! own sampling is included, alike for every row). The `perf.data` files stay in `LOAD_PERF_DIR` when it is set, for
 //! `perf report -i FILE`; otherwise they go with the bench's temporary folder.
 
@@ -23,7 +23,7 @@ use crate::wrk::{Target, Wrk};
 
 /// Seconds sampled per row.
 const SECONDS: u64 = 6;
-/// Connections wrk drives while sampling: DESIGN §7's headline 64, or `LOAD_PERF_CONNS`
+/// Connections wrk drives while sampling: the targets' headline 64, or `LOAD_PERF_CONNS`
 /// (the 5 MiB target is judged at 16).
 fn conns() -> u32 {
     std::env::var("LOAD_PERF_CONNS")

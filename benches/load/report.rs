@@ -1,5 +1,5 @@
 //! The printed results: one table of rows × connection counts (medians of repeats), the
-//! ratios DESIGN §7 sets targets for, and the memory run.
+//! ratios the performance targets (docs/performance.md) are set for, and the memory run.
 
 use std::collections::BTreeMap;
 
@@ -144,7 +144,7 @@ pub fn table(rows: &[RowReport<'_>], conns: &[u32]) -> String {
     out
 }
 
-/// A DESIGN §7 comparison of two rows, judged at the connection counts in `at` (met only
+/// A comparison of two rows against a performance target, judged at the connection counts in `at` (met only
 /// when met at every one of them).
 pub struct Check {
     pub label: &'static str,

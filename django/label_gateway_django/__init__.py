@@ -4,8 +4,10 @@ The gateway serves shipping-label PDFs to logged-in Django users. This app
 gives it two internal endpoints (a session check and a label-regeneration
 hook, see :mod:`label_gateway_django.views`), a small client for the
 gateway's internal API (:mod:`label_gateway_django.client`: ingest, purge,
-warm-up, session revoke), a logout handler that revokes the session on the
-gateway (:mod:`label_gateway_django.signals`) and batch-printing helpers
+warm-up, session revoke), handlers that revoke ended sessions on the gateway
+(logout, password change, deactivation, deletion:
+:mod:`label_gateway_django.signals`, :mod:`label_gateway_django.sessions`),
+system checks (:mod:`label_gateway_django.checks`) and batch-printing helpers
 (:mod:`label_gateway_django.printing`).
 """
 

@@ -25,27 +25,35 @@ explicitly::
 Single-label calls raise :class:`LabelGatewayError` on failure;
 :func:`warm_labels` and :func:`revoke_session` report per label / per gateway
 instead. The token is only ever sent in the ``Authorization`` header; it never
-appears in an exception or a log line.
+appears in an exception or a log line (a failure to reach the gateway is told in
+fixed words, never an exception's own text, which could quote the header).
+
+Every call talks to the configured URL and nothing else: no proxy from the
+environment (``HTTP_PROXY`` would otherwise see the bearer token), no redirect
+followed, no ``file:``, ``ftp:`` or ``data:`` URL. Each call's ``timeout`` is a
+wall-clock deadline for the whole call, not a bound on each socket read.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
-import urllib.error
+import re
+import time
 import urllib.parse
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable
 
 from django.core.exceptions import ImproperlyConfigured
 
-from . import is_valid_tracking
+from . import _http, is_valid_tracking
 
 DEFAULT_TIMEOUT = 30.0
 #: Logout waits at most this long for each gateway (they are asked in parallel).
 REVOKE_TIMEOUT = 2.0
 _MAX_ERROR_BODY = 64 * 1024
+_MAX_BODY = 16 * 1024 * 1024
+_VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
 _BATCH_KINDS = ("pdf", "zip")
 
 __all__ = [
@@ -55,6 +63,8 @@ __all__ = [
     "purge_label",
     "warm_labels",
     "revoke_session",
+    "revoke_sessions",
+    "clean_token",
     "internal_urls",
     "batch_url",
 ]
@@ -242,8 +252,9 @@ def revoke_session(
     """Make every gateway copy forget its cached session-check verdicts for a session.
 
     Sends ``POST /internal/sessions/revoke`` with ``{"session_key": ...}`` to
-    each base URL (default :func:`internal_urls`), in parallel, each bounded
-    by ``timeout`` (default :data:`REVOKE_TIMEOUT`, 2 s). Returns
+    each base URL (default :func:`internal_urls`), all in parallel, and returns
+    within ``timeout`` seconds of wall-clock time (default
+    :data:`REVOKE_TIMEOUT`, 2 s), however slowly a gateway answers. Returns
     ``{base_url: None}`` for each gateway that answered 2xx and
     ``{base_url: LabelGatewayError}`` for each that did not; it never raises
     for a gateway's answer. Raises ``ValueError`` for an empty session key and
@@ -252,6 +263,21 @@ def revoke_session(
     """
     if not isinstance(session_key, str) or not session_key:
         raise ValueError("session_key must be a non-empty string")
+    return revoke_sessions([session_key], base_urls=base_urls, token=token, timeout=timeout)
+
+
+def revoke_sessions(
+    session_keys: Iterable[str],
+    *,
+    base_urls: Iterable[str] | None = None,
+    token: str | None = None,
+    timeout: float | None = None,
+) -> dict[str, LabelGatewayError | None]:
+    """:func:`revoke_session` for several keys at once: every key on every gateway in
+    one parallel round, within one ``timeout``. A gateway's outcome is its first
+    failure, or None when it revoked every key. Empty strings are left out; no key at
+    all sends nothing."""
+    keys = list(dict.fromkeys(key for key in session_keys if isinstance(key, str) and key))
     urls = list(dict.fromkeys(internal_urls() if base_urls is None else base_urls))
     if not urls:
         raise ImproperlyConfigured(
@@ -259,27 +285,35 @@ def revoke_session(
             "and no base_urls were given"
         )
     token = _token(token)
-    body = json.dumps({"session_key": session_key}).encode()
-    timeout = timeout or REVOKE_TIMEOUT
-
-    def revoke(base_url: str) -> LabelGatewayError | None:
+    outcome: dict[str, LabelGatewayError | None] = {url: None for url in urls}
+    if not keys:
+        return outcome
+    deadline = time.monotonic() + (timeout or REVOKE_TIMEOUT)
+    pairs = []
+    jobs = []
+    for url in urls:
         try:
-            _send(
-                "POST",
-                _join(base_url, "/internal/sessions/revoke"),
-                token=token,
-                body=body,
-                content_type="application/json",
-                timeout=timeout,
+            _check_base_url(url)
+        except ImproperlyConfigured:
+            outcome[url] = LabelGatewayError(None, "not an http(s) URL")
+            continue
+        for key in keys:
+            pairs.append(url)
+            jobs.append(
+                _request_job(
+                    "POST",
+                    _join(url, "/internal/sessions/revoke"),
+                    token=token,
+                    body=json.dumps({"session_key": key}).encode(),
+                    content_type="application/json",
+                    deadline=deadline,
+                )
             )
-        except LabelGatewayError as exc:
-            return exc
-        return None
-
-    if len(urls) == 1:
-        return {urls[0]: revoke(urls[0])}
-    with ThreadPoolExecutor(max_workers=len(urls)) as pool:
-        return dict(zip(urls, pool.map(revoke, urls)))
+    for url, result in zip(pairs, _http.run_all(jobs, deadline)):
+        result = _outcome(result)
+        if isinstance(result, LabelGatewayError) and outcome[url] is None:
+            outcome[url] = result
+    return outcome
 
 
 def batch_url(tracking_numbers: Iterable[str], kind: str = "pdf", *, partial: bool = False) -> str:
@@ -337,8 +371,32 @@ def _setting(name: str) -> Any:
         return None
 
 
+def clean_token(value: Any, name: str) -> str | None:
+    """A bearer token as sent: surrounding whitespace stripped (a token read from a
+    secrets file ends with a newline), None when empty. Raises ImproperlyConfigured,
+    naming ``name`` but never quoting the value, when it is not a string of visible
+    ASCII characters (``!`` to ``~``): anything else cannot be a header value."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ImproperlyConfigured(f"{name} must be a string")
+    value = value.strip()
+    if not value:
+        return None
+    if not _VISIBLE_ASCII.fullmatch(value):
+        raise ImproperlyConfigured(
+            f"{name} may hold only visible ASCII characters (no spaces, control or "
+            "non-ASCII characters); its value is not shown"
+        )
+    return value
+
+
 def _token(token: str | None) -> str:
-    token = token or _setting("LABEL_GATEWAY_INTERNAL_TOKEN")
+    if token:
+        token = clean_token(token, "the token given")
+    else:
+        name = "LABEL_GATEWAY_INTERNAL_TOKEN"
+        token = clean_token(_setting(name), name)
     if not token:
         raise ImproperlyConfigured("LABEL_GATEWAY_INTERNAL_TOKEN is not set and no token was given")
     return token
@@ -348,20 +406,18 @@ def _config(base_url: str | None, token: str | None) -> tuple[str, str]:
     base_url = base_url or _setting("LABEL_GATEWAY_URL")
     if not base_url:
         raise ImproperlyConfigured("LABEL_GATEWAY_URL is not set and no base_url was given")
+    _check_base_url(base_url)
     return base_url, _token(token)
+
+
+def _check_base_url(base_url: str) -> None:
+    # Only the gateway's own listener: never file:, ftp:, data: or anything else.
+    if urllib.parse.urlsplit(base_url).scheme.lower() not in ("http", "https"):
+        raise ImproperlyConfigured("the label gateway's URL must start with http:// or https://")
 
 
 def _join(base_url: str, path: str) -> str:
     return base_url.rstrip("/") + path
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    # A redirect would carry the bearer token to another URL: treat it as an error.
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        return None
-
-
-_opener = urllib.request.build_opener(_NoRedirects)
 
 
 def _call(
@@ -379,15 +435,62 @@ def _call(
     url = _join(base_url, path)
     if query:
         url += "?" + urllib.parse.urlencode(query)
-    status, payload = _send(
+    _status, payload = _send(
         method, url, token=token, body=body, content_type=content_type, timeout=timeout
     )
-    if not payload:
-        return None
+    # The gateway's 2xx answers carry JSON, or nothing; an answer that carries something
+    # else still succeeded, and the call says so rather than raising.
     try:
-        return json.loads(payload)
+        return json.loads(payload) if payload else None
     except ValueError:
-        raise LabelGatewayError(status, "response is not valid JSON") from None
+        return None
+
+
+def _request_job(
+    method: str,
+    url: str,
+    *,
+    token: str,
+    body: bytes | None,
+    content_type: str | None,
+    deadline: float,
+):
+    """One call to the gateway as a job for :func:`_http.run_all`: (status, body) for a
+    2xx answer, a LabelGatewayError for anything else (also returned, not raised)."""
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+    if content_type:
+        headers["Content-Type"] = content_type
+
+    def job(aborter: _http.Aborter) -> tuple[int, bytes] | LabelGatewayError:
+        try:
+            response = _http.exchange(
+                aborter,
+                method,
+                url,
+                headers=headers,
+                body=body,
+                deadline=deadline,
+                max_body=lambda status: _MAX_BODY if 200 <= status < 300 else _MAX_ERROR_BODY,
+            )
+        except Exception as exc:
+            return _failure(exc)
+        if 200 <= response.status < 300:
+            return response.status, response.body
+        # No redirect is followed: it would carry the bearer token to another URL.
+        return LabelGatewayError(response.status, _error_message(response))
+
+    return job
+
+
+def _failure(exc: BaseException) -> LabelGatewayError:
+    # A fixed text: the exception's own could quote the Authorization header.
+    return LabelGatewayError(None, _http.describe(exc))
+
+
+def _outcome(result: Any) -> tuple[int, bytes] | LabelGatewayError:
+    if isinstance(result, BaseException) and not isinstance(result, LabelGatewayError):
+        return _failure(result)
+    return result
 
 
 def _send(
@@ -399,27 +502,21 @@ def _send(
     content_type: str | None = None,
     timeout: float | None = None,
 ) -> tuple[int, bytes]:
-    """One request; returns (status, body) for 2xx, raises LabelGatewayError otherwise."""
-    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-    if content_type:
-        headers["Content-Type"] = content_type
-    request = urllib.request.Request(url, data=body, headers=headers, method=method)
-    try:
-        with _opener.open(request, timeout=timeout or DEFAULT_TIMEOUT) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        message = _error_message(exc)
-        exc.close()
-        raise LabelGatewayError(exc.code, message) from None
-    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
-        raise LabelGatewayError(None, str(getattr(exc, "reason", exc))) from None
+    """One request, finished within ``timeout`` seconds of wall-clock time; returns
+    (status, body) for 2xx, raises LabelGatewayError otherwise."""
+    deadline = time.monotonic() + (timeout or DEFAULT_TIMEOUT)
+    job = _request_job(
+        method, url, token=token, body=body, content_type=content_type, deadline=deadline
+    )
+    (result,) = _http.run_all([job], deadline)
+    result = _outcome(result)
+    if isinstance(result, LabelGatewayError):
+        raise result
+    return result
 
 
-def _error_message(exc: urllib.error.HTTPError) -> str:
-    try:
-        body = exc.read(_MAX_ERROR_BODY)
-    except (OSError, http.client.HTTPException):
-        body = b""
+def _error_message(response: _http.Response) -> str:
+    body = response.body
     try:
         error = json.loads(body).get("error")
     except (ValueError, AttributeError):
@@ -427,4 +524,4 @@ def _error_message(exc: urllib.error.HTTPError) -> str:
     if isinstance(error, str) and error:
         return error
     text = body.decode("utf-8", "replace").strip()[:200]
-    return text or exc.reason or http.client.responses.get(exc.code, "error")
+    return text or http.client.responses.get(response.status, "error")

@@ -129,32 +129,30 @@ impl ZipWriter {
 
 /// MS-DOS time and date (2-second resolution, 1980 to 2107) of a UTC instant.
 fn dos_datetime(t: std::time::SystemTime) -> (u16, u16) {
-    let secs = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    use std::fmt::Write as _;
     // 1980-01-01 is the earliest a DOS date can say.
-    let secs = secs.max(315_532_800);
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days as i64);
-    let time = (((rem / 3600) << 11) | ((rem % 3600 / 60) << 5) | ((rem % 60) / 2)) as u16;
-    let year = (y - 1980).clamp(0, 127) as u16;
-    let date = (year << 9) | ((m as u16) << 5) | d as u16;
+    let earliest = std::time::UNIX_EPOCH + std::time::Duration::from_secs(315_532_800);
+    // humantime's `YYYY-MM-DDTHH:MM:SSZ`, through `fmt::Write`, which returns its refusal
+    // of years past 9999 (`io::Write` panics): those get the latest date DOS can say.
+    let mut text = String::with_capacity(20);
+    let formatted = write!(
+        text,
+        "{}",
+        humantime::format_rfc3339_seconds(t.max(earliest))
+    );
+    let text = match text.as_bytes().get(..19) {
+        Some(text) if formatted.is_ok() => text,
+        _ => return ((23 << 11) | (59 << 5) | 29, (127 << 9) | (12 << 5) | 31),
+    };
+    let field = |at: std::ops::Range<usize>| {
+        text[at]
+            .iter()
+            .fold(0u16, |n, d| n * 10 + u16::from(d.wrapping_sub(b'0')))
+    };
+    let time = (field(11..13) << 11) | (field(14..16) << 5) | (field(17..19) / 2);
+    let year = field(0..4).saturating_sub(1980).min(127);
+    let date = (year << 9) | (field(5..7) << 5) | field(8..10);
     (time, date)
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 #[cfg(test)]
@@ -177,6 +175,12 @@ mod tests {
             dos_datetime(UNIX_EPOCH).1,
             1 << 5 | 1,
             "clamped to 1980-01-01"
+        );
+        let far = UNIX_EPOCH + Duration::from_secs(400_000_000_000);
+        assert_eq!(
+            dos_datetime(far).1 >> 9,
+            127,
+            "past 9999: the latest DOS date"
         );
     }
 

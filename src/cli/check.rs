@@ -84,8 +84,16 @@ pub fn check(config: &Config) -> Report {
         "cache",
         if config.cache.enabled {
             format!(
-                "{} in memory, labels up to {}",
-                config.cache.max_bytes, config.cache.max_object_bytes
+                "{} in memory, labels up to {}, fresh for {}, served stale {} more while \
+                 storage fails, hot list {}",
+                config.cache.max_bytes,
+                config.cache.max_object_bytes,
+                humantime::format_duration(config.cache.ttl),
+                humantime::format_duration(config.cache.stale_if_error),
+                config
+                    .cache
+                    .hot_list()
+                    .map_or("off".to_string(), |p| p.display().to_string())
             )
         } else {
             "off".to_string()

@@ -1,11 +1,13 @@
 //! Operator commands around the gateway: `check-config` (the config as it will run,
-//! risky settings warned about), `doctor` (the deployment checked end to end) and the
-//! storage commands (`presign`, `migrate`, `backup`, `prune`). Each returns a report value
-//! so tests can check it and `main` prints it; `progress` shows long work as it goes.
+//! risky settings warned about), `doctor` (the deployment checked end to end), `health`
+//! (a container's health check) and the storage commands (`presign`, `migrate`, `backup`,
+//! `prune`). Each returns a report value so tests can check it and `main` prints it;
+//! `progress` shows long work as it goes.
 
 pub mod backup;
 pub mod check;
 pub mod doctor;
+pub mod health;
 pub mod migrate;
 pub mod presign;
 pub mod progress;

@@ -24,9 +24,9 @@ use hyper::body::Incoming;
 
 use super::whole::Whole;
 use super::{Gateway, InternalRoute, Reply};
-use crate::body::{Observed, Prefixed};
+use crate::body::Prefixed;
 use crate::error::{GatewayError, Refusal};
-use crate::http::{empty, full, Body};
+use crate::http::{empty, full, Body, BoxError};
 use crate::outbound::{describe, read_limited, Limited};
 use crate::secret::Secret;
 use crate::storage::PutOutcome;
@@ -165,7 +165,13 @@ impl Gateway {
         // Whether the client's own body broke (it went away mid-upload): that is the
         // client's doing, not a storage fault, whatever error storage reports for it.
         let client_failed = Arc::new(AtomicBool::new(false));
-        let mut body: Body = Observed::new(body, client_failed.clone()).boxed();
+        let failed = client_failed.clone();
+        let mut body: Body = body
+            .map_err(move |e| {
+                failed.store(true, Ordering::SeqCst);
+                BoxError::from(e)
+            })
+            .boxed();
         let linger = !expects_continue(parts);
         if declared.is_some_and(|n| n > max) {
             if linger && declared.is_some_and(|n| n <= DRAIN_LIMIT) {

@@ -13,35 +13,17 @@ use http::Method;
 use http_body_util::BodyExt;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
+use super::request::{validators, LabelRequest};
 use super::{Gateway, Reply, Trace};
 use crate::auth::{ClientInfo, Verdict};
 use crate::body::Tee;
-use crate::cache::{CachedLabel, Fill, FillGuard, Filler};
+use crate::cache::{CachedLabel, Fallback, Fill, FillGuard, Filler};
 use crate::config::OnDeny;
 use crate::error::{GatewayError, Refusal};
-use crate::http::{parse_range, Body, Conditions, RangeRequest, RangeSpec};
+use crate::http::{parse_range, Body, CacheState, Conditions, RangeRequest};
 use crate::regenerate::Regenerated;
 use crate::storage::{Fetch, GetRequest, ObjectHead};
 use crate::tracking::Tracking;
-
-/// One label request, as the phases see it.
-pub(super) struct LabelRequest<'a> {
-    pub parts: &'a Parts,
-    pub tracking: Tracking,
-    pub peer: SocketAddr,
-    pub request_id: &'a HeaderValue,
-    pub head_only: bool,
-    pub conditions: Conditions,
-    /// A single range to serve (never for HEAD).
-    pub range: Option<RangeSpec>,
-}
-
-impl LabelRequest<'_> {
-    /// Only a plain GET may fill the cache; the rest go straight to storage.
-    fn can_fill(&self) -> bool {
-        self.range.is_none() && !self.head_only && self.conditions.is_empty()
-    }
-}
 
 /// What the hot-cache lookup found.
 enum Lookup {
@@ -76,11 +58,11 @@ impl Gateway {
         // redirect), but a miss never fills the cache: its bytes go around the gateway.
         let may_fill = self.redirect.is_none();
         match self.lookup_cache(&req, trace, may_fill).await {
-            Lookup::Hit(label) => Ok(self.serve_from_memory(&req, &label, true)),
+            Lookup::Hit(label) => Ok(self.serve_from_memory(&req, &label, CacheState::Hit)),
             // Boxed: a hit should not carry (and move) the storage call's state.
             Lookup::Miss(fill) => match &self.redirect {
                 Some(redirect) => Box::pin(self.serve_redirect(redirect, &req)).await,
-                None => Box::pin(self.serve_from_storage(&req, fill)).await,
+                None => Box::pin(self.serve_from_storage(&req, fill, trace)).await,
             },
         }
     }
@@ -160,12 +142,12 @@ impl Gateway {
         may_fill: bool,
     ) -> Lookup {
         let Some(cache) = &self.cache else {
-            trace.cache = Some(false);
+            trace.cache = Some(CacheState::Miss);
             return Lookup::Miss(None);
         };
         let key = cache.key(req.tracking);
         if let Some(label) = cache.get(&key).await {
-            trace.cache = Some(true);
+            trace.cache = Some(CacheState::Hit);
             return Lookup::Hit(label);
         }
         let lookup = if !may_fill || !req.can_fill() {
@@ -182,24 +164,38 @@ impl Gateway {
                 }
             }
         };
-        trace.cache = Some(matches!(lookup, Lookup::Hit(_)));
+        trace.cache = Some(match lookup {
+            Lookup::Hit(_) => CacheState::Hit,
+            Lookup::Miss(_) => CacheState::Miss,
+        });
         lookup
     }
 
     /// Phases 3 and 4 for a miss: fetch from storage (filling the cache when `fill` is
-    /// the fill lock), then respond; a label storage lacks goes to regeneration.
+    /// the fill lock), then respond; a label storage lacks goes to regeneration, and a
+    /// storage fault to the stale label, if one is held.
     async fn serve_from_storage(
         &self,
         req: &LabelRequest<'_>,
         fill: Option<FillGuard>,
+        trace: &mut Trace,
     ) -> Result<Reply, GatewayError> {
-        match self.fetch(req).await? {
+        let fetch = match self.fetch(req).await {
+            Ok(fetch) => fetch,
+            Err(fault) => {
+                // Released first: a request waiting for this fill asks storage (and falls
+                // back) on its own.
+                drop(fill);
+                return self.serve_stale(req, fault, trace).await;
+            }
+        };
+        match fetch {
             Fetch::Found { head, body } => {
                 let body = match fill {
                     Some(guard) => self.tee_into_cache(guard, &head, body),
                     None => body,
                 };
-                Ok(self.found(req, &head, body, false))
+                Ok(self.found(req, &head, body, CacheState::Miss))
             }
             Fetch::NotModified {
                 etag,
@@ -215,14 +211,49 @@ impl Gateway {
                 Ok(Reply::Response(self.not_modified(
                     req.tracking,
                     &head,
-                    false,
+                    CacheState::Miss,
                 )))
             }
             Fetch::PreconditionFailed => Ok(Reply::Refused(Refusal::PreconditionFailed)),
             Fetch::RangeNotSatisfiable { size } => {
                 Ok(Reply::Refused(Refusal::RangeNotSatisfiable { size }))
             }
-            Fetch::NotFound => self.regenerate_missing(req).await,
+            Fetch::NotFound => {
+                self.forget_stale(req).await;
+                self.regenerate_missing(req).await
+            }
+        }
+    }
+
+    /// Storage failed: with a fault (no connection, a timeout, a 5xx), a label held past
+    /// its freshness by less than `[cache] stale_if_error` answers instead, saying
+    /// `X-Cache: STALE`; anything else (a refusal: credentials, region, clock) stays the
+    /// error it is.
+    async fn serve_stale(
+        &self,
+        req: &LabelRequest<'_>,
+        error: GatewayError,
+        trace: &mut Trace,
+    ) -> Result<Reply, GatewayError> {
+        let (Some(cache), GatewayError::Storage(fault)) = (&self.cache, &error) else {
+            return Err(error);
+        };
+        let (label, state) = match cache.fallback(req.tracking, fault).await {
+            None => return Err(error),
+            Some(Fallback::Fresh(label)) => (label, CacheState::Hit),
+            Some(Fallback::Stale(label)) => (label, CacheState::Stale),
+        };
+        trace.cache = Some(state);
+        Ok(self.serve_from_memory(req, &label, state))
+    }
+
+    /// Storage says the label is gone: a copy held past its freshness must not answer for
+    /// it during a later outage.
+    async fn forget_stale(&self, req: &LabelRequest<'_>) {
+        if let Some(cache) = &self.cache {
+            if !self.config.cache.stale_if_error.is_zero() {
+                cache.purge(&cache.key(req.tracking)).await;
+            }
         }
     }
 
@@ -237,11 +268,7 @@ impl Gateway {
         };
         let fetch = self.timed_get(get).await?;
         if let Fetch::Found { head, .. } = &fetch {
-            if head.range.is_some()
-                && !req
-                    .conditions
-                    .range_applies(&super::respond::validators(head))
-            {
+            if head.range.is_some() && !req.conditions.range_applies(&validators(head)) {
                 get.range = None;
                 return self.timed_get(get).await;
             }
@@ -299,7 +326,7 @@ impl Gateway {
             Regenerated::Missing { tracking_url } => Ok(missing(tracking_url.clone())),
             Regenerated::Label(bytes) => {
                 let label = Arc::new(CachedLabel::fresh_pdf(bytes.clone(), None));
-                Ok(self.serve_from_memory(req, &label, false))
+                Ok(self.serve_from_memory(req, &label, CacheState::Miss))
             }
         }
     }

@@ -5,9 +5,11 @@
 //! file of this folder has one job:
 //! - `route.rs`: the route table (paths to [`Route`]s, tracking numbers validated);
 //! - `label.rs`: the label path as named phases (session → cache → storage → respond);
-//! - `batch.rs`: many labels in one merged PDF or ZIP (`/shipping-label/batch.pdf`);
+//! - `batch/`: many labels in one merged PDF or ZIP (`/shipping-label/batch.pdf`);
 //! - `whole.rs`: whole labels in memory through the same cache and storage (batches,
 //!   warm-up);
+//! - `request.rs`: what the label path's phases share (the request as they see it, a
+//!   label head's validators), below both `label.rs` and `respond.rs`;
 //! - `respond.rs`: label responses (200/206/304, their headers, from storage or memory);
 //! - `internal.rs`: `/internal/...` calls from the app (ingest, carrier fetch, purge,
 //!   warm-up, session revocation);
@@ -24,6 +26,7 @@ mod ops;
 mod quick;
 mod redirect;
 mod reload;
+mod request;
 mod respond;
 mod route;
 mod whole;
@@ -47,7 +50,7 @@ use crate::auth::{Authenticator, Source};
 use crate::cache::LabelCache;
 use crate::config::Config;
 use crate::error::{Audience, GatewayError, Refusal, StartupError};
-use crate::http::{cache_control, Body, X_REQUEST_ID};
+use crate::http::{cache_control, Body, CacheState, X_REQUEST_ID};
 use crate::metrics::{Metrics, Outcome, RouteKind};
 use crate::regenerate::Regenerator;
 use crate::storage::Storage;
@@ -64,7 +67,7 @@ pub enum Reply {
 #[derive(Debug, Default)]
 struct Trace {
     auth: Option<Source>,
-    cache: Option<bool>,
+    cache: Option<CacheState>,
     /// A batch: how many distinct labels it asked for.
     labels: Option<usize>,
     /// The route the request took, for the `route` label.
@@ -83,7 +86,7 @@ impl Trace {
                 Outcome::Denied
             }
             Ok(Reply::Refused(Refusal::LabelMissing { .. })) => Outcome::Missing,
-            Ok(_) if self.cache == Some(true) => Outcome::Hit,
+            Ok(_) if self.cache == Some(CacheState::Hit) => Outcome::Hit,
             Ok(_) => Outcome::Miss,
         }
     }
@@ -173,6 +176,40 @@ impl Gateway {
     /// Marks the gateway as draining: `/readyz` answers 503 from now on.
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Writes the hot list (`[cache] hot_list`, when set): the drain's hook. A drain goes on
+    /// whether or not it could be written.
+    pub fn save_hot_list(&self) {
+        if let (Some(cache), Some(path)) = (&self.cache, self.config.cache.hot_list()) {
+            crate::cache::hotlist::save(cache, path);
+        }
+    }
+
+    /// Starts warming the labels of the hot list in the background (the start's hook):
+    /// readiness does not wait for it, and a drain stops it.
+    pub fn warm_from_hot_list(self: &Arc<Self>) {
+        let (Some(cache), Some(path)) = (self.cache.clone(), self.config.cache.hot_list()) else {
+            return;
+        };
+        let path = path.to_path_buf();
+        let gateway = self.clone();
+        tokio::spawn(async move {
+            let max = cache.max_object_bytes();
+            let load = |tracking| {
+                let whole = gateway.whole.clone();
+                async move {
+                    use crate::cache::hotlist::Warmed;
+                    Ok::<_, GatewayError>(match whole.load(tracking, max).await? {
+                        whole::Whole::Bytes(bytes) => Warmed::Held(bytes.len() as u64),
+                        whole::Whole::Absent => Warmed::Gone,
+                        whole::Whole::TooLarge { .. } => Warmed::TooLarge,
+                    })
+                }
+            };
+            let draining = || gateway.draining.load(Ordering::Relaxed);
+            crate::cache::hotlist::warm_from(&cache, &path, load, draining).await;
+        });
     }
 
     /// How refusals and faults are told to a caller of `path`.
@@ -323,8 +360,9 @@ fn access_log(
         auth: trace.auth.map_or("-", Source::as_str),
         user: trace.user.as_deref().unwrap_or("-"),
         cache: match trace.cache {
-            Some(true) => "hit",
-            Some(false) => "miss",
+            Some(CacheState::Hit) => "hit",
+            Some(CacheState::Miss) => "miss",
+            Some(CacheState::Stale) => "stale",
             None => "-",
         },
         labels: trace.labels,

@@ -13,7 +13,7 @@ use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 use moka::future::Cache;
 
-use super::label::LabelRequest;
+use super::request::LabelRequest;
 use super::{Gateway, Reply};
 use crate::config::RedirectConfig;
 use crate::error::GatewayError;

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 
-use super::label::LabelRequest;
+use super::request::{validators, LabelRequest};
 use super::{Gateway, Reply};
 use crate::cache::CachedLabel;
 use crate::error::Refusal;
 use crate::http::{
-    empty, full, Body, Conditions, LabelHeaders, Precondition, Validators, X_REQUEST_ID,
+    empty, full, Body, CacheState, Conditions, LabelHeaders, Precondition, X_REQUEST_ID,
 };
 use crate::storage::ObjectHead;
 use crate::tracking::Tracking;
@@ -25,19 +25,21 @@ impl Gateway {
         req: &LabelRequest<'_>,
         head: &ObjectHead,
         body: Body,
-        hit: bool,
+        cache: CacheState,
     ) -> Reply {
-        self.label_response(req.tracking, head, body, &req.conditions, hit)
+        self.label_response(req.tracking, head, body, &req.conditions, cache)
     }
 
-    /// A label from memory (a cache hit, or a regenerated label), with the same semantics
-    /// and headers as from storage: preconditions, a single range, HEAD.
+    /// A label from memory (a cache hit, a stale label storage failed to replace, or a
+    /// regenerated label), with the same semantics and headers as from storage:
+    /// preconditions, a single range, HEAD.
     pub(super) fn serve_from_memory(
         &self,
         req: &LabelRequest<'_>,
         label: &Arc<CachedLabel>,
-        hit: bool,
+        cache: CacheState,
     ) -> Reply {
+        let hit = cache == CacheState::Hit;
         if hit && req.range.is_none() && req.conditions.is_empty() {
             // The common case first, without building (and reference-counting) an
             // `ObjectHead` it does not need.
@@ -46,7 +48,7 @@ impl Gateway {
         let mut head = memory_head(label);
         match precondition(&req.conditions, &head) {
             Precondition::NotModified => {
-                return Reply::Response(self.not_modified(req.tracking, &head, hit))
+                return Reply::Response(self.not_modified(req.tracking, &head, cache))
             }
             Precondition::Failed => return Reply::Refused(Refusal::PreconditionFailed),
             Precondition::Proceed => {}
@@ -71,7 +73,7 @@ impl Gateway {
         } else {
             label.body(head.range)
         };
-        self.label_response(req.tracking, &head, body, &Conditions::default(), hit)
+        self.label_response(req.tracking, &head, body, &Conditions::default(), cache)
     }
 
     /// A whole label from memory, past its preconditions: the same headers every time,
@@ -96,7 +98,7 @@ impl Gateway {
     ) -> &'l http::HeaderMap {
         label.hit_headers.get_or_init(|| {
             let mut h = http::HeaderMap::with_capacity(12);
-            self.label_and_length_headers(&tracking, &memory_head(label), true, &mut h);
+            self.label_and_length_headers(&tracking, &memory_head(label), CacheState::Hit, &mut h);
             // Held for the request's own id, which `Gateway::handle` always sets: a clone
             // has room for exactly the headers it copies, so adding one more would grow
             // (reallocate and copy) it on every hit.
@@ -110,10 +112,10 @@ impl Gateway {
         &self,
         tracking: &Tracking,
         head: &ObjectHead,
-        hit: bool,
+        cache: CacheState,
         h: &mut http::HeaderMap,
     ) {
-        self.label_headers(tracking, head, hit).write(h);
+        self.label_headers(tracking, head, cache).write(h);
         h.insert(
             header::CONTENT_LENGTH,
             HeaderValue::from(head.content_length),
@@ -127,11 +129,11 @@ impl Gateway {
         head: &ObjectHead,
         body: Body,
         conditions: &Conditions,
-        hit: bool,
+        cache: CacheState,
     ) -> Reply {
         match precondition(conditions, head) {
             Precondition::NotModified => {
-                return Reply::Response(self.not_modified(tracking, head, hit))
+                return Reply::Response(self.not_modified(tracking, head, cache))
             }
             Precondition::Failed => return Reply::Refused(Refusal::PreconditionFailed),
             Precondition::Proceed => {}
@@ -141,7 +143,7 @@ impl Gateway {
         // Label headers, Content-Length, Content-Range, X-Request-Id and hyper's Date: sized
         // once instead of growing (and rehashing) past the default eight.
         h.reserve(12);
-        self.label_and_length_headers(&tracking, head, hit, h);
+        self.label_and_length_headers(&tracking, head, cache, h);
         if let Some((start, end)) = head.range {
             *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
             if let Ok(v) = HeaderValue::try_from(format!("bytes {start}-{end}/{}", head.total_size))
@@ -156,11 +158,11 @@ impl Gateway {
         &self,
         tracking: Tracking,
         head: &ObjectHead,
-        hit: bool,
+        cache: CacheState,
     ) -> Response<Body> {
         let mut resp = Response::new(empty());
         *resp.status_mut() = StatusCode::NOT_MODIFIED;
-        self.label_headers(&tracking, head, hit)
+        self.label_headers(&tracking, head, cache)
             .write(resp.headers_mut());
         resp.headers_mut().remove(header::CONTENT_TYPE);
         resp
@@ -170,14 +172,14 @@ impl Gateway {
         &'a self,
         tracking: &'a Tracking,
         head: &'a ObjectHead,
-        hit: bool,
+        cache: CacheState,
     ) -> LabelHeaders<'a> {
         LabelHeaders {
             tracking: tracking.as_str(),
             etag: head.etag.as_ref(),
             last_modified: head.last_modified.as_ref(),
             cache_control: &self.cache_control,
-            hit,
+            cache,
         }
     }
 }
@@ -200,17 +202,6 @@ fn precondition(conditions: &Conditions, head: &ObjectHead) -> Precondition {
         Precondition::Proceed
     } else {
         conditions.evaluate(&validators(head))
-    }
-}
-
-pub(super) fn validators(head: &ObjectHead) -> Validators<'_> {
-    Validators {
-        etag: head.etag.as_ref().and_then(|v| v.to_str().ok()),
-        last_modified: head
-            .last_modified
-            .as_ref()
-            .and_then(|v| v.to_str().ok())
-            .and_then(|s| httpdate::parse_http_date(s).ok()),
     }
 }
 

@@ -5,7 +5,9 @@
 //! read here and small enough is kept in the cache for the prints that follow.
 //!
 //! [`Labels`] holds its own handles (no borrow of the gateway), so a batch's producer task
-//! can own one.
+//! can own one. A batch's copy ([`Labels::for_prints`]) prints a label held past its
+//! freshness when storage fails, as a single print does (`[cache] stale_if_error`); a
+//! warm-up's never takes a stale copy for a loaded one.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -49,6 +51,8 @@ pub struct Labels {
     cache: Option<Arc<LabelCache>>,
     /// Storage requests made here (HEADs and GETs), for `/metrics`.
     pub storage_requests: Arc<AtomicU64>,
+    /// A storage fault falls back on the label held past its freshness (prints only).
+    stale_ok: bool,
 }
 
 impl Labels {
@@ -57,6 +61,16 @@ impl Labels {
             storage,
             cache,
             storage_requests: Arc::default(),
+            stale_ok: false,
+        }
+    }
+
+    /// The same reads for printing: a storage fault falls back on a label held past its
+    /// freshness (see the module docs).
+    pub fn for_prints(&self) -> Labels {
+        Labels {
+            stale_ok: true,
+            ..self.clone()
         }
     }
 
@@ -72,7 +86,20 @@ impl Labels {
                 return Ok(Presence::Hot);
             }
         }
-        match self.get(tracking, true).await? {
+        let fetch = match self.get(tracking, true).await {
+            Ok(fetch) => fetch,
+            Err(GatewayError::Storage(fault)) if self.stale_ok && fault.is_outage() => {
+                // Counted and logged when it is read (`load`), not here.
+                return match &self.cache {
+                    Some(cache) if cache.get_stale(&cache.key(tracking)).await.is_some() => {
+                        Ok(Presence::Hot)
+                    }
+                    _ => Err(GatewayError::Storage(fault)),
+                };
+            }
+            Err(e) => return Err(e),
+        };
+        match fetch {
             Fetch::Found { head, .. } => Ok(Presence::Stored {
                 size: head.total_size,
             }),
@@ -93,15 +120,24 @@ impl Labels {
         if let Some(label) = cache.get(&key).await {
             return Ok(held(&label, limit));
         }
-        match cache.begin_fill(&key) {
+        let read = match cache.begin_fill(&key) {
             Fill::Leader(guard) => self.read(tracking, limit, Some(guard)).await,
             Fill::Wait(waiters) => {
                 cache.wait(waiters).await;
                 match cache.get(&key).await {
-                    Some(label) => Ok(held(&label, limit)),
+                    Some(label) => return Ok(held(&label, limit)),
                     None => self.read(tracking, limit, None).await,
                 }
             }
+        };
+        match read {
+            Err(GatewayError::Storage(fault)) if self.stale_ok => {
+                match cache.fallback(tracking, &fault).await {
+                    Some(fallback) => Ok(held(fallback.label(), limit)),
+                    None => Err(GatewayError::Storage(fault)),
+                }
+            }
+            read => read,
         }
     }
 

@@ -56,6 +56,7 @@ impl Running {
     /// Returns `true` when everything finished in time.
     pub async fn shutdown(self) -> bool {
         self.gateway.start_draining();
+        self.gateway.save_hot_list();
         let _ = self.stop.send(true);
         self.tasks.close();
         tokio::time::timeout(self.grace, self.tasks.wait())
@@ -149,6 +150,7 @@ pub fn serve(gateway: Arc<Gateway>, public: TcpListener, internal: TcpListener) 
         stop_rx,
         tasks.clone(),
     ));
+    gateway.warm_from_hot_list();
     let grace = gateway.config.server.shutdown_grace;
     Running {
         gateway,

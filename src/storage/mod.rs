@@ -111,6 +111,13 @@ impl StorageError {
     pub fn is_timeout(&self) -> bool {
         matches!(self, StorageError::Timeout(_))
     }
+
+    /// Whether the store failed rather than answered: no connection, no answer in time, a
+    /// 5xx, a broken answer, a local read error. A refusal (400/403: credentials, region,
+    /// clock) is an answer about the gateway's own setup, not an outage.
+    pub fn is_outage(&self) -> bool {
+        !matches!(self, StorageError::Refused { .. })
+    }
 }
 
 /// The configured store.

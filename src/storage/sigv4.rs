@@ -375,19 +375,35 @@ struct AmzDate([u8; 16]);
 impl AmzDate {
     /// `None` before 1970 or after 9999 (never for a clock in use).
     fn of(time: SystemTime) -> Option<AmzDate> {
-        use crate::timefmt::put_digits;
+        use std::fmt::Write as _;
         let secs = time.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_secs();
-        let t = crate::timefmt::Utc::of_unix(secs);
-        if !(1970..=9999).contains(&t.year) {
-            return None;
+        thread_local! {
+            /// The last second stamped on this thread and its stamp, shared by every
+            /// request of that second.
+            static LAST: std::cell::Cell<(u64, [u8; 16])> =
+                const { std::cell::Cell::new((u64::MAX, [0; 16])) };
         }
+        let (last, stamp) = LAST.get();
+        if last == secs {
+            return Some(AmzDate(stamp));
+        }
+        // humantime's `YYYY-MM-DDTHH:MM:SSZ` without its separators. Written through
+        // `fmt::Write`, which returns its refusal of years past 9999 (`io::Write` panics).
+        let mut text = String::with_capacity(20);
+        write!(text, "{}", humantime::format_rfc3339_seconds(time)).ok()?;
+        let text = text.as_bytes().get(..19)?;
         let mut out = *b"00000000T000000Z";
-        put_digits(&mut out[0..4], t.year as u64);
-        put_digits(&mut out[4..6], t.month.into());
-        put_digits(&mut out[6..8], t.day.into());
-        put_digits(&mut out[9..11], t.hour.into());
-        put_digits(&mut out[11..13], t.minute.into());
-        put_digits(&mut out[13..15], t.second.into());
+        for (to, from) in [
+            (0, 0..4),
+            (4, 5..7),
+            (6, 8..10),
+            (9, 11..13),
+            (11, 14..16),
+            (13, 17..19),
+        ] {
+            out[to..to + from.len()].copy_from_slice(&text[from]);
+        }
+        LAST.set((secs, out));
         Some(AmzDate(out))
     }
 
@@ -630,6 +646,14 @@ mod tests {
             .unwrap();
         assert_eq!(d.date_time(), "20000229T235959Z");
         assert_eq!(d.date(), "20000229");
+        let again = AmzDate::of(example_time()).unwrap();
+        assert_eq!(
+            again.date_time(),
+            "20130524T000000Z",
+            "a stamp kept per second"
+        );
+        let far = SystemTime::UNIX_EPOCH + Duration::from_secs(400_000_000_000);
+        assert!(AmzDate::of(far).is_none(), "past 9999: none, no panic");
     }
 
     #[test]

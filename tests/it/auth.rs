@@ -105,6 +105,26 @@ async fn on_deny_redirect_sends_302_to_login_with_next() {
     );
 }
 
+/// The Django app answers 503 when its ownership hook fails: "cannot say now", so the
+/// gateway tells the caller to retry and caches nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_answering_503_is_unavailable_and_never_cached() {
+    let s3 = S3Server::start().await;
+    s3.put_label("AUTH503", &pdf_bytes(1000, 25)).await;
+    let app = Responder::start(503, Duration::ZERO).await;
+    let gw = gateway_for(&app.url(), &s3, &[]).await;
+    for _ in 0..2 {
+        let r = get_label(&gw, "AUTH503")
+            .cookie("sessionid=abc")
+            .send()
+            .await;
+        assert_eq!(r.status(), 503);
+        assert!(r.headers().contains_key("retry-after"));
+    }
+    assert_eq!(app.hits(), 2, "a 503 from the check is never cached");
+    assert_eq!(s3.gets(), 0);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn app_down_or_failing_is_503_with_retry_after_and_no_bytes() {
     let s3 = S3Server::start().await;

@@ -39,7 +39,7 @@ async fn after_logout_a_browser_shows_the_label_neither_by_navigation_nor_by_bac
         &[
             ("LABEL_GATEWAY_SERVER__INTERNAL_LISTEN", internal_s.as_str()),
             ("LABEL_GATEWAY_INTERNAL__TOKEN", token),
-            ("LABEL_GATEWAY_AUTH__ALLOW_TTL", "1h"),
+            ("LABEL_GATEWAY_AUTH__ALLOW_TTL", "5m"),
         ],
     ))
     .await;

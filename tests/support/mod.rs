@@ -10,6 +10,7 @@
 pub mod django;
 pub mod nginx;
 pub mod process;
+pub mod relay;
 pub mod s3;
 pub mod standins;
 
@@ -128,6 +129,15 @@ pub async fn metrics(internal: std::net::SocketAddr) -> String {
         .text()
         .await
         .expect("metrics body")
+}
+
+/// One counter or gauge without labels from the `/metrics` of the gateway at `internal`.
+pub async fn metric(internal: std::net::SocketAddr, name: &str) -> u64 {
+    metrics(internal)
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name}"))
 }
 
 /// A free loopback port for a listener that must be known before the peer that calls it

@@ -1,8 +1,9 @@
 //! The real `label-gateway` binary as a child process of the test: [`GatewayProcess`]
-//! serves until signalled (configured through a file and exactly the environment the test
-//! gives, its stderr captured, its addresses read from its "listening" log line, killed
-//! with the test; restartable on the same ports, as an orchestrator restarts a crashed copy
-//! behind nginx), and [`run`] runs one operator command to its exit.
+//! serves until signalled (configured through a file, or with none through the environment
+//! alone, and exactly the environment the test gives, its stderr captured, its addresses
+//! read from its "listening" log line, killed with the test; restartable on the same
+//! ports, as an orchestrator restarts a crashed copy behind nginx), and [`run`] runs one
+//! operator command to its exit.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -21,9 +22,10 @@ pub struct GatewayProcess {
     /// The internal listener (`/internal/...`, `/metrics`).
     pub internal: SocketAddr,
     logs: Arc<Mutex<Vec<String>>>,
-    config: PathBuf,
+    /// `None`: started without `--config`, in `dir` (which holds no `config.toml`).
+    config: Option<PathBuf>,
     env: Vec<(String, String)>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl GatewayProcess {
@@ -38,15 +40,37 @@ impl GatewayProcess {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let logs: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (child, addr, internal) = spawn(&config, &env, &logs);
+        let (child, addr, internal) = spawn(Some(&config), dir.path(), &env, &logs);
         GatewayProcess {
             child,
             addr,
             internal,
             logs,
-            config,
+            config: Some(config),
             env,
-            _dir: dir,
+            dir,
+        }
+    }
+
+    /// Starts the binary without `--config`, in an empty folder (so without a
+    /// `config.toml` either), with exactly `env` (plus PATH): the environment alone
+    /// configures it.
+    pub fn start_without_config(env: &[(&str, &str)]) -> GatewayProcess {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let logs: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (child, addr, internal) = spawn(None, dir.path(), &env, &logs);
+        GatewayProcess {
+            child,
+            addr,
+            internal,
+            logs,
+            config: None,
+            env,
+            dir,
         }
     }
 
@@ -112,9 +136,9 @@ impl GatewayProcess {
             addr,
             internal,
             logs,
-            config,
+            config: Some(config),
             env,
-            _dir: dir,
+            dir,
         }
     }
 
@@ -128,7 +152,8 @@ impl GatewayProcess {
             "LABEL_GATEWAY_SERVER__INTERNAL_LISTEN".into(),
             self.internal.to_string(),
         ));
-        let (child, addr, internal) = spawn(&self.config, &env, &self.logs);
+        let (child, addr, internal) =
+            spawn(self.config.as_deref(), self.dir.path(), &env, &self.logs);
         assert_eq!(
             (addr, internal),
             (self.addr, self.internal),
@@ -159,7 +184,8 @@ impl GatewayProcess {
             "LABEL_GATEWAY_SERVER__INTERNAL_LISTEN".into(),
             self.internal.to_string(),
         ));
-        let (child, addr, internal) = spawn(&self.config, &env, &self.logs);
+        let (child, addr, internal) =
+            spawn(self.config.as_deref(), self.dir.path(), &env, &self.logs);
         assert_eq!((addr, internal), (self.addr, self.internal));
         std::mem::replace(&mut self.child, child)
     }
@@ -208,14 +234,18 @@ impl Drop for GatewayProcess {
 }
 
 /// Starts the binary and waits for its "listening" line; its stderr lines are appended
-/// to `logs` by a reader thread.
+/// to `logs` by a reader thread. Without a `config` it runs in `dir`.
 fn spawn(
-    config: &std::path::Path,
+    config: Option<&std::path::Path>,
+    dir: &std::path::Path,
     env: &[(String, String)],
     logs: &Arc<Mutex<Vec<String>>>,
 ) -> (Child, SocketAddr, SocketAddr) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_label-gateway"));
-    cmd.arg("--config").arg(config);
+    match config {
+        Some(config) => cmd.arg("--config").arg(config),
+        None => cmd.current_dir(dir),
+    };
     spawn_command(cmd, env, logs)
 }
 
@@ -324,4 +354,20 @@ pub async fn run(toml: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     })
     .await
     .expect("command thread")
+}
+
+/// Runs `label-gateway ARGS...` without `--config`, in `dir`, with exactly `env` to its
+/// exit, on a blocking thread.
+pub async fn run_in(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_label-gateway"));
+    cmd.current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .args(args)
+        .stdin(Stdio::null());
+    kill_with_parent(&mut cmd);
+    tokio::task::spawn_blocking(move || cmd.output().expect("run label-gateway"))
+        .await
+        .expect("command thread")
 }

@@ -4,11 +4,18 @@ import logging
 import os
 import re
 import runpy
+import shutil
+import subprocess
+import sys
+import tempfile
 import threading
+import tomllib
+import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from unittest import mock
 
+import django
 from django.conf import settings
 from django.contrib.sessions.models import Session
 from django.core.management import CommandError, call_command
@@ -309,3 +316,49 @@ class LoginPageTests(TestCase):
         )
         self.assertEqual(response.status_code, 302)
         self.assertEqual(client.get(ACCESS.format("ABC")).status_code, 204)
+
+
+APP_DIR = Path(__file__).resolve().parents[3] / "django"
+
+
+class PackagingTests(SimpleTestCase):
+    """The app's metadata agrees with what its tests run on (tests/run.sh runs them on the
+    lowest and the newest Django allowed), and its wheel carries the licence."""
+
+    def project(self):
+        with open(APP_DIR / "pyproject.toml", "rb") as f:
+            return tomllib.load(f)["project"]
+
+    def test_the_django_and_python_running_these_tests_are_allowed_and_named(self):
+        project = self.project()
+        running = django.VERSION[:2]
+        self.assertIn(f"Framework :: Django :: {running[0]}.{running[1]}", project["classifiers"])
+        (requirement,) = [d for d in project["dependencies"] if d.startswith("Django")]
+        low, high = re.fullmatch(r"Django>=([\d.]+),<([\d.]+)", requirement).groups()
+        as_tuple = lambda v: tuple(int(part) for part in v.split("."))  # noqa: E731
+        self.assertLessEqual(as_tuple(low), running)
+        self.assertLess(running, as_tuple(high))
+        python = f"{sys.version_info[0]}.{sys.version_info[1]}"
+        self.assertIn(f"Programming Language :: Python :: {python}", project["classifiers"])
+        self.assertLessEqual(as_tuple(project["requires-python"].removeprefix(">=")), sys.version_info[:2])
+
+    def test_the_wheel_ships_the_mit_license(self):
+        with tempfile.TemporaryDirectory() as scratch:
+            # A copy, so that the build leaves nothing in the repository.
+            source = Path(scratch) / "src"
+            shutil.copytree(APP_DIR, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
+            subprocess.run(
+                [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                 "--quiet", "--disable-pip-version-check", "-w", scratch, str(source)],
+                check=True,
+                capture_output=True,
+            )  # fmt: skip
+            (wheel,) = Path(scratch).glob("*.whl")
+            with zipfile.ZipFile(wheel) as archive:
+                licenses = [
+                    name
+                    for name in archive.namelist()
+                    if ".dist-info/" in name and name.endswith("/LICENSE")
+                ]
+                self.assertEqual(len(licenses), 1, archive.namelist())
+                self.assertIn("MIT License", archive.read(licenses[0]).decode())

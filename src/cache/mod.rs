@@ -9,6 +9,15 @@
 //! frames instead would be copy-free but would pin the storage client's read buffers (up to
 //! 64 KiB each, shared with whatever that connection read next), so the bytes moka weighs
 //! would not be the bytes held; one buffer also lets a hit go out as a single write.
+//!
+//! Freshness is the gateway's own rule, one function ([`LabelCache::fresh`]) for every
+//! lookup: a label is fresh for `ttl` after its insertion. moka holds it for
+//! `ttl + stale_if_error`, so that a label past its freshness is still at hand when storage
+//! fails ([`LabelCache::fallback`], `stale.rs`); such labels weigh against `max_bytes`
+//! like the fresh ones. The hot list written on drain and warmed on start is `hotlist.rs`.
+
+pub mod hotlist;
+mod stale;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +36,8 @@ use crate::config::CacheConfig;
 use crate::http::Body;
 use crate::metrics::Counter;
 use crate::tracking::Tracking;
+
+pub use stale::{Fallback, StaleLog};
 
 /// What one cached label weighs besides its bytes: the key, the headers kept with it and
 /// moka's own bookkeeping, rounded up. `label_gateway_cache_bytes` counts it too.
@@ -111,6 +122,10 @@ pub struct CacheStats {
     pub coalesced: AtomicU64,
     /// Waiters that stopped waiting for a fill that made no progress.
     pub stalled: AtomicU64,
+    /// Answers served from a label past its freshness because storage failed.
+    pub stale_served: AtomicU64,
+    /// Labels loaded from the hot list on start.
+    pub warmed: AtomicU64,
 }
 
 /// What a fill's waiters watch: `None` until the leader's storage answer starts
@@ -129,6 +144,9 @@ pub struct LabelCache {
     cache: Labels,
     inflight: Arc<Mutex<HashMap<CacheKey, Waiters>>>,
     ttl: Duration,
+    /// `ttl + stale_if_error`: how long a label may serve at all (moka's own ttl).
+    usable: Duration,
+    max_bytes: u64,
     max_object_bytes: u64,
     /// How long a waiting miss waits for the leader's storage answer to start before
     /// fetching on its own.
@@ -136,19 +154,23 @@ pub struct LabelCache {
     /// How long a waiting miss waits for a leader whose stream stopped moving.
     fill_stall: Duration,
     pub stats: Arc<CacheStats>,
+    /// Rate of the "serving a stale label" warnings.
+    pub stale_log: StaleLog,
 }
 
 impl LabelCache {
     pub fn new(cfg: &CacheConfig, lock_timeout: Duration) -> LabelCache {
         let stats = Arc::new(CacheStats::default());
         let s = stats.clone();
+        // Validated: at most 30 days past a ttl read from a human duration.
+        let usable = cfg.ttl.saturating_add(cfg.stale_if_error);
         let mut b = Cache::builder()
             .max_capacity(cfg.max_bytes.as_u64())
             .weigher(|_k: &CacheKey, v: &Arc<CachedLabel>| {
                 // Bytes plus the per-entry overhead, saturating at u32::MAX.
                 u32::try_from(v.len + ENTRY_OVERHEAD_BYTES).unwrap_or(u32::MAX)
             })
-            .time_to_live(cfg.ttl)
+            .time_to_live(usable)
             .eviction_listener(move |_k, _v, cause| {
                 if matches!(cause, RemovalCause::Size | RemovalCause::Expired) {
                     s.evictions.fetch_add(1, Ordering::Relaxed);
@@ -161,10 +183,13 @@ impl LabelCache {
             cache: b.build_with_hasher(foldhash::fast::RandomState::default()),
             inflight: Arc::default(),
             ttl: cfg.ttl,
+            usable,
+            max_bytes: cfg.max_bytes.as_u64(),
             max_object_bytes: cfg.max_object_bytes.as_u64(),
             lock_timeout,
             fill_stall: cfg.fill_stall,
             stats,
+            stale_log: StaleLog::default(),
         }
     }
 
@@ -179,8 +204,11 @@ impl LabelCache {
                 self.stats.hits.inc();
                 Some(label)
             }
-            Some(_) => {
-                self.cache.invalidate(key).await;
+            Some(label) => {
+                // Kept while it may still serve a request that storage fails.
+                if !self.usable(&label) {
+                    self.cache.invalidate(key).await;
+                }
                 self.stats.misses.inc();
                 None
             }
@@ -200,8 +228,27 @@ impl LabelCache {
     }
 
     /// Whether `label` is still within `ttl` (on the tokio clock; see [`CachedLabel`]).
-    fn fresh(&self, label: &CachedLabel) -> bool {
+    pub fn fresh(&self, label: &CachedLabel) -> bool {
         label.inserted.elapsed() < self.ttl
+    }
+
+    /// Whether `label` is within `ttl + stale_if_error`: fresh, or stale but still fit to
+    /// answer when storage fails.
+    fn usable(&self, label: &CachedLabel) -> bool {
+        label.inserted.elapsed() < self.usable
+    }
+
+    /// How long past its freshness `label` is (zero while fresh).
+    pub fn past_freshness(&self, label: &CachedLabel) -> Duration {
+        label.inserted.elapsed().saturating_sub(self.ttl)
+    }
+
+    /// The label held for `key`, fresh or past its freshness by less than
+    /// `stale_if_error`, counting neither a hit nor a miss: what a request answers when
+    /// storage failed with a fault. The caller tells a stale one by [`LabelCache::fresh`]
+    /// (another request may have filled it again in between).
+    pub async fn get_stale(&self, key: &CacheKey) -> Option<Arc<CachedLabel>> {
+        self.cache.get(key).await.filter(|l| self.usable(l))
     }
 
     /// Whether `key` is held and fresh, without counting a hit or a miss (a batch asks
@@ -323,6 +370,16 @@ impl LabelCache {
             "label_gateway_cache_fill_stalls_total",
             "Misses that stopped waiting for another request's fetch that made no progress.",
             g(&st.stalled),
+        );
+        s.counter(
+            "label_gateway_stale_served_total",
+            "Answers from a label past its freshness because storage failed (X-Cache: STALE).",
+            g(&st.stale_served),
+        );
+        s.counter(
+            "label_gateway_hot_list_warmed_total",
+            "Labels loaded into the cache from the hot list on start.",
+            g(&st.warmed),
         );
         s.gauge(
             "label_gateway_cache_bytes",
@@ -459,6 +516,8 @@ mod tests {
             ttl,
             tti: None,
             fill_stall: Duration::from_millis(250),
+            stale_if_error: Duration::ZERO,
+            hot_list: Default::default(),
         }
     }
 
@@ -534,6 +593,34 @@ mod tests {
         assert!(c.get(&key).await.is_some());
         tokio::time::advance(Duration::from_secs(2)).await;
         assert!(c.get(&key).await.is_none(), "expired after ttl");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_label_past_its_freshness_is_kept_for_stale_if_error_only() {
+        let mut cfg = config(Duration::from_secs(60));
+        cfg.stale_if_error = Duration::from_secs(30);
+        let c = LabelCache::new(&cfg, Duration::from_secs(1));
+        let key = c.key(t("T7"));
+        c.insert(
+            key,
+            CachedLabel::new(Bytes::from_static(b"pdf"), None, None),
+        )
+        .await;
+        let held = c.get_stale(&key).await.expect("fresh is usable too");
+        assert!(c.fresh(&held));
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert!(c.get(&key).await.is_none(), "past ttl: a miss");
+        assert!(c.get_hit(&key).await.is_none());
+        assert!(!c.holds(&key).await);
+        let stale = c.get_stale(&key).await.expect("kept for a storage fault");
+        assert!(!c.fresh(&stale));
+        assert_eq!(c.past_freshness(&stale), Duration::from_secs(1));
+        tokio::time::advance(Duration::from_secs(29)).await;
+        assert!(c.get(&key).await.is_none());
+        assert!(
+            c.get_stale(&key).await.is_none(),
+            "past ttl + stale_if_error"
+        );
     }
 
     #[tokio::test]
