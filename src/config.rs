@@ -36,6 +36,14 @@ const SPACES_VARS: &[(&str, &str)] = &[
 pub const SECRET_VARS: &[(&str, &str)] = &[
     ("SPACES_ACCESS_KEY_ID", "storage.access_key_id"),
     ("SPACES_SECRET_ACCESS_KEY", "storage.secret_access_key"),
+    (
+        "SPACES_FALLBACK_ACCESS_KEY_ID",
+        "storage.fallback.access_key_id",
+    ),
+    (
+        "SPACES_FALLBACK_SECRET_ACCESS_KEY",
+        "storage.fallback.secret_access_key",
+    ),
     ("LABEL_GATEWAY_INTERNAL__TOKEN", "internal.token"),
     ("LABEL_GATEWAY_REGENERATE__TOKEN", "regenerate.token"),
 ];
@@ -277,6 +285,55 @@ pub struct StorageConfig {
     /// First retry delay; doubles each attempt, with jitter.
     #[serde(with = "humantime_serde")]
     pub retry_backoff: Duration,
+    /// `[storage.fallback]`: a second bucket reads fail over to.
+    pub fallback: FallbackConfig,
+}
+
+/// `[storage.fallback]`: a second bucket (another region, kept filled by `mirror`) that
+/// label reads fail over to when the primary faults. Same `location` as the primary;
+/// the connection settings (timeouts, attempts) are the primary's.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FallbackConfig {
+    /// Endpoint URL; empty: no fallback.
+    pub endpoint: String,
+    pub bucket: String,
+    /// Signing region, e.g. `ams3`.
+    pub region: String,
+    pub addressing: Addressing,
+    /// Consecutive primary faults after which reads go to the fallback first.
+    pub after_failures: u32,
+    /// While reads go to the fallback first, one read this often tries the primary.
+    #[serde(with = "humantime_serde")]
+    pub probe_every: Duration,
+    /// `SPACES_FALLBACK_ACCESS_KEY_ID` (environment only).
+    #[serde(skip)]
+    pub access_key_id: Option<Secret>,
+    /// `SPACES_FALLBACK_SECRET_ACCESS_KEY` (environment only).
+    #[serde(skip)]
+    pub secret_access_key: Option<Secret>,
+}
+
+impl FallbackConfig {
+    /// Whether a fallback bucket is configured.
+    pub fn enabled(&self) -> bool {
+        !self.endpoint.is_empty()
+    }
+}
+
+impl Default for FallbackConfig {
+    fn default() -> Self {
+        FallbackConfig {
+            endpoint: String::new(),
+            bucket: String::new(),
+            region: String::new(),
+            addressing: Addressing::Path,
+            after_failures: 5,
+            probe_every: Duration::from_secs(10),
+            access_key_id: None,
+            secret_access_key: None,
+        }
+    }
 }
 
 impl Default for StorageConfig {
@@ -297,6 +354,7 @@ impl Default for StorageConfig {
             idle_body_timeout: Duration::from_secs(20),
             attempts: 3,
             retry_backoff: Duration::from_millis(50),
+            fallback: FallbackConfig::default(),
         }
     }
 }
@@ -680,6 +738,8 @@ impl Config {
         match var {
             "SPACES_ACCESS_KEY_ID" => self.storage.access_key_id.as_ref(),
             "SPACES_SECRET_ACCESS_KEY" => self.storage.secret_access_key.as_ref(),
+            "SPACES_FALLBACK_ACCESS_KEY_ID" => self.storage.fallback.access_key_id.as_ref(),
+            "SPACES_FALLBACK_SECRET_ACCESS_KEY" => self.storage.fallback.secret_access_key.as_ref(),
             "LABEL_GATEWAY_INTERNAL__TOKEN" => self.internal.token.as_ref(),
             "LABEL_GATEWAY_REGENERATE__TOKEN" => self.regenerate.token.as_ref(),
             _ => None,
@@ -691,6 +751,8 @@ impl Config {
         Some(match var {
             "SPACES_ACCESS_KEY_ID" => &mut self.storage.access_key_id,
             "SPACES_SECRET_ACCESS_KEY" => &mut self.storage.secret_access_key,
+            "SPACES_FALLBACK_ACCESS_KEY_ID" => &mut self.storage.fallback.access_key_id,
+            "SPACES_FALLBACK_SECRET_ACCESS_KEY" => &mut self.storage.fallback.secret_access_key,
             "LABEL_GATEWAY_INTERNAL__TOKEN" => &mut self.internal.token,
             "LABEL_GATEWAY_REGENERATE__TOKEN" => &mut self.regenerate.token,
             _ => return None,
@@ -874,6 +936,67 @@ impl Config {
                 "storage.location",
                 "a key prefix such as \"labels\": no leading or trailing '/', no '..'",
             ));
+        }
+        self.validate_fallback()
+    }
+
+    fn validate_fallback(&self) -> Result<(), ConfigError> {
+        let (st, fb) = (&self.storage, &self.storage.fallback);
+        if !fb.enabled() {
+            return Ok(());
+        }
+        if st.backend != Backend::S3 {
+            return Err(invalid(
+                "storage.fallback.endpoint",
+                "a fallback bucket needs storage.backend = \"s3\"",
+            ));
+        }
+        check_http_url("storage.fallback.endpoint", &fb.endpoint)?;
+        if fb.region.is_empty() {
+            return Err(invalid("storage.fallback.region", "must be set, e.g. ams3"));
+        }
+        if !valid_bucket(&fb.bucket) {
+            return Err(invalid(
+                "storage.fallback.bucket",
+                "3-63 characters of a-z 0-9 . -",
+            ));
+        }
+        if fb.endpoint == st.endpoint && fb.bucket == st.bucket {
+            return Err(invalid(
+                "storage.fallback.bucket",
+                "is the primary bucket itself: name a bucket in another region",
+            ));
+        }
+        if fb.after_failures == 0 {
+            return Err(invalid(
+                "storage.fallback.after_failures",
+                "must be at least 1",
+            ));
+        }
+        if fb.probe_every.is_zero() {
+            return Err(invalid(
+                "storage.fallback.probe_every",
+                "must be longer than zero",
+            ));
+        }
+        for (key, var, value) in [
+            (
+                "storage.fallback.access_key_id",
+                "SPACES_FALLBACK_ACCESS_KEY_ID",
+                &fb.access_key_id,
+            ),
+            (
+                "storage.fallback.secret_access_key",
+                "SPACES_FALLBACK_SECRET_ACCESS_KEY",
+                &fb.secret_access_key,
+            ),
+        ] {
+            if value.is_none() {
+                return Err(invalid(
+                    key,
+                    format!("missing: set {var} (or {var}_FILE) in the environment"),
+                ));
+            }
         }
         Ok(())
     }
@@ -1363,5 +1486,112 @@ mod tests {
         let e = err("[log]\nformat = \"xml\"\n", &[]);
         assert!(e.contains("log.format"), "{e}");
         assert!(e.contains("text") && e.contains("json"), "{e}");
+    }
+
+    const PRIMARY: &[(&str, &str)] = &[
+        ("SPACES_ACCESS_KEY_ID", "AK"),
+        ("SPACES_SECRET_ACCESS_KEY", "SK"),
+    ];
+
+    #[test]
+    fn fallback_is_off_unless_an_endpoint_is_set_and_has_documented_defaults() {
+        let c = Config::from_toml_str(
+            "[storage]
+backend = \"s3\"\n",
+            &env(PRIMARY),
+        )
+        .unwrap();
+        let fb = &c.storage.fallback;
+        assert!(!fb.enabled());
+        assert_eq!(fb.after_failures, 5);
+        assert_eq!(fb.probe_every, Duration::from_secs(10));
+        assert_eq!(fb.addressing, Addressing::Path);
+    }
+
+    #[test]
+    fn fallback_reads_its_keys_its_environment_overrides_and_its_own_credentials() {
+        let mut vars = PRIMARY.to_vec();
+        vars.extend([
+            (
+                "LABEL_GATEWAY_STORAGE__FALLBACK__ENDPOINT",
+                "https://ams3.digitaloceanspaces.com",
+            ),
+            ("LABEL_GATEWAY_STORAGE__FALLBACK__AFTER_FAILURES", "3"),
+            ("LABEL_GATEWAY_STORAGE__FALLBACK__PROBE_EVERY", "2s"),
+            ("SPACES_FALLBACK_ACCESS_KEY_ID", "AKFALLBACK"),
+            ("SPACES_FALLBACK_SECRET_ACCESS_KEY", "fallback-secret"),
+        ]);
+        let c = Config::from_toml_str(
+            "[storage]\nbackend = \"s3\"\n[storage.fallback]\nbucket = \"labels-ams3\"\n\
+             region = \"ams3\"\naddressing = \"virtual\"\n",
+            &env(&vars),
+        )
+        .unwrap();
+        let fb = &c.storage.fallback;
+        assert!(fb.enabled());
+        assert_eq!(fb.endpoint, "https://ams3.digitaloceanspaces.com");
+        assert_eq!(fb.bucket, "labels-ams3");
+        assert_eq!(fb.addressing, Addressing::Virtual);
+        assert_eq!(fb.after_failures, 3);
+        assert_eq!(fb.probe_every, Duration::from_secs(2));
+        assert_eq!(fb.access_key_id.as_ref().unwrap().expose(), "AKFALLBACK");
+        assert_eq!(c.storage.access_key_id.as_ref().unwrap().expose(), "AK");
+        assert!(!format!("{c:?}").contains("fallback-secret"));
+    }
+
+    #[test]
+    fn a_bad_fallback_setting_names_its_key() {
+        let base = "[storage]\nbackend = \"s3\"\n[storage.fallback]\n\
+                    endpoint = \"https://ams3.digitaloceanspaces.com\"\n";
+        let mut keys = PRIMARY.to_vec();
+        keys.extend([
+            ("SPACES_FALLBACK_ACCESS_KEY_ID", "AKF"),
+            ("SPACES_FALLBACK_SECRET_ACCESS_KEY", "SKF"),
+        ]);
+        let ok = "bucket = \"labels-ams3\"\nregion = \"ams3\"\n";
+        for (extra, vars, key) in [
+            (
+                "bucket = \"labels-ams3\"\n",
+                &keys[..],
+                "storage.fallback.region",
+            ),
+            (
+                "region = \"ams3\"\nbucket = \"A\"\n",
+                &keys,
+                "storage.fallback.bucket",
+            ),
+            (ok, PRIMARY, "storage.fallback.access_key_id"),
+            (
+                &format!("{ok}after_failures = 0\n"),
+                &keys,
+                "storage.fallback.after_failures",
+            ),
+            (
+                &format!("{ok}probe_every = \"0s\"\n"),
+                &keys,
+                "storage.fallback.probe_every",
+            ),
+            (
+                &format!("{ok}access_key_id = \"x\"\n"),
+                &keys,
+                "storage.fallback.access_key_id",
+            ),
+        ] {
+            let e = err(&format!("{base}{extra}"), vars);
+            assert!(e.starts_with(key), "{extra}: {e}");
+        }
+        let e = err(
+            "[storage.fallback]\nendpoint = \"https://ams3.digitaloceanspaces.com\"\n",
+            &[],
+        );
+        assert!(e.starts_with("storage.fallback.endpoint"), "{e}");
+        assert!(e.contains("s3"), "{e}");
+        let e = err(
+            &format!(
+                "[storage]\nbackend = \"s3\"\n[storage.fallback]\nendpoint = \"ftp://x\"\n{ok}"
+            ),
+            &keys,
+        );
+        assert!(e.starts_with("storage.fallback.endpoint"), "{e}");
     }
 }

@@ -90,6 +90,23 @@ enum Command {
         #[arg(long, default_value_t = label_gateway::cli::DEFAULT_JOBS, value_parser = jobs())]
         jobs: usize,
     },
+    /// Copy every label the fallback bucket lacks or holds differently from the primary.
+    ///
+    /// Lists both buckets ([storage] and [storage.fallback]) under {location}/, then
+    /// copies each label the fallback does not have, or has with another size or ETag;
+    /// re-running copies only what changed. Never touches keys that are not
+    /// {location}/{tracking}.pdf. Progress on stderr; exit 1 if any copy or delete failed.
+    Mirror {
+        /// Print what would be copied (and deleted) without writing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also delete the fallback's labels the primary no longer has.
+        #[arg(long)]
+        delete: bool,
+        /// Labels copied at once.
+        #[arg(long, default_value_t = label_gateway::cli::DEFAULT_JOBS, value_parser = jobs)]
+        jobs: usize,
+    },
     /// Delete labels the shop no longer needs (a dry run unless --yes).
     ///
     /// Chooses labels by age and/or from a list of tracking numbers (both given: a label
@@ -216,6 +233,11 @@ fn main() -> ExitCode {
             Ok(())
         }),
         Command::Backup { to, dry_run, jobs } => backup(config, to, dry_run, jobs),
+        Command::Mirror {
+            dry_run,
+            delete,
+            jobs,
+        } => mirror(config, dry_run, delete, jobs),
         Command::Prune {
             older_than,
             from_file,
@@ -323,6 +345,46 @@ fn backup(config: Config, to: PathBuf, dry_run: bool, jobs: usize) -> ExitCode {
         };
         println!("{}", report.summary().replacen("downloaded", verb, 1));
         anyhow::ensure!(report.failed.is_empty(), "some labels failed to download");
+        Ok(())
+    })
+}
+
+fn mirror(config: Config, dry_run: bool, delete: bool, jobs: usize) -> ExitCode {
+    use label_gateway::cli::mirror::{mirror, MirrorOptions};
+    run_async(async move {
+        let options = MirrorOptions {
+            dry_run,
+            delete,
+            jobs,
+            ..MirrorOptions::default()
+        };
+        let report = mirror(&config, options, &Progress::for_stderr("mirror")).await?;
+        if dry_run {
+            report
+                .copied
+                .iter()
+                .for_each(|t| println!("would copy: {t}"));
+            report
+                .deleted
+                .iter()
+                .for_each(|t| println!("would delete: {t}"));
+        }
+        for (tracking, err) in &report.failed {
+            eprintln!("failed: {tracking}: {err}");
+        }
+        for key in &report.not_labels {
+            eprintln!("not a label, skipped: {key}");
+        }
+        let summary = report.summary();
+        let summary = if dry_run {
+            summary
+                .replacen("copied", "would copy", 1)
+                .replacen("deleted", "would delete", 1)
+        } else {
+            summary
+        };
+        println!("{summary}");
+        anyhow::ensure!(report.failed.is_empty(), "some labels failed to mirror");
         Ok(())
     })
 }

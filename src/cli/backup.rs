@@ -8,19 +8,16 @@
 
 use std::path::{Path, PathBuf};
 
-use futures_util::StreamExt;
 use http_body_util::BodyExt;
 use tokio::io::AsyncWriteExt;
 
+pub use super::bulk::PAGE_SIZE;
+use super::bulk::{list_all, open_label, run_jobs, summary};
 use super::progress::Progress;
 use super::DEFAULT_JOBS;
 use crate::config::Config;
-use crate::http::Conditions;
-use crate::storage::{Fetch, GetRequest, Listed, Storage};
+use crate::storage::{Listed, Storage};
 use crate::tracking::Tracking;
-
-/// Objects asked for per listing page (S3's own maximum).
-pub const PAGE_SIZE: u32 = 1000;
 
 /// What happened to the objects of one run.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -36,13 +33,12 @@ pub struct BackupReport {
 
 impl BackupReport {
     pub fn summary(&self) -> String {
-        format!(
-            "downloaded {}, up to date {}, not labels {}, failed {}",
-            self.downloaded.len(),
-            self.up_to_date.len(),
-            self.not_labels.len(),
-            self.failed.len()
-        )
+        summary(&[
+            ("downloaded", self.downloaded.len()),
+            ("up to date", self.up_to_date.len()),
+            ("not labels", self.not_labels.len()),
+            ("failed", self.failed.len()),
+        ])
     }
 }
 
@@ -89,75 +85,47 @@ pub async fn backup_with(
     }
     let mut report = BackupReport::default();
     let mut wanted = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let (objects, next) = storage
-            .list(token.as_deref(), options.page_size.clamp(1, PAGE_SIZE))
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot list the store: {e}"))?;
-        for Listed {
-            key,
-            tracking,
-            size,
-            ..
-        } in objects
-        {
-            let Some(tracking) = tracking else {
-                report.not_labels.push(key);
-                continue;
-            };
-            let dest = to.join(format!("{tracking}.pdf"));
-            match tokio::fs::metadata(&dest).await {
-                Ok(meta) if meta.is_file() && meta.len() == size => {
-                    report.up_to_date.push(tracking.to_string())
-                }
-                _ if options.dry_run => report.downloaded.push(tracking.to_string()),
-                _ => wanted.push((tracking, dest, size)),
+    let mut listed = Vec::new();
+    list_all(&storage, options.page_size, |object| listed.push(object))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot list the store: {e}"))?;
+    for Listed {
+        key,
+        tracking,
+        size,
+        ..
+    } in listed
+    {
+        let Some(tracking) = tracking else {
+            report.not_labels.push(key);
+            continue;
+        };
+        let dest = to.join(format!("{tracking}.pdf"));
+        match tokio::fs::metadata(&dest).await {
+            Ok(meta) if meta.is_file() && meta.len() == size => {
+                report.up_to_date.push(tracking.to_string())
             }
-        }
-        match next {
-            Some(t) => token = Some(t),
-            None => break,
+            _ if options.dry_run => report.downloaded.push(tracking.to_string()),
+            _ => wanted.push((tracking, size, dest)),
         }
     }
-    progress.set_total(wanted.len() as u64);
     let storage = &storage;
-    let mut copies = futures_util::stream::iter(wanted)
-        .map(|(tracking, dest, size)| async move {
-            let outcome = copy_label(storage, tracking, &dest).await;
-            progress.advance(1, if outcome.is_ok() { size } else { 0 });
-            (tracking, outcome)
-        })
-        .buffer_unordered(options.jobs.max(1));
-    while let Some((tracking, outcome)) = copies.next().await {
-        match outcome {
-            Ok(()) => report.downloaded.push(tracking.to_string()),
-            Err(why) => report.failed.push((tracking.to_string(), why)),
-        }
-    }
-    progress.finish();
+    let done = run_jobs(
+        wanted,
+        options.jobs,
+        progress,
+        |tracking, dest| async move { copy_label(storage, tracking, &dest).await },
+    )
+    .await;
+    report.downloaded.extend(done.done);
+    report.failed = done.failed;
     report.downloaded.sort();
-    report.failed.sort();
     Ok(report)
 }
 
 /// Streams one label into `dest` through a temporary file beside it.
 async fn copy_label(storage: &Storage, tracking: Tracking, dest: &Path) -> Result<(), String> {
-    let conditions = Conditions::default();
-    let fetch = storage
-        .get(GetRequest {
-            tracking,
-            range: None,
-            conditions: &conditions,
-            head_only: false,
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-    let (head, mut body) = match fetch {
-        Fetch::Found { head, body } => (head, body),
-        Fetch::NotFound => return Err("deleted from the store during the backup".into()),
-        _ => return Err("the store did not return the label".into()),
-    };
+    let (head, mut body) = open_label(storage, tracking).await?;
     let temp = temp_path(dest);
     let written = async {
         let mut file = tokio::fs::File::create(&temp)

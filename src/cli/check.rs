@@ -33,6 +33,19 @@ pub fn check(config: &Config) -> Report {
             ),
         },
     );
+    let fb = &config.storage.fallback;
+    if fb.enabled() {
+        line(
+            "fallback",
+            format!(
+                "s3 {} bucket {}: reads go there first after {} primary faults in a row,                  the primary retried every {}",
+                fb.endpoint,
+                fb.bucket,
+                fb.after_failures,
+                humantime::format_duration(fb.probe_every)
+            ),
+        );
+    }
     line("check", config.auth.check_url.clone());
     line(
         "access",
@@ -120,6 +133,12 @@ pub fn check(config: &Config) -> Report {
                 .to_string(),
         );
     }
+    if fb.enabled() && config.redirect.enabled {
+        r.warnings.push(
+            "redirect mode sends clients to the primary bucket only: while it is down,              redirected labels fail (streamed ones fail over to storage.fallback)"
+                .to_string(),
+        );
+    }
     if config.internal.token.is_none() {
         r.warnings.push(
             "LABEL_GATEWAY_INTERNAL__TOKEN is not set: every /internal/ call is refused"
@@ -180,6 +199,33 @@ mod tests {
             "{:?}",
             r.lines
         );
+    }
+
+    #[test]
+    fn a_fallback_bucket_is_reported_and_redirect_mode_beside_it_warned_about() {
+        let env: BTreeMap<String, String> = [
+            ("SPACES_ACCESS_KEY_ID", "k"),
+            ("SPACES_SECRET_ACCESS_KEY", "s"),
+            ("SPACES_FALLBACK_ACCESS_KEY_ID", "fk"),
+            ("SPACES_FALLBACK_SECRET_ACCESS_KEY", "fs"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .into();
+        let toml = "[storage]\nbackend = \"s3\"\n[storage.fallback]\n\
+                    endpoint = \"https://ams3.digitaloceanspaces.com\"\nbucket = \"labels-ams3\"\n\
+                    region = \"ams3\"\n";
+        let r = check(&Config::from_toml_str(toml, &env).unwrap());
+        assert!(
+            r.lines
+                .iter()
+                .any(|l| l.contains("fallback") && l.contains("labels-ams3") && l.contains("10s")),
+            "{:?}",
+            r.lines
+        );
+        assert!(!r.warnings.iter().any(|w| w.contains("redirect")));
+        let toml = format!("{toml}[redirect]\nenabled = true\n");
+        let r = check(&Config::from_toml_str(&toml, &env).unwrap());
+        assert!(r.warnings.iter().any(|w| w.contains("primary bucket only")));
     }
 
     #[test]

@@ -143,6 +143,7 @@ impl Gateway {
         }
         self.batches.scrape_metrics(&mut scrape, &self.whole);
         self.auth.stats.scrape(&mut scrape);
+        self.storage.scrape_metrics(&mut scrape);
         let out = scrape.render();
         let mut resp = Response::new(full(out));
         resp.headers_mut().insert(

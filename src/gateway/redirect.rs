@@ -18,7 +18,7 @@ use super::{Gateway, Reply};
 use crate::config::RedirectConfig;
 use crate::error::GatewayError;
 use crate::http::{empty, Body};
-use crate::storage::{Fetch, GetRequest, Storage};
+use crate::storage::{Fetch, GetRequest};
 use crate::tracking::Tracking;
 
 /// How long "this label exists" is remembered (capped by the URLs' lifetime).
@@ -53,7 +53,8 @@ impl Gateway {
         redirect: &Redirector,
         req: &LabelRequest<'_>,
     ) -> Result<Reply, GatewayError> {
-        let Storage::S3(store) = &*self.storage else {
+        // The primary's URL, also while reads fail over to a fallback bucket.
+        let Some(store) = self.storage.s3() else {
             // Validation refuses redirect mode on a local store.
             return Err(GatewayError::BadGateway(
                 "redirect mode needs an S3 store".into(),

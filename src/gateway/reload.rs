@@ -1,5 +1,6 @@
 //! Key rotation without a restart. On `SIGHUP` the secrets that came from files
-//! (`SPACES_ACCESS_KEY_ID_FILE`, `SPACES_SECRET_ACCESS_KEY_FILE`,
+//! (`SPACES_ACCESS_KEY_ID_FILE`, `SPACES_SECRET_ACCESS_KEY_FILE`, the fallback bucket's
+//! `SPACES_FALLBACK_ACCESS_KEY_ID_FILE` and `SPACES_FALLBACK_SECRET_ACCESS_KEY_FILE`,
 //! `LABEL_GATEWAY_INTERNAL__TOKEN_FILE`, `LABEL_GATEWAY_REGENERATE__TOKEN_FILE`) are read
 //! again and put in force for every request that starts afterwards; requests in flight,
 //! downloads included, finish as they began. Secrets given as plain variables keep their
@@ -17,6 +18,8 @@ use crate::secret::Secret;
 
 const ACCESS_KEY_ID: &str = "SPACES_ACCESS_KEY_ID";
 const SECRET_ACCESS_KEY: &str = "SPACES_SECRET_ACCESS_KEY";
+const FALLBACK_ACCESS_KEY_ID: &str = "SPACES_FALLBACK_ACCESS_KEY_ID";
+const FALLBACK_SECRET_ACCESS_KEY: &str = "SPACES_FALLBACK_SECRET_ACCESS_KEY";
 const INTERNAL_TOKEN: &str = "LABEL_GATEWAY_INTERNAL__TOKEN";
 const REGENERATE_TOKEN: &str = "LABEL_GATEWAY_REGENERATE__TOKEN";
 
@@ -72,6 +75,16 @@ impl Gateway {
                 current.0.get(SECRET_ACCESS_KEY),
             ) {
                 self.storage.set_credentials(id, secret);
+            }
+        }
+        if changed.contains(&FALLBACK_ACCESS_KEY_ID)
+            || changed.contains(&FALLBACK_SECRET_ACCESS_KEY)
+        {
+            if let (Some(id), Some(secret)) = (
+                current.0.get(FALLBACK_ACCESS_KEY_ID),
+                current.0.get(FALLBACK_SECRET_ACCESS_KEY),
+            ) {
+                self.storage.set_fallback_credentials(id, secret);
             }
         }
         if changed.contains(&INTERNAL_TOKEN) {

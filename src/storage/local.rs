@@ -203,6 +203,7 @@ impl LocalStore {
                     .strip_suffix(".pdf")
                     .and_then(|t| Tracking::parse(t).ok()),
                 key,
+                etag: None,
                 size,
                 last_modified,
             })

@@ -4,8 +4,14 @@
 //!
 //! A fetch answers with an outcome value ([`Fetch`]); a missing label is an outcome, not
 //! an error. [`StorageError`] is kept for faults: credentials, outages, timeouts.
+//!
+//! With `[storage.fallback]` set, the S3 store is wrapped in `fallback` (label reads fail
+//! over to a second bucket, `breaker` says which goes first); everything else is the
+//! primary's.
 
+mod breaker;
 mod direct;
+pub mod fallback;
 pub mod local;
 pub mod s3;
 pub mod sigv4;
@@ -73,6 +79,8 @@ pub enum PutOutcome {
 pub struct Listed {
     /// The object key (the file name in the local backend).
     pub key: String,
+    /// The object's `ETag` as listed (quotes kept), when known.
+    pub etag: Option<String>,
     /// The label's tracking number when the key is `{location}/{tracking}.pdf` with a
     /// valid one; anything else in the bucket is not a label.
     pub tracking: Option<Tracking>,
@@ -124,6 +132,8 @@ impl StorageError {
 pub enum Storage {
     Local(local::LocalStore),
     S3(Box<s3::S3Store>),
+    /// S3 with a fallback bucket that reads fail over to.
+    Fallback(Box<fallback::FallbackStore>),
 }
 
 impl Storage {
@@ -131,6 +141,9 @@ impl Storage {
     pub fn from_config(config: &Config) -> Result<Storage, StorageError> {
         Ok(match config.storage.backend {
             Backend::Local => Storage::Local(local::LocalStore::new(&config.storage)?),
+            Backend::S3 if config.storage.fallback.enabled() => {
+                Storage::Fallback(Box::new(fallback::FallbackStore::new(&config.storage)?))
+            }
             Backend::S3 => Storage::S3(Box::new(s3::S3Store::new(&config.storage)?)),
         })
     }
@@ -139,6 +152,7 @@ impl Storage {
         match self {
             Storage::Local(s) => s.get(req).await,
             Storage::S3(s) => s.get(req).await,
+            Storage::Fallback(s) => s.get(req).await,
         }
     }
 
@@ -153,6 +167,7 @@ impl Storage {
         match self {
             Storage::Local(s) => s.put(tracking, body, len, overwrite).await,
             Storage::S3(s) => s.put(tracking, body, len, overwrite).await,
+            Storage::Fallback(s) => s.primary().put(tracking, body, len, overwrite).await,
         }
     }
 
@@ -166,6 +181,7 @@ impl Storage {
         match self {
             Storage::Local(s) => s.list(after, page_size).await,
             Storage::S3(s) => s.list(after, page_size).await,
+            Storage::Fallback(s) => s.primary().list(after, page_size).await,
         }
     }
 
@@ -180,6 +196,7 @@ impl Storage {
         match self {
             Storage::Local(s) => s.delete_many(labels).await,
             Storage::S3(s) => s.delete_many(labels).await,
+            Storage::Fallback(s) => s.primary().delete_many(labels).await,
         }
     }
 
@@ -190,8 +207,35 @@ impl Storage {
         access_key_id: &crate::secret::Secret,
         secret: &crate::secret::Secret,
     ) {
-        if let Storage::S3(s) = self {
+        if let Some(s) = self.s3() {
             s.set_credentials(access_key_id, secret);
+        }
+    }
+
+    /// Signs every request to the fallback bucket from now on with this key.
+    pub fn set_fallback_credentials(
+        &self,
+        access_key_id: &crate::secret::Secret,
+        secret: &crate::secret::Secret,
+    ) {
+        if let Storage::Fallback(s) = self {
+            s.set_fallback_credentials(access_key_id, secret);
+        }
+    }
+
+    /// The (primary) S3 store, when the backend is S3: presigned URLs are its.
+    pub fn s3(&self) -> Option<&s3::S3Store> {
+        match self {
+            Storage::Local(_) => None,
+            Storage::S3(s) => Some(s),
+            Storage::Fallback(s) => Some(s.primary()),
+        }
+    }
+
+    /// The store's own metrics (the fallback's breaker), if it has any.
+    pub fn scrape_metrics(&self, scrape: &mut crate::metrics::Scrape) {
+        if let Storage::Fallback(s) = self {
+            s.scrape_metrics(scrape);
         }
     }
 
@@ -200,6 +244,7 @@ impl Storage {
         match self {
             Storage::Local(s) => s.probe().await,
             Storage::S3(s) => s.probe().await,
+            Storage::Fallback(s) => s.probe().await,
         }
     }
 
@@ -208,6 +253,7 @@ impl Storage {
         match self {
             Storage::Local(_) => format!("{tracking}.pdf"),
             Storage::S3(s) => s.key(tracking),
+            Storage::Fallback(s) => s.primary().key(tracking),
         }
     }
 }

@@ -42,6 +42,10 @@ pub struct Counters {
     pub put_gate: Mutex<Option<usize>>,
     /// Keys named by each Multi-Object Delete that passed the `Content-MD5` check.
     pub delete_batches: Mutex<Vec<usize>>,
+    /// While set, every request is answered 503 `ServiceUnavailable` (a region outage)
+    /// and counted in `down_hits`.
+    pub down: std::sync::atomic::AtomicBool,
+    pub down_hits: AtomicUsize,
 }
 
 /// How long a gated PUT waits for company.
@@ -102,6 +106,10 @@ impl S3Server {
                         let service = service.clone();
                         let c = c.clone();
                         async move {
+                            if c.down.load(Ordering::SeqCst) {
+                                c.down_hits.fetch_add(1, Ordering::SeqCst);
+                                return Ok(unavailable());
+                            }
                             let is_delete = req.method() == http::Method::POST
                                 && req.uri().query().is_some_and(|q| {
                                     q.split('&').any(|p| p == "delete" || p == "delete=")
@@ -160,6 +168,16 @@ impl S3Server {
     /// Stops accepting `access_key` (the last step of a key rotation).
     pub fn revoke_key(&self, access_key: &str) {
         self.keys.0.write().expect("keys").remove(access_key);
+    }
+
+    /// Answers every request 503 from now on (`true`), or serves again (`false`).
+    pub fn set_down(&self, down: bool) {
+        self.counters.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Requests answered 503 because the server was down.
+    pub fn down_hits(&self) -> usize {
+        self.counters.down_hits.load(Ordering::SeqCst)
     }
 
     /// Holds each object PUT until `n` are in flight at once (see [`Counters::put_gate`]).
@@ -243,6 +261,15 @@ impl Drop for S3Server {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// What S3 answers while a region is out.
+fn unavailable() -> s3s::HttpResponse {
+    let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>ServiceUnavailable</Code>\
+               <Message>Please reduce your request rate.</Message></Error>";
+    let mut resp = http::Response::new(s3s::Body::from(xml.to_string()));
+    *resp.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+    resp
 }
 
 /// A gated PUT waits until the gate's number of PUTs have been in flight at once, or
