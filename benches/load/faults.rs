@@ -345,6 +345,15 @@ pub async fn soak(
     if has_stale {
         env.extend(stale);
     }
+    // The hot labels written on drain and warmed by the next process, when this build can.
+    let hot_list = [(
+        "LABEL_GATEWAY_CACHE__HOT_LIST",
+        dir.join("hot-list.txt").display().to_string(),
+    )];
+    let has_hot_list = knows(dir, &hot_list);
+    if has_hot_list {
+        env.extend(hot_list);
+    }
     // The fallback bucket: a second S3 server holding every label (as `mirror` keeps it).
     let fallback = crate::peers::SelfChild::start(
         "serve-s3",
@@ -382,8 +391,14 @@ pub async fn soak(
     println!(
         "Faulted soak: {total} s; the primary store passes, resets every connection, passes, \
          stalls, passes, answers 503, in turns of {period} s; the gateway restarted through \
-         its sockets at {restart_at} s; cache.ttl 30 s; stale_if_error {}; fallback bucket {}.",
+         its sockets at {restart_at} s; cache.ttl 30 s; stale_if_error {}; hot_list {}; \
+         fallback bucket {}.",
         if has_stale { "1h" } else { "not in this build" },
+        if has_hot_list {
+            "on"
+        } else {
+            "not in this build"
+        },
         if mirrored {
             "holding every label"
         } else {
