@@ -104,7 +104,7 @@ enum Command {
         #[arg(long)]
         delete: bool,
         /// Labels copied at once.
-        #[arg(long, default_value_t = label_gateway::cli::DEFAULT_JOBS, value_parser = jobs)]
+        #[arg(long, default_value_t = label_gateway::cli::DEFAULT_JOBS, value_parser = jobs())]
         jobs: usize,
     },
     /// Delete labels the shop no longer needs (a dry run unless --yes).
