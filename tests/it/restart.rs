@@ -369,18 +369,29 @@ fn the_shipped_units_and_compose_fit_the_config_and_give_the_drain_its_time() {
         assert_eq!(values(&service, key), ["yes"], "{key}");
     }
     assert_eq!(values(&service, "ProtectSystem"), ["strict"]);
-    let credentials: Vec<String> = values(&service, "LoadCredential")
-        .iter()
-        .map(|c| c.split(':').next().unwrap_or_default().to_string())
-        .collect();
-    let environment = values(&service, "Environment");
+    // The fallback bucket's keys are there to uncomment: a credential whose file is
+    // missing stops the start, and most deployments have no fallback.
+    let optional: String = service
+        .lines()
+        .filter_map(|l| l.strip_prefix('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
     for (var, _) in label_gateway::config::SECRET_VARS {
-        let set = environment
+        let text = if var.contains("FALLBACK") {
+            &optional
+        } else {
+            &service
+        };
+        let credentials: Vec<String> = values(text, "LoadCredential")
             .iter()
-            .find_map(|e| e.strip_prefix(&format!("{var}_FILE=%d/")))
+            .map(|c| c.split(':').next().unwrap_or_default().to_string())
+            .collect();
+        let set = values(text, "Environment")
+            .iter()
+            .find_map(|e| Some(e.strip_prefix(&format!("{var}_FILE=%d/"))?.to_string()))
             .unwrap_or_else(|| panic!("{var}_FILE is not a credential"));
         assert!(
-            credentials.iter().any(|c| c == set),
+            credentials.iter().any(|c| *c == set),
             "{var}_FILE names credential {set}, which is not loaded"
         );
     }
@@ -395,4 +406,51 @@ fn the_shipped_units_and_compose_fit_the_config_and_give_the_drain_its_time() {
         period > grace,
         "stop_grace_period {period:?} <= shutdown_grace {grace:?}"
     );
+}
+
+/// A connection the gateway accepted just before a drain, whose request had not arrived
+/// yet, gets that request answered: its client wrote it right after connecting, and a
+/// client does not send a request again on a new connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_accepted_before_the_drain_gets_its_first_request_answered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s3 = S3Server::start().await;
+    let data = pdf_bytes(4_000, 7);
+    s3.put_label("DRAINFIRST1", &data).await;
+    let check = Responder::allow_all().await;
+    let gw = crate::support::start_gateway(crate::support::s3_config(&s3, &check.url(), &[])).await;
+    let mut conn = tokio::net::TcpStream::connect(gw.addr())
+        .await
+        .expect("connect");
+    // Accepted: the gateway counts it open.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while gw.gateway.metrics.connections_open.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the connection was not accepted");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let mut drain = Box::pin(gw.shutdown());
+    // Its first poll starts the drain (the rest is waiting for the connections to end).
+    tokio::select! {
+        biased;
+        _ = &mut drain => panic!("drained with a connection open"),
+        _ = std::future::ready(()) => {}
+    }
+    // Time for the connection's task to see the drain before the request arrives.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let request = format!(
+        "GET /shipping-label/DRAINFIRST1/ HTTP/1.1\r\nHost: labels\r\nCookie: {ANY_SESSION}\r\n\r\n"
+    );
+    conn.write_all(request.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    tokio::time::timeout(crate::support::HANG, conn.read_to_end(&mut answer))
+        .await
+        .expect("the gateway closes after answering")
+        .expect("read");
+    assert!(
+        answer.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer[..answer.len().min(200)])
+    );
+    assert!(answer.ends_with(&data), "the label's bytes");
+    assert!(drain.await, "drained within the grace period");
 }
