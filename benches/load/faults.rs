@@ -505,11 +505,11 @@ pub async fn soak(
 /// setting it does not know is refused).
 fn knows(dir: &Path, env: &[(&'static str, String)]) -> bool {
     let (bin, config_path) = gateway_bin();
-    let any: SocketAddr = ([127, 0, 0, 1], 9).into();
+    let any = |port: u16| -> SocketAddr { ([127, 0, 0, 1], port).into() };
     let g = GatewayEnv {
-        listen: any,
-        internal: any,
-        s3: any,
+        listen: any(9),
+        internal: any(10),
+        s3: any(11),
         check_url: "http://127.0.0.1:9/check",
         cache_enabled: true,
     };
