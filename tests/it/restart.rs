@@ -391,7 +391,7 @@ fn the_shipped_units_and_compose_fit_the_config_and_give_the_drain_its_time() {
             .find_map(|e| Some(e.strip_prefix(&format!("{var}_FILE=%d/"))?.to_string()))
             .unwrap_or_else(|| panic!("{var}_FILE is not a credential"));
         assert!(
-            credentials.iter().any(|c| *c == set),
+            credentials.contains(&set),
             "{var}_FILE names credential {set}, which is not loaded"
         );
     }
