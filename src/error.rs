@@ -283,6 +283,11 @@ pub enum StartupError {
         addr: std::net::SocketAddr,
         reason: std::io::Error,
     },
+    #[error("{setting}: the socket passed by systemd (LISTEN_FDS) cannot be served: {reason}")]
+    Passed {
+        setting: &'static str,
+        reason: std::io::Error,
+    },
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
     #[error("{setting}: cannot build its HTTP client: {reason}")]

@@ -4,7 +4,8 @@
 //!
 //! # Layout
 //! From the top down; a module only uses the ones below it.
-//! - [`server`]: listeners, connection limit, hyper builder, graceful drain.
+//! - [`server`]: listeners (bound, or passed by systemd), connection limit, hyper builder,
+//!   graceful drain.
 //! - [`gateway`]: one request from route to access log: the route table, the label path
 //!   as named phases (session → cache → storage → respond), label responses, `/internal/`
 //!   calls, readiness and metrics; secrets re-read on SIGHUP.

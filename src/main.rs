@@ -427,6 +427,14 @@ fn keep_freed_memory() {
 }
 
 fn serve(config: Config) -> ExitCode {
+    // Read (and removed from the environment) while no other thread runs.
+    let passed = match label_gateway::server::activation::take_from_env() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("label-gateway: socket activation: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     keep_freed_memory();
     let _log = label_gateway::telemetry::init(&config.log);
     let mut rt = tokio::runtime::Builder::new_multi_thread();
@@ -442,7 +450,7 @@ fn serve(config: Config) -> ExitCode {
         }
     };
     let code = rt.block_on(async move {
-        let running = match label_gateway::server::start(config).await {
+        let running = match label_gateway::server::start_with(config, passed).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!("{e:#}");

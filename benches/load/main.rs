@@ -42,7 +42,9 @@
 //! `LOAD_MEMORY_CLIENTS` (default 1000), `LOAD_MEMORY_ONLY=1` (only the memory run),
 //! `LOAD_SOAK_SECONDS` (the judged window after a 40 s warm-up, default 60; quick: 20 s
 //! with no warm-up, the RSS trend printed, not judged),
-//! `LOAD_SOAK_ONLY=1` (only the soak), `LOAD_BATCH_ONLY=1` (only the batch rows and the
+//! `LOAD_SOAK_ONLY=1` (only the soak), `LOAD_SOAK_FAULTS=1` (only the faulted soak: the
+//! primary store failing in turns and one restart through the sockets, `faults.rs`;
+//! `LOAD_SOAK_SECONDS` is then its whole length, default 330), `LOAD_BATCH_ONLY=1` (only the batch rows and the
 //! batch memory run), `LOAD_TABLE_ONLY=1` (only the rows table and its verdicts),
 //! `LOAD_PERF=1` (only `perf record` profiles of the same four rows on the real CPU: see
 //! `perf.rs`; `LOAD_PERF_LABEL=5mib` samples the 5 MiB label, `LOAD_PERF_CONNS=16` at 16 connections), `LOAD_CALLGRIND=1` (only instructions per response of the gateway's
@@ -57,6 +59,7 @@
 
 mod batch;
 mod callgrind;
+mod faults;
 mod memory;
 mod pdf_label;
 mod peers;
@@ -107,6 +110,8 @@ struct Settings {
     memory_only: bool,
     soak_secs: u64,
     soak_only: bool,
+    /// The faulted soak alone (`faults.rs`).
+    soak_faults: bool,
     callgrind_only: bool,
     perf_only: bool,
     batch_only: bool,
@@ -133,6 +138,7 @@ impl Settings {
                 .unwrap_or(if quick { 20 } else { 60 })
                 .max(3),
             soak_only: var("LOAD_SOAK_ONLY").is_some_and(|v| v != "0"),
+            soak_faults: var("LOAD_SOAK_FAULTS").is_some_and(|v| v != "0"),
             callgrind_only: var("LOAD_CALLGRIND").is_some_and(|v| v != "0"),
             perf_only: var("LOAD_PERF").is_some_and(|v| v != "0"),
             batch_only: var("LOAD_BATCH_ONLY").is_some_and(|v| v != "0"),
@@ -312,6 +318,11 @@ async fn drive(s: Settings) -> anyhow::Result<()> {
             println!("| {} | {} | {} |", c.row, c.responses, c.per_response());
         }
         return Ok(());
+    }
+    if s.soak_faults {
+        let labels = Arc::new(soak::Labels::new(label_bytes(SMALL_LEN, 3)));
+        write_soak_labels(s3.addr, &labels).await?;
+        return faults::soak(&s3, &responder, soak_env(&responder), labels, dir, &s).await;
     }
     if s.soak_only {
         return soak_run(s3.addr, &responder, dir, &s).await;
@@ -548,6 +559,29 @@ async fn soak_run(
     s: &Settings,
 ) -> anyhow::Result<()> {
     let labels = Arc::new(soak::Labels::new(label_bytes(SMALL_LEN, 3)));
+    write_soak_labels(s3, &labels).await?;
+    let gw = GatewayChild::start(
+        "gateway-soak",
+        dir,
+        s3,
+        &responder.check_url(),
+        true,
+        &soak_env(responder),
+    )?;
+    let settings = soak::Settings {
+        warmup_secs: if s.quick { 0 } else { soak::WARMUP_SECS },
+        secs: s.soak_secs,
+        allowed_cookie: ANY_SESSION,
+        faults: None,
+    };
+    soak::run(gw.addr, gw.internal, gw.guard.pid(), labels, &settings).await
+}
+
+/// Writes the soak's labels (hot and cold) into the S3 server at `s3`.
+async fn write_soak_labels(
+    s3: std::net::SocketAddr,
+    labels: &Arc<soak::Labels>,
+) -> anyhow::Result<()> {
     eprintln!("  writing the soak's {} labels", soak::HOT + soak::COLD);
     let names: Vec<String> = (0..soak::HOT)
         .map(soak::Labels::hot)
@@ -563,34 +597,27 @@ async fn soak_run(
             done??;
         }
     }
-    let gw = GatewayChild::start(
-        "gateway-soak",
-        dir,
-        s3,
-        &responder.check_url(),
-        true,
-        &[
-            ("LABEL_GATEWAY_CACHE__MAX_BYTES", soak::CACHE_BYTES.into()),
-            ("LABEL_GATEWAY_REGENERATE__URL", responder.regenerate_url()),
-            // The soak's one session asks for thousands of missing labels: exactly what the
-            // per-session regeneration limit refuses (429). Lifted here so the soak keeps
-            // driving the regeneration path and its remembered outcomes.
-            (
-                "LABEL_GATEWAY_REGENERATE__PER_SESSION_BURST",
-                "1000000000".into(),
-            ),
-            (
-                "LABEL_GATEWAY_REGENERATE__PER_SESSION_PER_MINUTE",
-                "1000000000".into(),
-            ),
-        ],
-    )?;
-    let settings = soak::Settings {
-        warmup_secs: if s.quick { 0 } else { soak::WARMUP_SECS },
-        secs: s.soak_secs,
-        allowed_cookie: ANY_SESSION,
-    };
-    soak::run(gw.addr, gw.internal, gw.guard.pid(), labels, &settings).await
+    Ok(())
+}
+
+/// The soak gateway's settings beside the shipped ones: a smaller cache, the responder as
+/// the app.
+fn soak_env(responder: &Responder) -> Vec<(&'static str, String)> {
+    vec![
+        ("LABEL_GATEWAY_CACHE__MAX_BYTES", soak::CACHE_BYTES.into()),
+        ("LABEL_GATEWAY_REGENERATE__URL", responder.regenerate_url()),
+        // The soak's one session asks for thousands of missing labels: exactly what the
+        // per-session regeneration limit refuses (429). Lifted here so the soak keeps
+        // driving the regeneration path and its remembered outcomes.
+        (
+            "LABEL_GATEWAY_REGENERATE__PER_SESSION_BURST",
+            "1000000000".into(),
+        ),
+        (
+            "LABEL_GATEWAY_REGENERATE__PER_SESSION_PER_MINUTE",
+            "1000000000".into(),
+        ),
+    ]
 }
 
 /// Probes and validates every row, then runs the matrix: rows interleaved within each

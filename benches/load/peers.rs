@@ -153,13 +153,7 @@ impl GatewayChild {
         cache_enabled: bool,
         extra_env: &[(&str, String)],
     ) -> anyhow::Result<GatewayChild> {
-        let bin = std::env::var_os("LOAD_GATEWAY_BIN")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_label-gateway")));
-        // Another binary may need its own release's config file (LOAD_GATEWAY_CONFIG).
-        let config_path = std::env::var_os("LOAD_GATEWAY_CONFIG")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(REPO).join("config.toml"));
+        let (bin, config_path) = gateway_bin();
         Self::start_bin(
             &bin,
             &config_path,
@@ -187,46 +181,20 @@ impl GatewayChild {
     ) -> anyhow::Result<GatewayChild> {
         let port = free_port()?;
         let internal_port = free_port()?;
-        let env: BTreeMap<String, String> = [
-            ("LABEL_GATEWAY_SERVER__LISTEN", format!("127.0.0.1:{port}")),
-            (
-                "LABEL_GATEWAY_SERVER__INTERNAL_LISTEN",
-                format!("127.0.0.1:{internal_port}"),
-            ),
-            ("LABEL_GATEWAY_STORAGE__BACKEND", "s3".into()),
-            ("LABEL_GATEWAY_AUTH__CHECK_URL", check_url.into()),
-            ("LABEL_GATEWAY_CACHE__ENABLED", cache_enabled.to_string()),
-            ("SPACES_ENDPOINT_URL", format!("http://{s3}")),
-            ("SPACES_REGION", REGION.into()),
-            ("SPACES_BUCKET_NAME", BUCKET.into()),
-            ("SPACES_ACCESS_KEY_ID", ACCESS_KEY.into()),
-            ("SPACES_SECRET_ACCESS_KEY", SECRET_KEY.into()),
-        ]
-        .into_iter()
-        .chain(extra_env.iter().cloned())
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        // The same loader the binary uses: a bad setting fails here with its reason.
-        let text = std::fs::read_to_string(config_path)
-            .with_context(|| format!("read {}", config_path.display()))?;
-        let config = Config::from_toml_str(&text, &env)
-            .map_err(|e| anyhow::anyhow!("gateway config for {name}: {e}"))?;
-        let log = dir.join(format!("{}.log", name.replace(' ', "-")));
-        let mut cmd = Command::new(bin);
-        cmd.arg("--config")
-            .arg(config_path)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(&log)?));
-        // Nothing of the caller's own gateway settings leaks in.
-        for (k, _) in std::env::vars_os() {
-            let k = k.to_string_lossy();
-            if k.starts_with("LABEL_GATEWAY_") || k.starts_with("SPACES_") || k == "RUST_LOG" {
-                cmd.env_remove(k.as_ref());
-            }
-        }
-        cmd.envs(&env);
+        let (mut cmd, config, log) = gateway_command(
+            bin,
+            config_path,
+            name,
+            dir,
+            GatewayEnv {
+                listen: ([127, 0, 0, 1], port).into(),
+                internal: ([127, 0, 0, 1], internal_port).into(),
+                s3,
+                check_url,
+                cache_enabled,
+            },
+            extra_env,
+        )?;
         let mut guard = ChildGuard::spawn(name, &mut cmd, libc::SIGKILL, true, Some(log))
             .with_context(|| format!("start {}", bin.display()))?;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
@@ -238,6 +206,80 @@ impl GatewayChild {
             config,
         })
     }
+}
+
+/// The gateway binary (`LOAD_GATEWAY_BIN`, else this build's) and its config file
+/// (`LOAD_GATEWAY_CONFIG`: another binary may need its own release's; else the shipped one).
+pub fn gateway_bin() -> (PathBuf, PathBuf) {
+    let bin = std::env::var_os("LOAD_GATEWAY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_label-gateway")));
+    let config_path = std::env::var_os("LOAD_GATEWAY_CONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(REPO).join("config.toml"));
+    (bin, config_path)
+}
+
+/// The addresses and peers a gateway child is configured with.
+pub struct GatewayEnv<'a> {
+    pub listen: SocketAddr,
+    pub internal: SocketAddr,
+    pub s3: SocketAddr,
+    pub check_url: &'a str,
+    pub cache_enabled: bool,
+}
+
+/// The command that runs the gateway `bin` with `config_path` and the environment an
+/// operator would set (nothing of the caller's own gateway settings), its stderr into
+/// `{dir}/{name}.log`; with the config as the binary will load it (a bad setting fails
+/// here with its reason) and the log's path.
+pub fn gateway_command(
+    bin: &Path,
+    config_path: &Path,
+    name: &str,
+    dir: &Path,
+    g: GatewayEnv<'_>,
+    extra_env: &[(&str, String)],
+) -> anyhow::Result<(Command, Config, PathBuf)> {
+    let env: BTreeMap<String, String> = [
+        ("LABEL_GATEWAY_SERVER__LISTEN", g.listen.to_string()),
+        (
+            "LABEL_GATEWAY_SERVER__INTERNAL_LISTEN",
+            g.internal.to_string(),
+        ),
+        ("LABEL_GATEWAY_STORAGE__BACKEND", "s3".into()),
+        ("LABEL_GATEWAY_AUTH__CHECK_URL", g.check_url.into()),
+        ("LABEL_GATEWAY_CACHE__ENABLED", g.cache_enabled.to_string()),
+        ("SPACES_ENDPOINT_URL", format!("http://{}", g.s3)),
+        ("SPACES_REGION", REGION.into()),
+        ("SPACES_BUCKET_NAME", BUCKET.into()),
+        ("SPACES_ACCESS_KEY_ID", ACCESS_KEY.into()),
+        ("SPACES_SECRET_ACCESS_KEY", SECRET_KEY.into()),
+    ]
+    .into_iter()
+    .chain(extra_env.iter().cloned())
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let text = std::fs::read_to_string(config_path)
+        .with_context(|| format!("read {}", config_path.display()))?;
+    let config = Config::from_toml_str(&text, &env)
+        .map_err(|e| anyhow::anyhow!("gateway config for {name}: {e}"))?;
+    let log = dir.join(format!("{}.log", name.replace(' ', "-")));
+    let mut cmd = Command::new(bin);
+    cmd.arg("--config")
+        .arg(config_path)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&log)?));
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if k.starts_with("LABEL_GATEWAY_") || k.starts_with("SPACES_") || k == "RUST_LOG" {
+            cmd.env_remove(k.as_ref());
+        }
+    }
+    cmd.envs(&env);
+    Ok((cmd, config, log))
 }
 
 /// nginx as an operator would put it in front of the bucket instead of the gateway:

@@ -16,9 +16,19 @@
 //! this run so that most of them miss and the cache keeps evicting), 15% a hot label with a
 //! session the check endpoint denies (404, never a byte of the label), 10% a tracking
 //! number storage does not have, whose regeneration the app refuses (404).
+//!
+//! The faulted variant (`LOAD_SOAK_FAULTS=1`, driven by `faults.rs`) runs the same mix while
+//! the primary store resets connections, stalls and answers 503 in turns, and restarts the
+//! gateway once through its sockets. A stale answer (`X-Cache: STALE`) or a fallback
+//! answer is expected; so is a 5xx for a label that was neither cached nor mirrored, and a
+//! body cut within a few seconds of the proxy resetting every open storage connection. A
+//! 5xx for a label that was cached (a hot label this process served) or mirrored (every
+//! label, when a fallback bucket holds them all) is not. A request on a kept-alive
+//! connection the draining gateway closed before any byte of its answer is sent again on
+//! a new connection (counted), as nginx does.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,6 +38,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 
+use crate::faults::{FaultProxy, Mode};
 use crate::procs::{self, PeakRss};
 use crate::report;
 
@@ -104,6 +115,16 @@ struct Tally {
     missing: AtomicU64,
     unexpected: AtomicU64,
     reconnects: AtomicU64,
+    /// Faulted runs: answers by the proxy's mode when they came (pass, reset, stall, 5xx)
+    /// and kind (label served, of which stale, expected 5xx, unexpected).
+    by_mode: [[AtomicU64; 4]; 4],
+    /// Requests sent again after a kept-alive connection closed before their answer.
+    resent: AtomicU64,
+    /// Bodies cut just after the proxy reset every storage connection.
+    cut: AtomicU64,
+    /// For each hot label, the gateway generation (+1) that last served it: served by the
+    /// running process means cached there.
+    hot_served: [AtomicU64; HOT],
     /// The first few unexpected responses, for the report.
     examples: Mutex<Vec<String>>,
 }
@@ -125,6 +146,31 @@ pub struct Settings {
     /// The judged window.
     pub secs: u64,
     pub allowed_cookie: &'static str,
+    /// The faulted variant.
+    pub faults: Option<Faulted>,
+}
+
+/// What the faulted soak shares with the load: the proxy (its mode), which gateway process
+/// runs, and whether every label is mirrored.
+pub struct Faulted {
+    pub proxy: Arc<FaultProxy>,
+    /// The running gateway's pid (it changes at the restart).
+    pub pid: Arc<AtomicU32>,
+    /// How many restarts so far.
+    pub generation: Arc<AtomicU64>,
+    /// When the proxy last changed mode, in ms since the soak began.
+    pub changed_ms: Arc<AtomicU64>,
+    /// Every label is also in a fallback bucket the gateway reads.
+    pub mirrored: bool,
+}
+
+fn mode_slot(m: Mode) -> usize {
+    match m {
+        Mode::Pass => 0,
+        Mode::Reset => 1,
+        Mode::Stall => 2,
+        Mode::Error5xx => 3,
+    }
 }
 
 /// Runs the soak against the gateway at `addr` (process `pid`, metrics on `internal`) and
@@ -150,13 +196,20 @@ pub async fn run(
     let until = began + Duration::from_secs(s.warmup_secs + s.secs);
 
     let samples = Arc::new(Mutex::new(Vec::<(f64, u64)>::new()));
+    // The faulted soak's gateway changes process at its restart.
+    let current = s
+        .faults
+        .as_ref()
+        .map_or_else(|| Arc::new(AtomicU32::new(pid)), |f| f.pid.clone());
     let sampler = {
         let samples = samples.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tick.tick().await;
-                let Some(rss) = procs::rss(pid) else { break };
+                let Some(rss) = procs::rss(current.load(Ordering::SeqCst)) else {
+                    continue;
+                };
                 if let Ok(mut v) = samples.lock() {
                     v.push((began.elapsed().as_secs_f64(), rss));
                 }
@@ -169,9 +222,26 @@ pub async fn run(
         .map(|i| {
             let (labels, tally, latencies) = (labels.clone(), tally.clone(), latencies.clone());
             let cookie = s.allowed_cookie;
+            let faults = s.faults.as_ref().map(|f| FaultView {
+                proxy: f.proxy.clone(),
+                generation: f.generation.clone(),
+                changed_ms: f.changed_ms.clone(),
+                mirrored: f.mirrored,
+                began,
+            });
             tokio::spawn(async move {
                 let mut mine = Vec::new();
-                let result = connection(addr, i, cookie, &labels, until, &tally, &mut mine).await;
+                let result = connection(
+                    addr,
+                    i,
+                    cookie,
+                    &labels,
+                    until,
+                    &tally,
+                    &mut mine,
+                    faults.as_ref(),
+                )
+                .await;
                 if let Ok(mut all) = latencies.lock() {
                     all.extend_from_slice(&mine);
                 }
@@ -234,6 +304,28 @@ pub async fn run(
         n(&tally.unexpected),
         n(&tally.reconnects)
     );
+    if s.faults.is_some() {
+        println!(
+            "  resent after a keep-alive close {}, bodies cut at a storage reset {}",
+            n(&tally.resent),
+            n(&tally.cut)
+        );
+        println!("  | storage mode | labels served | of which STALE | expected 5xx | unexpected |");
+        println!("  |---|---:|---:|---:|---:|");
+        for (m, name) in ["passing", "resetting", "stalling", "answering 503"]
+            .iter()
+            .enumerate()
+        {
+            let row = &tally.by_mode[m];
+            println!(
+                "  | {name} | {} | {} | {} | {} |",
+                n(&row[0]),
+                n(&row[1]),
+                n(&row[2]),
+                n(&row[3])
+            );
+        }
+    }
     if let Ok(examples) = tally.examples.lock() {
         for e in examples.iter() {
             println!("    {e}");
@@ -342,8 +434,21 @@ impl Trend {
     }
 }
 
+/// A connection's view of the faulted soak.
+struct FaultView {
+    proxy: Arc<FaultProxy>,
+    generation: Arc<AtomicU64>,
+    changed_ms: Arc<AtomicU64>,
+    mirrored: bool,
+    began: Instant,
+}
+
+/// How long after the proxy reset every storage connection a cut body is its doing.
+const CUT_WINDOW: Duration = Duration::from_secs(5);
+
 /// One client connection: requests until `until`, reconnecting only if the gateway closed
 /// the connection (counted).
+#[allow(clippy::too_many_arguments)]
 async fn connection(
     addr: SocketAddr,
     index: usize,
@@ -352,8 +457,10 @@ async fn connection(
     until: Instant,
     tally: &Tally,
     latencies: &mut Vec<u32>,
+    faults: Option<&FaultView>,
 ) -> anyhow::Result<()> {
-    let mut rng = 0x2545_F491_4F6C_DD1D_u64 ^ ((index as u64 + 1) * 0x9E37_79B9_7F4A_7C15);
+    let mut rng =
+        0x2545_F491_4F6C_DD1D_u64 ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let mut next = move || {
         rng ^= rng << 13;
         rng ^= rng >> 7;
@@ -377,16 +484,28 @@ async fn connection(
         } else {
             &allowed
         };
-        let req = http::Request::get(format!("/shipping-label/{tracking}/"))
-            .header(http::header::HOST, &host)
-            .header(http::header::COOKIE, cookie)
-            .body(Empty::<Bytes>::new())?;
+        let req = || {
+            http::Request::get(format!("/shipping-label/{tracking}/"))
+                .header(http::header::HOST, &host)
+                .header(http::header::COOKIE, cookie)
+                .body(Empty::<Bytes>::new())
+        };
         if sender.ready().await.is_err() {
             tally.reconnects.fetch_add(1, Ordering::Relaxed);
             sender = connect(addr).await?;
         }
         let started = Instant::now();
-        let resp = match sender.send_request(req).await {
+        let mut sent = sender.send_request(req()?).await;
+        if let (Some(_), Err(e)) = (faults, &sent) {
+            // Closed by a draining gateway before any byte of the answer: sent again on a
+            // new connection, once (nginx does so for a GET).
+            if e.is_incomplete_message() || e.is_canceled() {
+                tally.resent.fetch_add(1, Ordering::Relaxed);
+                sender = connect(addr).await?;
+                sent = sender.send_request(req()?).await;
+            }
+        }
+        let resp = match sent {
             Ok(resp) => resp,
             Err(e) => {
                 tally.unexpected(format!("{tracking}: request failed: {e}"));
@@ -400,17 +519,62 @@ async fn connection(
             .get("x-cache")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let mode = faults.map(|f| f.proxy.mode());
         let body = match resp.into_body().collect().await {
             Ok(b) => b.to_bytes(),
             Err(e) => {
-                tally.unexpected(format!(
-                    "{tracking}: body failed after status {status}: {e}"
-                ));
+                let at_reset = faults.is_some_and(|f| {
+                    let since = f.began.elapsed().as_millis() as u64;
+                    since.saturating_sub(f.changed_ms.load(Ordering::Relaxed))
+                        < CUT_WINDOW.as_millis() as u64
+                });
+                if at_reset {
+                    tally.cut.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    tally.unexpected(format!(
+                        "{tracking}: body failed after status {status}: {e}"
+                    ));
+                }
                 sender = connect(addr).await?;
                 continue;
             }
         };
         latencies.push(started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+        let hot = match kind {
+            Kind::Hot | Kind::Denied => Some((r >> 8) as usize % HOT),
+            _ => None,
+        };
+        if let (Some(f), Some(mode)) = (faults, mode) {
+            let row = &tally.by_mode[mode_slot(mode)];
+            let generation = f.generation.load(Ordering::SeqCst) + 1;
+            if status.is_server_error() {
+                let cached = matches!(kind, Kind::Hot)
+                    && hot
+                        .is_some_and(|h| tally.hot_served[h].load(Ordering::SeqCst) == generation);
+                let expected = match kind {
+                    Kind::Missing => true,
+                    Kind::Denied => false,
+                    Kind::Hot | Kind::Cold => !f.mirrored && !cached,
+                };
+                if expected {
+                    row[2].fetch_add(1, Ordering::Relaxed);
+                } else {
+                    row[3].fetch_add(1, Ordering::Relaxed);
+                    let why = if f.mirrored { "mirrored" } else { "cached" };
+                    tally.unexpected(format!("{tracking}: {status} for a {why} label ({mode:?})"));
+                }
+                continue;
+            }
+            if status == http::StatusCode::OK && matches!(kind, Kind::Hot | Kind::Cold) {
+                row[0].fetch_add(1, Ordering::Relaxed);
+                if x_cache.as_deref() == Some("STALE") {
+                    row[1].fetch_add(1, Ordering::Relaxed);
+                }
+                if let (Kind::Hot, Some(h)) = (kind, hot) {
+                    tally.hot_served[h].store(generation, Ordering::SeqCst);
+                }
+            }
+        }
         let verdict = match kind {
             Kind::Hot | Kind::Cold => {
                 if status != http::StatusCode::OK || !labels.matches(&tracking, &body) {
@@ -421,7 +585,7 @@ async fn connection(
                         _ => (&tally.cold_hit, &tally.cold_miss),
                     };
                     match x_cache.as_deref() {
-                        Some("HIT") => Ok(hit),
+                        Some("HIT") | Some("STALE") => Ok(hit),
                         Some("MISS") => Ok(miss),
                         other => Err(format!("X-Cache {other:?}")),
                     }

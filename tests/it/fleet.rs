@@ -3,7 +3,8 @@
 //! public and its internal server. Each label is fetched by one copy and held only there
 //! whatever the spelling of its path; the app's purge and ingest through the internal
 //! server reach that same copy; a killed copy's labels (and only those) move to the
-//! others, and come back when it restarts.
+//! others, and come back when it restarts; a copy restarted gracefully under requests
+//! fails none of them.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -534,4 +535,83 @@ async fn a_killed_copy_moves_only_its_labels_and_takes_them_back_when_restarted(
         );
     }
     assert_eq!(fleet.entries(victim).await, moved.len() as u64);
+}
+
+/// A copy restarted gracefully under continuous requests, as a deploy or `docker compose
+/// restart` does it (SIGTERM: the copy drains, then a new process binds its ports): no
+/// request fails. nginx sends what the copy refuses or resets on its kept-alive
+/// connections to the next copy (`proxy_next_upstream error`), the copy finishes what it
+/// had in flight, and once back it serves its labels again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_restarted_under_requests_fails_none() {
+    let fleet = Arc::new(Fleet::start().await);
+    fleet.sweep().await;
+    let all: Vec<usize> = (0..COPIES).collect();
+    fleet.settle(&all, LABELS as u64).await;
+    let victim = 2;
+
+    const CLIENTS: usize = 8;
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|k| {
+            let (fleet, stop, done) = (fleet.clone(), stop.clone(), done.clone());
+            tokio::spawn(async move {
+                let mut failed = Vec::new();
+                let mut n = k * 13;
+                while !stop.load(Ordering::SeqCst) {
+                    n += 7;
+                    let (t, data) = &fleet.labels[n % LABELS];
+                    match fleet.get(&format!("/shipping-label/{t}/")).await {
+                        Ok(a) if a.status == 200 && a.body == *data => {}
+                        Ok(a) => failed.push(format!("{t}: {} {}", a.status, a.x_cache)),
+                        Err(e) => failed.push(e),
+                    }
+                    done.fetch_add(1, Ordering::SeqCst);
+                }
+                failed
+            })
+        })
+        .collect();
+    let wait_for = |at_least: usize, what: &'static str| {
+        let done = done.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while done.load(Ordering::SeqCst) < at_least {
+                assert!(Instant::now() < deadline, "clients stalled {what}");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+    wait_for(300, "before the restart").await;
+    let mut old = fleet.processes.lock().expect("processes")[victim].replace();
+    let exit = tokio::task::spawn_blocking(move || old.wait().expect("wait"))
+        .await
+        .expect("wait thread");
+    assert!(exit.success(), "the old copy: {exit}");
+    wait_for(done.load(Ordering::SeqCst) + 300, "after the restart").await;
+    // Once nginx tries it again (fail_timeout), the new copy serves its labels.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while fleet.entries(victim).await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted copy got no request back:\n{}",
+            fleet.nginx.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    let mut failed = Vec::new();
+    for client in clients {
+        failed.extend(client.await.expect("client task"));
+    }
+    let total = done.load(Ordering::SeqCst);
+    assert!(
+        failed.is_empty(),
+        "{} of {total} requests failed across the restart: {failed:?}\n{}",
+        failed.len(),
+        fleet.nginx.logs()
+    );
+    let logs = fleet.processes.lock().expect("processes")[victim].logs();
+    assert!(logs.contains("drained, exiting"), "{logs}");
 }

@@ -28,6 +28,7 @@ mod origin_faults;
 mod prune;
 mod redirect;
 mod regenerate;
+mod restart;
 mod rotation;
 mod service;
 mod shutdown;

@@ -74,6 +74,74 @@ impl GatewayProcess {
         }
     }
 
+    /// Starts the binary as systemd starts a socket-activated service: `sockets` (listening,
+    /// held by the test as systemd holds them) become its fds 3, 4, ... named by
+    /// `LISTEN_FDNAMES`, and `LISTEN_FDS` and `LISTEN_PID` (its own pid, set by a shell
+    /// that then execs the binary) say so.
+    pub fn start_activated(
+        toml: &str,
+        env: &[(&str, &str)],
+        sockets: &[(&std::net::TcpListener, &str)],
+    ) -> GatewayProcess {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        assert!(sockets.len() <= 2, "at most two sockets");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("config.toml");
+        std::fs::write(&config, toml).expect("write config");
+        let mut env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        env.push(("LISTEN_FDS".into(), sockets.len().to_string()));
+        let names: Vec<&str> = sockets.iter().map(|(_, name)| *name).collect();
+        env.push(("LISTEN_FDNAMES".into(), names.join(":")));
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(r#"LISTEN_PID=$$ exec "$0" "$@""#)
+            .arg(env!("CARGO_BIN_EXE_label-gateway"))
+            .arg("--config")
+            .arg(&config);
+        let mut fds = [-1; 2];
+        for (slot, (socket, _)) in fds.iter_mut().zip(sockets) {
+            *slot = socket.as_raw_fd();
+        }
+        let n = sockets.len();
+        // SAFETY: only fcntl, dup2 and close, all async-signal-safe, on fds the parent
+        // holds open; no allocation.
+        unsafe {
+            cmd.pre_exec(move || {
+                // Out of the way first, so that placing one cannot overwrite another.
+                let mut high = [-1; 2];
+                for (h, &fd) in high.iter_mut().zip(fds.iter()).take(n) {
+                    *h = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 64);
+                    if *h < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                for (i, &fd) in high.iter().enumerate().take(n) {
+                    // dup2 leaves the new fd open across exec.
+                    if libc::dup2(fd, 3 + i as libc::c_int) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    libc::close(fd);
+                }
+                Ok(())
+            });
+        }
+        let logs: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (child, addr, internal) = spawn_command(cmd, &env, &logs);
+        GatewayProcess {
+            child,
+            addr,
+            internal,
+            logs,
+            config: Some(config),
+            env,
+            dir,
+        }
+    }
+
     /// Kills the process (if still running) and starts it again with the same config and
     /// environment on the same two addresses. Its logs go on in the same record.
     pub fn restart(&mut self) {
@@ -92,6 +160,34 @@ impl GatewayProcess {
             "restarted on other addresses"
         );
         self.child = child;
+    }
+
+    /// A graceful restart on the same two addresses, as an orchestrator restarts a copy
+    /// without socket activation: SIGTERM (the copy drains), and a new process as soon as
+    /// the old one has closed its listeners, while it may still be finishing requests.
+    /// Returns the old process, to wait for.
+    pub fn replace(&mut self) -> Child {
+        self.signal(libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let listening =
+            |a: &SocketAddr| std::net::TcpStream::connect_timeout(a, Duration::from_millis(200));
+        while listening(&self.addr).is_ok() || listening(&self.internal).is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "the copy kept listening after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let mut env = self.env.clone();
+        env.push(("LABEL_GATEWAY_SERVER__LISTEN".into(), self.addr.to_string()));
+        env.push((
+            "LABEL_GATEWAY_SERVER__INTERNAL_LISTEN".into(),
+            self.internal.to_string(),
+        ));
+        let (child, addr, internal) =
+            spawn(self.config.as_deref(), self.dir.path(), &env, &self.logs);
+        assert_eq!((addr, internal), (self.addr, self.internal));
+        std::mem::replace(&mut self.child, child)
     }
 
     /// SIGKILL, then reaps it: the copy is gone at once, as in a crash.
@@ -150,6 +246,16 @@ fn spawn(
         Some(config) => cmd.arg("--config").arg(config),
         None => cmd.current_dir(dir),
     };
+    spawn_command(cmd, env, logs)
+}
+
+/// Runs `cmd` (the binary, or a wrapper that execs it) with exactly `env` (plus PATH) and
+/// waits for the gateway's "listening" line.
+fn spawn_command(
+    mut cmd: Command,
+    env: &[(String, String)],
+    logs: &Arc<Mutex<Vec<String>>>,
+) -> (Child, SocketAddr, SocketAddr) {
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .envs(env.iter().map(|(k, v)| (k, v)))
