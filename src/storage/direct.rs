@@ -53,8 +53,8 @@ const WATERMARK_CHECK: Duration = Duration::from_millis(50);
 pub const WATERMARK_MIN_IDLE: Duration = Duration::from_secs(1);
 /// The largest response head accepted.
 const MAX_HEAD: usize = 64 * 1024;
-/// Headers of one response head at most.
-const MAX_HEADERS: usize = 64;
+/// Headers of one response head at most (hyper's client's limit).
+const MAX_HEADERS: usize = 100;
 /// Idle connections kept, and for how long.
 const MAX_IDLE: usize = 512;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -177,15 +177,26 @@ impl Direct {
                 }
                 return Err(Error::Connect(format!("writing the request: {e}")));
             }
-            match read_head(&mut conn, all_headers).await {
+            // Interim answers (100, 103 Early Hints, ...) are skipped as hyper's client
+            // skips them: the final answer follows on the same connection.
+            let mut interim = false;
+            let read = loop {
+                match read_head(&mut conn, all_headers).await {
+                    Ok(Some(head)) if is_interim(head.status) => interim = true,
+                    other => break other,
+                }
+            };
+            // A connection that already answered in part is not a stale one.
+            let stale = reused && !interim;
+            match read {
                 Ok(Some(parts)) => return self.answer(conn, parts, head_only),
-                Ok(None) if reused => continue,
+                Ok(None) if stale => continue,
                 Ok(None) => {
                     return Err(Error::Connect(
                         "storage closed the connection without answering".into(),
                     ))
                 }
-                Err(HeadError::Io(_)) if reused => continue,
+                Err(HeadError::Io(_)) if stale => continue,
                 Err(HeadError::Io(e)) => {
                     return Err(Error::Connect(format!("reading the answer: {e}")))
                 }
@@ -202,25 +213,28 @@ impl Direct {
     ) -> Result<Response<DirectBody>, Error> {
         let status = head.status;
         let h = &head.headers;
-        if h.contains_key(header::TRANSFER_ENCODING) {
+        // hyper's client never reuses a connection after a 101: neither is it read here.
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            return Err(Error::Protocol("101 Switching Protocols".into()));
+        }
+        let te = h.contains_key(header::TRANSFER_ENCODING);
+        if te && h.contains_key(header::CONTENT_LENGTH) {
+            // RFC 9112 §6.3: framed two ways, an error (hyper's client would read the
+            // chunks, a reader of the length something else).
+            return Err(Error::Protocol(
+                "answer framed with both Transfer-Encoding and Content-Length".into(),
+            ));
+        }
+        if te {
             return Err(Error::Unsupported);
         }
-        let bodiless = head_only
-            || status.is_informational()
-            || status == StatusCode::NO_CONTENT
-            || status == StatusCode::NOT_MODIFIED;
-        let mut length = None;
-        for v in h.get_all(header::CONTENT_LENGTH) {
-            let n: u64 = v
-                .to_str()
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-                .ok_or_else(|| Error::Protocol("bad Content-Length".into()))?;
-            if length.is_some_and(|l| l != n) {
-                return Err(Error::Protocol("conflicting Content-Length".into()));
-            }
-            length = Some(n);
-        }
+        let bodiless =
+            head_only || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+        let length = if bodiless {
+            None
+        } else {
+            content_length(h).map_err(|why| Error::Protocol(why.into()))?
+        };
         let remaining = if bodiless { Some(0) } else { length };
         let mut body = DirectBody {
             conn: Some(conn),
@@ -417,7 +431,10 @@ fn to_head(parsed: &httparse::Response<'_, '_>, all_headers: bool) -> Result<Hea
     } else {
         READ_HEADERS.len()
     });
-    let mut close = parsed.version != Some(1);
+    // hyper's client: HTTP/1.1 keeps the connection unless a `close` token appears on
+    // any `Connection` line; HTTP/1.0 closes it unless one asks `keep-alive`.
+    let mut keep_alive = parsed.version == Some(1);
+    let mut saw_close = false;
     for h in parsed.headers.iter() {
         if !all_headers && !READ_HEADERS.iter().any(|r| h.name.eq_ignore_ascii_case(r)) {
             continue;
@@ -425,11 +442,11 @@ fn to_head(parsed: &httparse::Response<'_, '_>, all_headers: bool) -> Result<Hea
         let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| "bad header name")?;
         let value = HeaderValue::from_bytes(h.value).map_err(|_| "bad header value")?;
         if name == header::CONNECTION {
-            let v = value.as_bytes();
-            if v.eq_ignore_ascii_case(b"close") {
-                close = true;
-            } else if v.eq_ignore_ascii_case(b"keep-alive") {
-                close = false;
+            if saw_close || has_token(&value, "close") {
+                saw_close = true;
+                keep_alive = false;
+            } else if !keep_alive {
+                keep_alive = has_token(&value, "keep-alive");
             }
         }
         headers.append(name, value);
@@ -437,7 +454,53 @@ fn to_head(parsed: &httparse::Response<'_, '_>, all_headers: bool) -> Result<Hea
     Ok(Head {
         status,
         headers,
-        keep_alive: !close,
+        keep_alive,
+    })
+}
+
+/// 100 and 102-199: an interim answer, the final one still to come (101 is final).
+fn is_interim(status: StatusCode) -> bool {
+    status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS
+}
+
+/// Whether a comma-separated header value lists `token` (any case), as hyper reads
+/// `Connection`: a value that is not visible ASCII lists nothing.
+fn has_token(value: &HeaderValue, token: &str) -> bool {
+    value
+        .to_str()
+        .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+}
+
+/// The body length the `Content-Length` lines give, read exactly as hyper's client reads
+/// them: every comma-separated value on every line plain digits (no sign, no padding but
+/// the spaces around a comma), all equal, and at most `u64::MAX - 2` (hyper's own bound);
+/// `Ok(None)` without any. Anything else is an error, the answer refused.
+pub fn content_length(headers: &http::HeaderMap) -> Result<Option<u64>, &'static str> {
+    let mut length = None;
+    for line in headers.get_all(header::CONTENT_LENGTH) {
+        let line = line.to_str().map_err(|_| "bad Content-Length")?;
+        for v in line.split(',') {
+            let n = digits(v.trim().as_bytes()).ok_or("bad Content-Length")?;
+            if length.is_some_and(|l| l != n) {
+                return Err("conflicting Content-Length");
+            }
+            length = Some(n);
+        }
+    }
+    match length {
+        Some(n) if n > u64::MAX - 2 => Err("Content-Length too large"),
+        other => Ok(other),
+    }
+}
+
+/// A decimal number of plain ASCII digits, `None` if empty, not digits or over `u64`.
+fn digits(bytes: &[u8]) -> Option<u64> {
+    if bytes.is_empty() {
+        return None;
+    }
+    bytes.iter().try_fold(0u64, |n, &b| match b {
+        b'0'..=b'9' => n.checked_mul(10)?.checked_add(u64::from(b - b'0')),
+        _ => None,
     })
 }
 
@@ -921,6 +984,72 @@ mod tests {
                 other.map(|r| r.status())
             ),
         }
+    }
+
+    fn head_of(raw: &str) -> Head {
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut slots);
+        assert!(parsed.parse(raw.as_bytes()).unwrap().is_complete(), "{raw}");
+        to_head(&parsed, false).unwrap()
+    }
+
+    #[test]
+    fn connection_is_read_as_tokens_on_every_line_as_hyper_reads_it() {
+        for (lines, keep) in [
+            ("Connection: close, x-foo\r\n", false),
+            ("Connection: x-foo , CLOSE\r\n", false),
+            ("Connection: close\r\nConnection: keep-alive\r\n", false),
+            ("Connection: keep-alive\r\nConnection: close\r\n", false),
+            ("Connection: keep-alive, x-foo\r\n", true),
+            ("", true),
+        ] {
+            let h = head_of(&format!("HTTP/1.1 200 OK\r\n{lines}\r\n"));
+            assert_eq!(h.keep_alive, keep, "{lines:?}");
+        }
+        assert!(!head_of("HTTP/1.0 200 OK\r\n\r\n").keep_alive);
+        assert!(head_of("HTTP/1.0 200 OK\r\nConnection: x, Keep-Alive\r\n\r\n").keep_alive);
+    }
+
+    #[test]
+    fn content_length_is_read_exactly_as_hyper_reads_it() {
+        let cl = |lines: &[&str]| {
+            let mut h = http::HeaderMap::new();
+            for l in lines {
+                h.append(header::CONTENT_LENGTH, HeaderValue::from_str(l).unwrap());
+            }
+            content_length(&h)
+        };
+        assert_eq!(cl(&[]), Ok(None));
+        assert_eq!(cl(&["160"]), Ok(Some(160)));
+        assert_eq!(cl(&["160, 160"]), Ok(Some(160)));
+        assert_eq!(cl(&["160", "160,160"]), Ok(Some(160)));
+        assert_eq!(cl(&["18446744073709551613"]), Ok(Some(u64::MAX - 2)));
+        for bad in [
+            &["+160"][..],
+            &["-1"],
+            &["0x10"],
+            &["1 60"],
+            &[""],
+            &["160,"],
+            &["160", "161"],
+            &["160, 0"],
+            &["18446744073709551614"],
+            &["18446744073709551615"],
+            &["18446744073709551616"],
+            &["99999999999999999999999"],
+        ] {
+            assert!(cl(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_head_of_a_hundred_headers_is_read_as_hyper_reads_it() {
+        let mut raw = String::from("HTTP/1.1 200 OK\r\n");
+        for i in 0..99 {
+            raw.push_str(&format!("x-h{i}: v\r\n"));
+        }
+        raw.push_str("Content-Length: 3\r\n\r\n");
+        assert_eq!(head_of(&raw).headers["content-length"], "3");
     }
 
     #[test]

@@ -28,5 +28,6 @@ mod rotation;
 mod shutdown;
 mod ssrf;
 mod storage;
+mod store_framing;
 mod terminals;
 mod warm;
