@@ -42,6 +42,10 @@ const MAX_HEADERS: usize = 64;
 /// The first read's room; grown up to `max_header_bytes` for a longer head.
 const FIRST_READ: usize = 4096;
 
+/// The longest request body the lane frames itself; a longer `Content-Length` hands the
+/// connection to hyper for good (no upload the gateway takes comes near it).
+const MAX_BODY: u64 = 1 << 32;
+
 /// Serves `stream` until it closes: the lane on the public listener, hyper alone on the
 /// internal one.
 pub(super) async fn serve(
@@ -194,7 +198,7 @@ fn parse(buf: &[u8], max_head: usize) -> Parsed<'_> {
                 else {
                     return Parsed::Hyper;
                 };
-                if body.is_some_and(|b| b != n) {
+                if body.is_some_and(|b| b != n) || n > MAX_BODY {
                     return Parsed::Hyper;
                 }
                 body = Some(n);
@@ -203,8 +207,8 @@ fn parse(buf: &[u8], max_head: usize) -> Parsed<'_> {
             // Its body ends where its chunks say.
             Role::TransferEncoding => return Parsed::Hyper,
             Role::Cookie => {
-                cookies += 1;
-                cookie_bytes += h.value.len();
+                cookies = cookies.saturating_add(1);
+                cookie_bytes = cookie_bytes.saturating_add(h.value.len());
                 cookie = h
                     .value
                     .iter()
@@ -220,9 +224,11 @@ fn parse(buf: &[u8], max_head: usize) -> Parsed<'_> {
         }
     }
     if !quick || cookies > 1 {
-        return Parsed::Request {
-            len: len as u64 + body.unwrap_or(0),
+        // `len` is at most `max_head`, the body at most `MAX_BODY`: never over.
+        let Some(len) = (len as u64).checked_add(body.unwrap_or(0)) else {
+            return Parsed::Hyper;
         };
+        return Parsed::Request { len };
     }
     Parsed::Quick {
         len,
