@@ -19,6 +19,8 @@
 //! request `HeaderMap`, the response `HeaderMap`, its encoding of the head) was the larger
 //! part of it. Everything hyper does for the other requests, and every timeout, limit and
 //! drain of the connection (`server`), stays as it was.
+// Numbers a peer sent are only ever used through checked or saturating arithmetic.
+#![deny(clippy::arithmetic_side_effects)]
 
 use std::future::Future;
 use std::io::{self, IoSlice};
@@ -77,7 +79,7 @@ pub(super) async fn serve(
                     return hyper_from_here(stream, prefix, peer, kind, &gateway, &conn, &builders)
                         .await;
                 }
-                if buf.capacity() - buf.len() < 512 {
+                if buf.capacity().saturating_sub(buf.len()) < 512 {
                     buf.reserve(FIRST_READ.max(buf.len()).min(max_head));
                 }
                 match stream.try_read_buf(&mut buf) {
@@ -216,7 +218,10 @@ fn parse(buf: &[u8], max_head: usize) -> Parsed<'_> {
                     .then(|| std::str::from_utf8(h.value).ok())
                     .flatten();
             }
-            Role::RequestId => request_id = Some(h.value),
+            // The first, as the full path reads it (`HeaderMap::get`).
+            Role::RequestId => {
+                request_id.get_or_insert(h.value);
+            }
             // HTTP/1.1's default said again changes nothing; any other option does.
             Role::Connection if h.value.eq_ignore_ascii_case(b"keep-alive") => {}
             Role::Connection | Role::ChangesTheAnswer => quick = false,
@@ -291,7 +296,7 @@ async fn write_all(stream: &TcpStream, parts: [&[u8]; 3], busy: &BusyGuard) -> i
                 for part in parts.iter_mut() {
                     let used = n.min(part.len());
                     *part = &part[used..];
-                    n -= used;
+                    n = n.saturating_sub(used);
                 }
                 if parts.iter().all(|p| p.is_empty()) {
                     return Ok(());
@@ -389,7 +394,7 @@ impl Handed {
         let buffered = (buf.len() as u64).min(len) as usize;
         *self.lock() = buf.split_to(buffered).freeze();
         self.remaining
-            .store(len - buffered as u64, Ordering::Relaxed);
+            .store(len.saturating_sub(buffered as u64), Ordering::Relaxed);
         self.read_past.store(false, Ordering::Relaxed);
     }
 
@@ -442,7 +447,7 @@ impl AsyncRead for Shared<'_> {
                 Ok(n) => {
                     handed
                         .remaining
-                        .store(remaining - n as u64, Ordering::Relaxed);
+                        .store(remaining.saturating_sub(n as u64), Ordering::Relaxed);
                     return Poll::Ready(Ok(()));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
@@ -547,6 +552,7 @@ impl AsyncWrite for Rewind {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 
@@ -570,6 +576,12 @@ mod tests {
                 assert_eq!(req.cookie_bytes, 18);
                 assert_eq!(req.request_id, Some(&b"r-1"[..]));
             }
+            _ => panic!("not quick"),
+        }
+        match parse(
+            b"GET /shipping-label/1Z999/ HTTP/1.1\r\nX-Request-Id: first\r\nx-request-id: second\r\n\r\n",
+        ) {
+            Parsed::Quick { req, .. } => assert_eq!(req.request_id, Some(&b"first"[..])),
             _ => panic!("not quick"),
         }
         assert!(quick("HEAD /shipping-label/1Z999/ HTTP/1.1\r\n\r\n"));

@@ -18,6 +18,8 @@
 //! read to the end; an idle connection that the server closed meanwhile (seen on checkout,
 //! or as a failed write or an empty answer on a reused connection) costs one fresh
 //! connection, not an error; a body cut short is an error, never a short success.
+// Numbers a peer sent are only ever used through checked or saturating arithmetic.
+#![deny(clippy::arithmetic_side_effects)]
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -499,7 +501,9 @@ fn digits(bytes: &[u8]) -> Option<u64> {
         return None;
     }
     bytes.iter().try_fold(0u64, |n, &b| match b {
-        b'0'..=b'9' => n.checked_mul(10)?.checked_add(u64::from(b - b'0')),
+        b'0'..=b'9' => n
+            .checked_mul(10)?
+            .checked_add(u64::from(b.wrapping_sub(b'0'))),
         _ => None,
     })
 }
@@ -615,9 +619,11 @@ impl DirectBody {
                 return;
             }
             w.moved = false;
-            check
-                .as_mut()
-                .reset(tokio::time::Instant::now() + WATERMARK_CHECK);
+            check.as_mut().reset(
+                tokio::time::Instant::now()
+                    .checked_add(WATERMARK_CHECK)
+                    .unwrap_or_else(tokio::time::Instant::now),
+            );
         }
     }
 }
@@ -651,7 +657,7 @@ impl http_body::Body for DirectBody {
                 };
                 let chunk = conn.buf.split_to(take).freeze();
                 if let Some(r) = this.remaining.as_mut() {
-                    *r -= take as u64;
+                    *r = r.saturating_sub(take as u64);
                     if *r == 0 {
                         this.finish();
                     }
@@ -737,6 +743,7 @@ impl AsyncWrite for Stream {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
     use http_body_util::BodyExt;
