@@ -5,6 +5,8 @@
 //! A fetch answers with an outcome value ([`Fetch`]); a missing label is an outcome, not
 //! an error. [`StorageError`] is kept for faults: credentials, outages, timeouts.
 
+#[doc(hidden)]
+pub mod differential;
 mod direct;
 pub mod local;
 pub mod s3;

@@ -583,15 +583,15 @@ async fn a_content_length_that_overflows_never_splits_one_request_in_two() {
     let smuggled = format!("GET /shipping-label/LANE9/ HTTP/1.1\r\nCookie: {ANY_SESSION}\r\n\r\n");
     let wraps_there = u64::MAX - smuggled.len() as u64 + 1;
     for length in [wraps_there, 18_446_744_073_709_551_613] {
-        let head =
-            format!("GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\nX-Note: {smuggled}");
+        let head = format!(
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\nX-Note: {smuggled}"
+        );
         let mut s = TcpStream::connect(gw.addr()).await.unwrap();
         s.write_all(head.as_bytes()).await.unwrap();
         let mut got = Vec::new();
         let mut chunk = vec![0u8; 64 * 1024];
         // Whatever comes back within a second (hyper waits for the body that never comes).
-        while let Ok(Ok(n)) =
-            tokio::time::timeout(Duration::from_secs(1), s.read(&mut chunk)).await
+        while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(1), s.read(&mut chunk)).await
         {
             if n == 0 {
                 break;
@@ -603,6 +603,10 @@ async fn a_content_length_that_overflows_never_splits_one_request_in_two() {
             !got.windows(5).any(|w| w == b"%PDF-"),
             "{length}: only /healthz was asked, no label: {text}"
         );
-        assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{length}: one answer: {text}");
+        assert_eq!(
+            text.matches("HTTP/1.1 ").count(),
+            1,
+            "{length}: one answer: {text}"
+        );
     }
 }

@@ -37,8 +37,8 @@ mod body;
 mod conn;
 mod head;
 
-use body::Watermark;
 pub use body::DirectBody;
+use body::Watermark;
 #[cfg(test)]
 use head::to_head;
 pub use head::{content_length, AllHeaders};
