@@ -59,7 +59,18 @@ pub(super) async fn serve(
     builders: Arc<Builders>,
 ) -> Result<(), BoxError> {
     if !kind.public() {
-        return hyper_from_here(stream, Bytes::new(), peer, kind, &gateway, &conn, &builders).await;
+        let at = Handover::Start;
+        return hyper_from_here(
+            stream,
+            Bytes::new(),
+            at,
+            peer,
+            kind,
+            &gateway,
+            &conn,
+            &builders,
+        )
+        .await;
     }
     let max_head = builders.max_head;
     let handed = Handed::default();
@@ -69,6 +80,9 @@ pub(super) async fn serve(
     let mut buf = BytesMut::new();
     let mut tail = Vec::new();
     let mut memo = crate::auth::SessionMemo::default();
+    // HTTP/2 only from a connection's first byte: once a request was read here, hyper
+    // takes the connection on as HTTP/1 only.
+    let mut at = Handover::Start;
     loop {
         match parse(&buf, max_head) {
             Parsed::Partial => {
@@ -76,8 +90,10 @@ pub(super) async fn serve(
                     // hyper reads the rest and answers 431.
                     let prefix = buf.split().freeze();
                     drop(hyper1);
-                    return hyper_from_here(stream, prefix, peer, kind, &gateway, &conn, &builders)
-                        .await;
+                    return hyper_from_here(
+                        stream, prefix, at, peer, kind, &gateway, &conn, &builders,
+                    )
+                    .await;
                 }
                 if buf.capacity().saturating_sub(buf.len()) < 512 {
                     buf.reserve(FIRST_READ.max(buf.len()).min(max_head));
@@ -101,6 +117,7 @@ pub(super) async fn serve(
                 }
             }
             Parsed::Quick { len, req } => {
+                at = Handover::Midway;
                 let busy = conn.begin_request();
                 let closing = conn.is_draining();
                 if let Some(hit) = gateway.quick_hit(&req, &mut memo, &mut tail, closing).await {
@@ -116,11 +133,14 @@ pub(super) async fn serve(
                 drop(busy);
                 handed.give(&mut buf, len as u64);
             }
-            Parsed::Request { len } => handed.give(&mut buf, len),
+            Parsed::Request { len } => {
+                at = Handover::Midway;
+                handed.give(&mut buf, len);
+            }
             Parsed::Hyper => {
                 let prefix = buf.split().freeze();
                 drop(hyper1);
-                return hyper_from_here(stream, prefix, peer, kind, &gateway, &conn, &builders)
+                return hyper_from_here(stream, prefix, at, peer, kind, &gateway, &conn, &builders)
                     .await;
             }
         }
@@ -318,10 +338,21 @@ enum Next {
     Closed,
 }
 
+/// Where in its connection the lane hands it to hyper for good.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Handover {
+    /// Before any request: hyper may find HTTP/2's preface (`auto`).
+    Start,
+    /// After requests of HTTP/1.1: HTTP/1 only, a preface now is a bad request.
+    Midway,
+}
+
 /// Hands the connection to hyper for good, `prefix` first.
+#[allow(clippy::too_many_arguments)]
 async fn hyper_from_here(
     stream: TcpStream,
     prefix: Bytes,
+    at: Handover,
     peer: std::net::SocketAddr,
     kind: Listener,
     gateway: &Arc<Gateway>,
@@ -329,11 +360,20 @@ async fn hyper_from_here(
     builders: &Builders,
 ) -> Result<(), BoxError> {
     conn.hyper_owned.store(true, Ordering::Relaxed);
-    let io = Rewind { prefix, stream };
-    let served = builders.auto.serve_connection(
-        TokioIo::new(io),
-        service(gateway.clone(), conn.clone(), peer, kind),
-    );
+    let io = TokioIo::new(Rewind { prefix, stream });
+    let svc = service(gateway.clone(), conn.clone(), peer, kind);
+    if at == Handover::Midway {
+        let served = builders.http1.serve_connection(io, svc);
+        return drive(
+            conn,
+            std::pin::pin!(served),
+            |served| served.graceful_shutdown(),
+            || false,
+        )
+        .await
+        .map(|_| ());
+    }
+    let served = builders.auto.serve_connection(io, svc);
     drive(
         conn,
         std::pin::pin!(served),

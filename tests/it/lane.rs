@@ -610,3 +610,33 @@ async fn a_content_length_that_overflows_never_splits_one_request_in_two() {
         );
     }
 }
+
+/// HTTP/2 only from a connection's first byte: its preface after an HTTP/1.1 exchange is
+/// a bad HTTP/1 request, never the start of an HTTP/2 connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_never_starts_midway_through_a_connection() {
+    let (_s3, _check, gw) = setup(&[], &[]).await;
+    let mut s = TcpStream::connect(gw.addr()).await.unwrap();
+    let mut pending = Vec::new();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let first = read_answer(&mut s, &mut pending, false).await;
+    assert_eq!(first.status, 200);
+    // The preface and an empty SETTINGS frame, as an HTTP/2 client opens with.
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let mut chunk = vec![0u8; 4096];
+    while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(2), s.read(&mut chunk)).await {
+        if n == 0 {
+            break;
+        }
+        pending.extend_from_slice(&chunk[..n]);
+    }
+    assert!(
+        pending.is_empty() || pending.starts_with(b"HTTP/1.1 "),
+        "answered as HTTP/1.1 or closed, not over HTTP/2: {:?}",
+        String::from_utf8_lossy(&pending)
+    );
+}
