@@ -78,6 +78,13 @@ impl Source {
     }
 }
 
+/// Why a verdict the app was asked for is not cached.
+enum NotKept {
+    Unavailable(AuthUnavailable),
+    /// Sessions were revoked while the app was asked: the verdict answers its request only.
+    Revoked(Cached),
+}
+
 /// The check could not be made: fail closed (503), cache nothing.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
@@ -341,12 +348,39 @@ impl Authenticator {
         tracking: Tracking,
         client: ClientInfo<'_>,
     ) -> Result<Decision, AuthUnavailable> {
-        let entry = self
-            .cache
-            .entry(key)
-            .or_try_insert_with(self.ask_app(cookie, tracking, client))
-            .await
-            .map_err(|e| AuthUnavailable(e.0.clone()))?;
+        // A verdict asked before a revoke is never cached after it: the generation taken
+        // before asking must still be current when the verdict is inserted (moka's
+        // `invalidate_entries_if` does not see entries inserted after it ran).
+        let generation = self.generation.load(Ordering::Acquire);
+        let ask = async {
+            let c = self
+                .ask_app(cookie, tracking, client)
+                .await
+                .map_err(NotKept::Unavailable)?;
+            if self.generation.load(Ordering::Acquire) != generation {
+                return Err(NotKept::Revoked(c));
+            }
+            Ok(c)
+        };
+        let entry = match self.cache.entry(key).or_try_insert_with(ask).await {
+            Ok(entry) => entry,
+            Err(e) => {
+                return match &*e {
+                    NotKept::Unavailable(why) => Err(why.clone()),
+                    // This request (and any that waited on the same call) gets the
+                    // answer; the next one asks again.
+                    NotKept::Revoked(c) => Ok(Decision {
+                        verdict: c.verdict,
+                        source: Source::App,
+                        user: c.user.clone(),
+                    }),
+                };
+            }
+        };
+        if entry.is_fresh() && self.generation.load(Ordering::Acquire) != generation {
+            // A revoke ran between the check above and the insertion.
+            self.cache.invalidate(&key).await;
+        }
         let source = if entry.is_fresh() {
             Source::App
         } else {
