@@ -317,7 +317,7 @@ pub struct LabelHeaders<'a> {
 static PDF: HeaderValue = HeaderValue::from_static("application/pdf");
 
 impl LabelHeaders<'_> {
-    /// Writes the headers DESIGN §5 lists; storage-internal headers never get here
+    /// Writes the label response headers; storage-internal headers never get here
     /// because only these named values are copied.
     pub fn write(&self, h: &mut HeaderMap) {
         h.insert(
