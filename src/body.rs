@@ -201,10 +201,13 @@ pub trait TeeSink {
 }
 
 /// Passes the inner body's frames through unchanged and copies them into one buffer of
-/// exactly `expected` bytes; once exactly that many have passed, the copy goes to the sink,
-/// and the last frame is handed on only after the sink's work with it is done (a request
-/// that follows the last byte finds the label cached). A body that is cut, fails, or runs
-/// long delivers nothing.
+/// exactly `expected` bytes. The copy goes to the sink only once the inner body has
+/// *ended* with exactly that many: seen at the last frame when the body's own framing
+/// says it is complete (`is_end_stream`), else at its end of stream (a body framed
+/// otherwise than `expected` says, chunks under a `Content-Length`, must not be kept for
+/// having passed that many bytes). The last frame (or the end) is handed on only after
+/// the sink's work with it is done (a request that follows the last byte finds the label
+/// cached). A body that is cut, fails, or runs long delivers nothing.
 pub struct Tee<S: TeeSink> {
     inner: Body,
     copy: BytesMut,
@@ -216,6 +219,11 @@ pub struct Tee<S: TeeSink> {
     keeping: Option<SyncWrapper<Keep>>,
     /// The last frame, held until `keeping` is done.
     held: Option<Frame<Bytes>>,
+    /// `expected` bytes passed but the inner body had not said it ended: the copy is
+    /// kept at its end of stream, if nothing more comes.
+    awaiting_end: bool,
+    /// The end of stream, held until `keeping` is done.
+    ended: bool,
 }
 
 impl<S: TeeSink> Tee<S> {
@@ -229,6 +237,8 @@ impl<S: TeeSink> Tee<S> {
             sink: Some(sink),
             keeping: None,
             held: None,
+            awaiting_end: false,
+            ended: false,
         };
         if let Some(sink) = &tee.sink {
             sink.progress(0);
@@ -274,6 +284,9 @@ impl<S: TeeSink + Unpin> HttpBody for Tee<S> {
         if let Some(frame) = this.held.take() {
             return Poll::Ready(Some(Ok(frame)));
         }
+        if this.ended {
+            return Poll::Ready(None);
+        }
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
@@ -283,7 +296,7 @@ impl<S: TeeSink + Unpin> HttpBody for Tee<S> {
                         this.abandon();
                     } else {
                         this.copy.extend_from_slice(data);
-                        if this.seen == this.expected {
+                        if this.seen == this.expected && this.inner.is_end_stream() {
                             this.complete();
                             if this.poll_keeping(cx).is_pending() {
                                 if let Poll::Ready(Some(Ok(frame))) = polled {
@@ -291,10 +304,20 @@ impl<S: TeeSink + Unpin> HttpBody for Tee<S> {
                                 }
                                 return Poll::Pending;
                             }
-                        } else if let Some(sink) = &this.sink {
-                            sink.progress(this.seen);
+                        } else {
+                            this.awaiting_end = this.seen == this.expected;
+                            if let Some(sink) = &this.sink {
+                                sink.progress(this.seen);
+                            }
                         }
                     }
+                }
+            }
+            Poll::Ready(None) if this.awaiting_end && this.sink.is_some() => {
+                this.complete();
+                if this.poll_keeping(cx).is_pending() {
+                    this.ended = true;
+                    return Poll::Pending;
                 }
             }
             // Cut short or failed: nothing is kept; the error reaches the client.
@@ -305,7 +328,7 @@ impl<S: TeeSink + Unpin> HttpBody for Tee<S> {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.held.is_none() && self.keeping.is_none() && self.inner.is_end_stream()
+        self.ended || (self.held.is_none() && self.keeping.is_none() && self.inner.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -492,6 +515,81 @@ mod tests {
         }
     }
 
+    /// Frames whose end the body knows (as a `Content-Length` body does): it says it
+    /// ended as soon as its last frame was taken.
+    struct Framed(std::collections::VecDeque<Bytes>);
+
+    impl HttpBody for Framed {
+        type Data = Bytes;
+        type Error = BoxError;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
+        }
+        fn is_end_stream(&self) -> bool {
+            self.0.is_empty()
+        }
+    }
+
+    /// A body of `frames` that says nothing of its end until it is polled past its last
+    /// frame (as a chunked body does).
+    fn unframed(frames: &[&'static str]) -> Body {
+        let frames: Vec<Result<Frame<Bytes>, BoxError>> = frames
+            .iter()
+            .map(|f| Ok(Frame::data(Bytes::from_static(f.as_bytes()))))
+            .collect();
+        StreamBody::new(futures_util::stream::iter(frames)).boxed()
+    }
+
+    #[tokio::test]
+    async fn tee_keeps_a_body_whose_end_was_not_known_only_once_it_ended() {
+        let (release, gate) = tokio::sync::oneshot::channel();
+        let kept = Arc::new(AtomicBool::new(false));
+        let sink = Gated {
+            release: gate,
+            kept: kept.clone(),
+        };
+        let mut tee = Tee::new(unframed(&["abc", "def"]), 6, sink);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        for want in ["abc", "def"] {
+            match Pin::new(&mut tee).poll_frame(&mut cx) {
+                Poll::Ready(Some(Ok(f))) => assert_eq!(f.into_data().unwrap(), want),
+                _ => panic!("{want} passes on"),
+            }
+        }
+        // Its end came: the copy is being kept, and the end is held until it is.
+        assert!(Pin::new(&mut tee).poll_frame(&mut cx).is_pending());
+        assert!(!kept.load(Ordering::SeqCst));
+        release.send(()).unwrap();
+        assert!(matches!(
+            Pin::new(&mut tee).poll_frame(&mut cx),
+            Poll::Ready(None)
+        ));
+        assert!(kept.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn tee_keeps_nothing_of_a_body_that_goes_on_past_the_expected_bytes() {
+        // Chunks under a `Content-Length` of 6: six bytes passed, but the body's own
+        // framing had not ended, and more came.
+        let kept = Arc::new(AtomicBool::new(false));
+        let (_release, gate) = tokio::sync::oneshot::channel();
+        let sink = Gated {
+            release: gate,
+            kept: kept.clone(),
+        };
+        let tee = Tee::new(unframed(&["abc", "def", "ghi"]), 6, sink);
+        assert_eq!(
+            tee.collect().await.unwrap().to_bytes(),
+            &b"abcdefghi"[..],
+            "passed on unchanged"
+        );
+        tokio::task::yield_now().await;
+        assert!(!kept.load(Ordering::SeqCst), "nothing kept");
+    }
+
     /// A sink whose keeping waits for `release`, and tells `kept` when it ran to its end.
     struct Gated {
         release: tokio::sync::oneshot::Receiver<()>,
@@ -516,11 +614,12 @@ mod tests {
         tokio::sync::oneshot::Sender<()>,
         Arc<AtomicBool>,
     ) {
-        let frames: Vec<Result<Frame<Bytes>, BoxError>> = vec![
-            Ok(Frame::data(Bytes::from_static(b"abc"))),
-            Ok(Frame::data(Bytes::from_static(b"def"))),
-        ];
-        let body = StreamBody::new(futures_util::stream::iter(frames)).boxed();
+        let body = Framed(
+            [Bytes::from_static(b"abc"), Bytes::from_static(b"def")]
+                .into_iter()
+                .collect(),
+        )
+        .boxed();
         let (release, gate) = tokio::sync::oneshot::channel();
         let kept = Arc::new(AtomicBool::new(false));
         let sink = Gated {

@@ -3,6 +3,8 @@
 //!
 //! All functions here are pure: they take header values and object metadata and return
 //! decisions, so the fuzz target and unit tests drive them without a server.
+// Numbers a peer sent are only ever used through checked or saturating arithmetic.
+#![deny(clippy::arithmetic_side_effects)]
 
 use std::time::{Duration, SystemTime};
 
@@ -44,7 +46,7 @@ pub struct ByteRange {
 impl ByteRange {
     #[allow(clippy::len_without_is_empty)] // a resolved range always holds a byte
     pub fn len(&self) -> u64 {
-        self.end - self.start + 1
+        self.end.saturating_sub(self.start).saturating_add(1)
     }
     /// `Content-Range` value for a 206.
     pub fn content_range(&self, size: u64) -> String {
@@ -117,7 +119,8 @@ impl RangeSpec {
                 if start >= size {
                     return None;
                 }
-                let end = end.map_or(size - 1, |e| e.min(size - 1));
+                let last = size.saturating_sub(1);
+                let end = end.map_or(last, |e| e.min(last));
                 Some(ByteRange { start, end })
             }
             RangeSpec::Suffix(n) => {
@@ -126,7 +129,7 @@ impl RangeSpec {
                 }
                 Some(ByteRange {
                     start: size.saturating_sub(n),
-                    end: size - 1,
+                    end: size.saturating_sub(1),
                 })
             }
         }
@@ -267,7 +270,9 @@ fn parse_date(v: &HeaderValue) -> Option<SystemTime> {
 /// HTTP dates have one-second resolution.
 fn truncate(t: SystemTime) -> SystemTime {
     match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(d) => SystemTime::UNIX_EPOCH + Duration::from_secs(d.as_secs()),
+        Ok(d) => SystemTime::UNIX_EPOCH
+            .checked_add(Duration::from_secs(d.as_secs()))
+            .unwrap_or(t),
         Err(_) => t,
     }
 }
@@ -352,7 +357,7 @@ impl LabelHeaders<'_> {
         }
         h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
         h.insert(header::CACHE_CONTROL, self.cache_control.clone());
-        let mut disposition = Vec::with_capacity(self.tracking.len() + 23);
+        let mut disposition = Vec::with_capacity(self.tracking.len().saturating_add(23));
         disposition.extend_from_slice(b"inline; filename=\"");
         disposition.extend_from_slice(self.tracking.as_bytes());
         disposition.extend_from_slice(b".pdf\"");
@@ -381,6 +386,7 @@ pub fn cache_control(max_age: Option<Duration>) -> HeaderValue {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 

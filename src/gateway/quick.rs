@@ -11,6 +11,8 @@
 //! same order: the status line and the label headers are encoded once per cached label
 //! ([`CachedLabel::hit_head`]), the request id and the date are appended per request, and
 //! the metrics and the access line are the full path's.
+// Numbers a peer sent are only ever used through checked or saturating arithmetic.
+#![deny(clippy::arithmetic_side_effects)]
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -185,6 +187,7 @@ fn with_http_date(now: SystemTime, f: impl FnOnce(&[u8])) {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 

@@ -19,6 +19,8 @@
 //! request `HeaderMap`, the response `HeaderMap`, its encoding of the head) was the larger
 //! part of it. Everything hyper does for the other requests, and every timeout, limit and
 //! drain of the connection (`server`), stays as it was.
+// Numbers a peer sent are only ever used through checked or saturating arithmetic.
+#![deny(clippy::arithmetic_side_effects)]
 
 use std::future::Future;
 use std::io::{self, IoSlice};
@@ -42,6 +44,10 @@ const MAX_HEADERS: usize = 64;
 /// The first read's room; grown up to `max_header_bytes` for a longer head.
 const FIRST_READ: usize = 4096;
 
+/// The longest request body the lane frames itself; a longer `Content-Length` hands the
+/// connection to hyper for good (no upload the gateway takes comes near it).
+const MAX_BODY: u64 = 1 << 32;
+
 /// Serves `stream` until it closes: the lane on the public listener, hyper alone on the
 /// internal one.
 pub(super) async fn serve(
@@ -53,7 +59,18 @@ pub(super) async fn serve(
     builders: Arc<Builders>,
 ) -> Result<(), BoxError> {
     if !kind.public() {
-        return hyper_from_here(stream, Bytes::new(), peer, kind, &gateway, &conn, &builders).await;
+        let at = Handover::Start;
+        return hyper_from_here(
+            stream,
+            Bytes::new(),
+            at,
+            peer,
+            kind,
+            &gateway,
+            &conn,
+            &builders,
+        )
+        .await;
     }
     let max_head = builders.max_head;
     let handed = Handed::default();
@@ -63,6 +80,9 @@ pub(super) async fn serve(
     let mut buf = BytesMut::new();
     let mut tail = Vec::new();
     let mut memo = crate::auth::SessionMemo::default();
+    // HTTP/2 only from a connection's first byte: once a request was read here, hyper
+    // takes the connection on as HTTP/1 only.
+    let mut at = Handover::Start;
     loop {
         match parse(&buf, max_head) {
             Parsed::Partial => {
@@ -70,10 +90,12 @@ pub(super) async fn serve(
                     // hyper reads the rest and answers 431.
                     let prefix = buf.split().freeze();
                     drop(hyper1);
-                    return hyper_from_here(stream, prefix, peer, kind, &gateway, &conn, &builders)
-                        .await;
+                    return hyper_from_here(
+                        stream, prefix, at, peer, kind, &gateway, &conn, &builders,
+                    )
+                    .await;
                 }
-                if buf.capacity() - buf.len() < 512 {
+                if buf.capacity().saturating_sub(buf.len()) < 512 {
                     buf.reserve(FIRST_READ.max(buf.len()).min(max_head));
                 }
                 match stream.try_read_buf(&mut buf) {
@@ -95,6 +117,7 @@ pub(super) async fn serve(
                 }
             }
             Parsed::Quick { len, req } => {
+                at = Handover::Midway;
                 let busy = conn.begin_request();
                 let closing = conn.is_draining();
                 if let Some(hit) = gateway.quick_hit(&req, &mut memo, &mut tail, closing).await {
@@ -110,11 +133,14 @@ pub(super) async fn serve(
                 drop(busy);
                 handed.give(&mut buf, len as u64);
             }
-            Parsed::Request { len } => handed.give(&mut buf, len),
+            Parsed::Request { len } => {
+                at = Handover::Midway;
+                handed.give(&mut buf, len);
+            }
             Parsed::Hyper => {
                 let prefix = buf.split().freeze();
                 drop(hyper1);
-                return hyper_from_here(stream, prefix, peer, kind, &gateway, &conn, &builders)
+                return hyper_from_here(stream, prefix, at, peer, kind, &gateway, &conn, &builders)
                     .await;
             }
         }
@@ -194,7 +220,7 @@ fn parse(buf: &[u8], max_head: usize) -> Parsed<'_> {
                 else {
                     return Parsed::Hyper;
                 };
-                if body.is_some_and(|b| b != n) {
+                if body.is_some_and(|b| b != n) || n > MAX_BODY {
                     return Parsed::Hyper;
                 }
                 body = Some(n);
@@ -203,8 +229,8 @@ fn parse(buf: &[u8], max_head: usize) -> Parsed<'_> {
             // Its body ends where its chunks say.
             Role::TransferEncoding => return Parsed::Hyper,
             Role::Cookie => {
-                cookies += 1;
-                cookie_bytes += h.value.len();
+                cookies = cookies.saturating_add(1);
+                cookie_bytes = cookie_bytes.saturating_add(h.value.len());
                 cookie = h
                     .value
                     .iter()
@@ -212,7 +238,10 @@ fn parse(buf: &[u8], max_head: usize) -> Parsed<'_> {
                     .then(|| std::str::from_utf8(h.value).ok())
                     .flatten();
             }
-            Role::RequestId => request_id = Some(h.value),
+            // The first, as the full path reads it (`HeaderMap::get`).
+            Role::RequestId => {
+                request_id.get_or_insert(h.value);
+            }
             // HTTP/1.1's default said again changes nothing; any other option does.
             Role::Connection if h.value.eq_ignore_ascii_case(b"keep-alive") => {}
             Role::Connection | Role::ChangesTheAnswer => quick = false,
@@ -220,9 +249,11 @@ fn parse(buf: &[u8], max_head: usize) -> Parsed<'_> {
         }
     }
     if !quick || cookies > 1 {
-        return Parsed::Request {
-            len: len as u64 + body.unwrap_or(0),
+        // `len` is at most `max_head`, the body at most `MAX_BODY`: never over.
+        let Some(len) = (len as u64).checked_add(body.unwrap_or(0)) else {
+            return Parsed::Hyper;
         };
+        return Parsed::Request { len };
     }
     Parsed::Quick {
         len,
@@ -285,7 +316,7 @@ async fn write_all(stream: &TcpStream, parts: [&[u8]; 3], busy: &BusyGuard) -> i
                 for part in parts.iter_mut() {
                     let used = n.min(part.len());
                     *part = &part[used..];
-                    n -= used;
+                    n = n.saturating_sub(used);
                 }
                 if parts.iter().all(|p| p.is_empty()) {
                     return Ok(());
@@ -307,10 +338,21 @@ enum Next {
     Closed,
 }
 
+/// Where in its connection the lane hands it to hyper for good.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Handover {
+    /// Before any request: hyper may find HTTP/2's preface (`auto`).
+    Start,
+    /// After requests of HTTP/1.1: HTTP/1 only, a preface now is a bad request.
+    Midway,
+}
+
 /// Hands the connection to hyper for good, `prefix` first.
+#[allow(clippy::too_many_arguments)]
 async fn hyper_from_here(
     stream: TcpStream,
     prefix: Bytes,
+    at: Handover,
     peer: std::net::SocketAddr,
     kind: Listener,
     gateway: &Arc<Gateway>,
@@ -318,11 +360,20 @@ async fn hyper_from_here(
     builders: &Builders,
 ) -> Result<(), BoxError> {
     conn.hyper_owned.store(true, Ordering::Relaxed);
-    let io = Rewind { prefix, stream };
-    let served = builders.auto.serve_connection(
-        TokioIo::new(io),
-        service(gateway.clone(), conn.clone(), peer, kind),
-    );
+    let io = TokioIo::new(Rewind { prefix, stream });
+    let svc = service(gateway.clone(), conn.clone(), peer, kind);
+    if at == Handover::Midway {
+        let served = builders.http1.serve_connection(io, svc);
+        return drive(
+            conn,
+            std::pin::pin!(served),
+            |served| served.graceful_shutdown(),
+            || false,
+        )
+        .await
+        .map(|_| ());
+    }
+    let served = builders.auto.serve_connection(io, svc);
     drive(
         conn,
         std::pin::pin!(served),
@@ -383,7 +434,7 @@ impl Handed {
         let buffered = (buf.len() as u64).min(len) as usize;
         *self.lock() = buf.split_to(buffered).freeze();
         self.remaining
-            .store(len - buffered as u64, Ordering::Relaxed);
+            .store(len.saturating_sub(buffered as u64), Ordering::Relaxed);
         self.read_past.store(false, Ordering::Relaxed);
     }
 
@@ -436,7 +487,7 @@ impl AsyncRead for Shared<'_> {
                 Ok(n) => {
                     handed
                         .remaining
-                        .store(remaining - n as u64, Ordering::Relaxed);
+                        .store(remaining.saturating_sub(n as u64), Ordering::Relaxed);
                     return Poll::Ready(Ok(()));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
@@ -541,6 +592,7 @@ impl AsyncWrite for Rewind {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
 
@@ -564,6 +616,12 @@ mod tests {
                 assert_eq!(req.cookie_bytes, 18);
                 assert_eq!(req.request_id, Some(&b"r-1"[..]));
             }
+            _ => panic!("not quick"),
+        }
+        match parse(
+            b"GET /shipping-label/1Z999/ HTTP/1.1\r\nX-Request-Id: first\r\nx-request-id: second\r\n\r\n",
+        ) {
+            Parsed::Quick { req, .. } => assert_eq!(req.request_id, Some(&b"first"[..])),
             _ => panic!("not quick"),
         }
         assert!(quick("HEAD /shipping-label/1Z999/ HTTP/1.1\r\n\r\n"));

@@ -10,6 +10,8 @@
 //! primary's.
 
 mod breaker;
+#[doc(hidden)]
+pub mod differential;
 mod direct;
 pub mod fallback;
 pub mod local;

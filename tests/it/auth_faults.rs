@@ -101,3 +101,66 @@ async fn flapping_auth_app_under_concurrent_load_never_leaks_a_label() {
     }
     assert!(served > 0 && unavailable > 0, "the app really flapped");
 }
+
+/// A session check already in flight when `/internal/sessions/revoke` runs: its allowing
+/// verdict answers that request, but is never cached after the revoke; the next request
+/// with the cookie asks the app again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_check_in_flight_during_a_revoke_is_never_cached_after_it() {
+    let s3 = S3Server::start().await;
+    let data = pdf_bytes(1000, 68);
+    s3.put_label("AUTHREVOKE", &data).await;
+    let slow = Responder::start(204, Duration::from_millis(600)).await;
+    let gw = Arc::new(
+        support::start_gateway(support::s3_config(
+            &s3,
+            &slow.url(),
+            &[("LABEL_GATEWAY_INTERNAL__TOKEN", "tok-25")],
+        ))
+        .await,
+    );
+    let first = {
+        let gw = gw.clone();
+        tokio::spawn(async move {
+            get_label(&gw, "AUTHREVOKE")
+                .cookie(ANY_SESSION)
+                .timeout(HANG)
+                .send()
+                .await
+                .status()
+        })
+    };
+    // Revoke once the check is in flight (the app counts a call as it arrives).
+    while slow.hits() == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let session_key = ANY_SESSION.split_once('=').unwrap().1;
+    let revoked = support::client()
+        .post(format!(
+            "http://{}/internal/sessions/revoke",
+            gw.internal_addr()
+        ))
+        .bearer_auth("tok-25")
+        .header("content-type", "application/json")
+        .body(format!(r#"{{"session_key":"{session_key}"}}"#))
+        .send()
+        .await
+        .unwrap();
+    assert!(revoked.status().is_success(), "{}", revoked.status());
+    assert_eq!(
+        first.await.unwrap(),
+        200,
+        "the check in flight still answers"
+    );
+    let again = get_label(&gw, "AUTHREVOKE")
+        .cookie(ANY_SESSION)
+        .timeout(HANG)
+        .send()
+        .await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(
+        slow.hits(),
+        2,
+        "asked again, not served the verdict from before"
+    );
+}

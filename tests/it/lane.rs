@@ -571,3 +571,72 @@ async fn a_connections_kept_verdict_ends_with_a_revoke_and_with_its_expiry() {
     assert_eq!(check.hits(), 3, "asked again after the verdict expired");
     assert_eq!(quick_hits(&gw), quick + 3);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_content_length_that_overflows_never_splits_one_request_in_two() {
+    let data = pdf_bytes(20 * 1024, 93);
+    let (_s3, _check, gw) = setup(&[("LANE9", &data)], &[]).await;
+    warm(&gw, "LANE9", &data).await;
+    // A label request written inside a header value: were the head's length added to the
+    // `Content-Length` unchecked, it would wrap to where that value starts, and the rest
+    // of the head would be read as a request of its own.
+    let smuggled = format!("GET /shipping-label/LANE9/ HTTP/1.1\r\nCookie: {ANY_SESSION}\r\n\r\n");
+    let wraps_there = u64::MAX - smuggled.len() as u64 + 1;
+    for length in [wraps_there, 18_446_744_073_709_551_613] {
+        let head = format!(
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\nX-Note: {smuggled}"
+        );
+        let mut s = TcpStream::connect(gw.addr()).await.unwrap();
+        s.write_all(head.as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        // Whatever comes back within a second (hyper waits for the body that never comes).
+        while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(1), s.read(&mut chunk)).await
+        {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&chunk[..n]);
+        }
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            !got.windows(5).any(|w| w == b"%PDF-"),
+            "{length}: only /healthz was asked, no label: {text}"
+        );
+        assert_eq!(
+            text.matches("HTTP/1.1 ").count(),
+            1,
+            "{length}: one answer: {text}"
+        );
+    }
+}
+
+/// HTTP/2 only from a connection's first byte: its preface after an HTTP/1.1 exchange is
+/// a bad HTTP/1 request, never the start of an HTTP/2 connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_never_starts_midway_through_a_connection() {
+    let (_s3, _check, gw) = setup(&[], &[]).await;
+    let mut s = TcpStream::connect(gw.addr()).await.unwrap();
+    let mut pending = Vec::new();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let first = read_answer(&mut s, &mut pending, false).await;
+    assert_eq!(first.status, 200);
+    // The preface and an empty SETTINGS frame, as an HTTP/2 client opens with.
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let mut chunk = vec![0u8; 4096];
+    while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(2), s.read(&mut chunk)).await {
+        if n == 0 {
+            break;
+        }
+        pending.extend_from_slice(&chunk[..n]);
+    }
+    assert!(
+        pending.is_empty() || pending.starts_with(b"HTTP/1.1 "),
+        "answered as HTTP/1.1 or closed, not over HTTP/2: {:?}",
+        String::from_utf8_lossy(&pending)
+    );
+}

@@ -37,5 +37,6 @@ mod stale;
 mod storage;
 mod storage_dialect;
 mod storage_tls;
+mod store_framing;
 mod terminals;
 mod warm;

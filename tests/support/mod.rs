@@ -7,6 +7,7 @@
 //! `deploy/nginx/` config in front of several copies ([`nginx`]).
 #![allow(dead_code)]
 
+pub mod crafted;
 pub mod django;
 pub mod moto;
 pub mod nginx;

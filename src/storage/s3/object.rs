@@ -141,10 +141,10 @@ impl S3Store {
 
 pub(super) fn object_head<B>(resp: &Response<B>) -> Result<ObjectHead, StorageError> {
     let h = resp.headers();
-    let content_length: u64 = h
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.parse().ok())
+    // Read as the storage readers frame the body (hyper's rules: no sign, repeats equal).
+    let content_length: u64 = crate::storage::direct::content_length(h)
+        .ok()
+        .flatten()
         .ok_or_else(|| StorageError::Protocol("object answer without Content-Length".into()))?;
     let (range, total_size) = if resp.status() == StatusCode::PARTIAL_CONTENT {
         let cr = h

@@ -18,24 +18,31 @@
 //! read to the end; an idle connection that the server closed meanwhile (seen on checkout,
 //! or as a failed write or an empty answer on a reused connection) costs one fresh
 //! connection, not an error; a body cut short is an error, never a short success.
+// Numbers a peer sent are only ever used through checked or saturating arithmetic.
+#![deny(clippy::arithmetic_side_effects)]
 
 use std::collections::VecDeque;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderName, HeaderValue};
+use bytes::BytesMut;
+use http::header;
 use http::{Request, Response, StatusCode};
-use http_body::{Frame, SizeHint};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
-use crate::http::BoxError;
+mod body;
+mod conn;
+mod head;
+
+pub use body::DirectBody;
+use body::Watermark;
+#[cfg(test)]
+use head::to_head;
+pub use head::{content_length, AllHeaders};
+use head::{is_interim, read_head, Head, HeadError};
 
 /// Bytes read from storage at a time (one TLS record); bounds each connection's buffer.
 const READ_SIZE: usize = 16 * 1024;
@@ -53,8 +60,8 @@ const WATERMARK_CHECK: Duration = Duration::from_millis(50);
 pub const WATERMARK_MIN_IDLE: Duration = Duration::from_secs(1);
 /// The largest response head accepted.
 const MAX_HEAD: usize = 64 * 1024;
-/// Headers of one response head at most.
-const MAX_HEADERS: usize = 64;
+/// Headers of one response head at most (hyper's client's limit).
+const MAX_HEADERS: usize = 100;
 /// Idle connections kept, and for how long.
 const MAX_IDLE: usize = 512;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -177,15 +184,26 @@ impl Direct {
                 }
                 return Err(Error::Connect(format!("writing the request: {e}")));
             }
-            match read_head(&mut conn, all_headers).await {
+            // Interim answers (100, 103 Early Hints, ...) are skipped as hyper's client
+            // skips them: the final answer follows on the same connection.
+            let mut interim = false;
+            let read = loop {
+                match read_head(&mut conn, all_headers).await {
+                    Ok(Some(head)) if is_interim(head.status) => interim = true,
+                    other => break other,
+                }
+            };
+            // A connection that already answered in part is not a stale one.
+            let stale = reused && !interim;
+            match read {
                 Ok(Some(parts)) => return self.answer(conn, parts, head_only),
-                Ok(None) if reused => continue,
+                Ok(None) if stale => continue,
                 Ok(None) => {
                     return Err(Error::Connect(
                         "storage closed the connection without answering".into(),
                     ))
                 }
-                Err(HeadError::Io(_)) if reused => continue,
+                Err(HeadError::Io(_)) if stale => continue,
                 Err(HeadError::Io(e)) => {
                     return Err(Error::Connect(format!("reading the answer: {e}")))
                 }
@@ -202,25 +220,28 @@ impl Direct {
     ) -> Result<Response<DirectBody>, Error> {
         let status = head.status;
         let h = &head.headers;
-        if h.contains_key(header::TRANSFER_ENCODING) {
+        // hyper's client never reuses a connection after a 101: neither is it read here.
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            return Err(Error::Protocol("101 Switching Protocols".into()));
+        }
+        let te = h.contains_key(header::TRANSFER_ENCODING);
+        if te && h.contains_key(header::CONTENT_LENGTH) {
+            // RFC 9112 §6.3: framed two ways, an error (hyper's client would read the
+            // chunks, a reader of the length something else).
+            return Err(Error::Protocol(
+                "answer framed with both Transfer-Encoding and Content-Length".into(),
+            ));
+        }
+        if te {
             return Err(Error::Unsupported);
         }
-        let bodiless = head_only
-            || status.is_informational()
-            || status == StatusCode::NO_CONTENT
-            || status == StatusCode::NOT_MODIFIED;
-        let mut length = None;
-        for v in h.get_all(header::CONTENT_LENGTH) {
-            let n: u64 = v
-                .to_str()
-                .ok()
-                .and_then(|s| s.trim().parse().ok())
-                .ok_or_else(|| Error::Protocol("bad Content-Length".into()))?;
-            if length.is_some_and(|l| l != n) {
-                return Err(Error::Protocol("conflicting Content-Length".into()));
-            }
-            length = Some(n);
-        }
+        let bodiless =
+            head_only || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED;
+        let length = if bodiless {
+            None
+        } else {
+            content_length(h).map_err(|why| Error::Protocol(why.into()))?
+        };
         let remaining = if bodiless { Some(0) } else { length };
         let mut body = DirectBody {
             conn: Some(conn),
@@ -315,369 +336,15 @@ fn request_head<B>(req: &Request<B>) -> Vec<u8> {
     out
 }
 
-/// `SO_RCVLOWAT` on a TCP socket (Linux: honoured by `epoll` since 4.x).
-#[cfg(target_os = "linux")]
-fn set_rcvlowat(tcp: &TcpStream, bytes: u64) -> bool {
-    use std::os::fd::AsRawFd;
-    let value = bytes.min(i32::MAX as u64) as libc::c_int;
-    // SAFETY: a plain integer option on a socket this connection owns.
-    let rc = unsafe {
-        libc::setsockopt(
-            tcp.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVLOWAT,
-            (&value as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    rc == 0
-}
-
-#[cfg(not(target_os = "linux"))]
-fn set_rcvlowat(_tcp: &TcpStream, bytes: u64) -> bool {
-    bytes <= 1
-}
-
-/// A parsed response head.
-struct Head {
-    status: StatusCode,
-    headers: http::HeaderMap,
-    keep_alive: bool,
-}
-
-enum HeadError {
-    Io(std::io::Error),
-    Protocol(String),
-}
-
-/// Reads one response head; `None` when the connection ended before any byte of it.
-async fn read_head(conn: &mut Conn, all_headers: bool) -> Result<Option<Head>, HeadError> {
-    loop {
-        if !conn.buf.is_empty() {
-            let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut parsed = httparse::Response::new(&mut slots);
-            match parsed.parse(&conn.buf) {
-                Ok(httparse::Status::Complete(len)) => {
-                    let head = to_head(&parsed, all_headers).map_err(HeadError::Protocol)?;
-                    let _ = conn.buf.split_to(len);
-                    return Ok(Some(head));
-                }
-                Ok(httparse::Status::Partial) if conn.buf.len() < MAX_HEAD => {}
-                Ok(httparse::Status::Partial) => {
-                    return Err(HeadError::Protocol("answer head too large".into()))
-                }
-                Err(e) => return Err(HeadError::Protocol(format!("unreadable head: {e}"))),
-            }
-        }
-        conn.buf.reserve(READ_SIZE);
-        let had = conn.buf.len();
-        let n = std::future::poll_fn(|cx| {
-            tokio_util::io::poll_read_buf(Pin::new(&mut conn.io), cx, &mut conn.buf)
-        })
-        .await
-        .map_err(HeadError::Io)?;
-        if n == 0 {
-            return if had == 0 {
-                Ok(None)
-            } else {
-                Err(HeadError::Protocol(
-                    "storage closed the connection mid-head".into(),
-                ))
-            };
-        }
-    }
-}
-
-/// A request extension: its answer keeps every header (`doctor`'s raw answers show them).
-#[derive(Debug, Clone, Copy)]
-pub struct AllHeaders;
-
-/// The answer headers the store reads (a label's length, range and validators, and the
-/// framing); the rest of what S3 sends (request ids, server, storage class, ...) is not
-/// copied into the answer's map, which took a parse, an allocation and a hash per header
-/// on every label fetch.
-const READ_HEADERS: [&str; 8] = [
-    "content-length",
-    "content-range",
-    "content-type",
-    "etag",
-    "last-modified",
-    "date",
-    "transfer-encoding",
-    "connection",
-];
-
-fn to_head(parsed: &httparse::Response<'_, '_>, all_headers: bool) -> Result<Head, String> {
-    let status = parsed
-        .code
-        .and_then(|c| StatusCode::from_u16(c).ok())
-        .ok_or("bad status")?;
-    let mut headers = http::HeaderMap::with_capacity(if all_headers {
-        parsed.headers.len()
-    } else {
-        READ_HEADERS.len()
-    });
-    let mut close = parsed.version != Some(1);
-    for h in parsed.headers.iter() {
-        if !all_headers && !READ_HEADERS.iter().any(|r| h.name.eq_ignore_ascii_case(r)) {
-            continue;
-        }
-        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| "bad header name")?;
-        let value = HeaderValue::from_bytes(h.value).map_err(|_| "bad header value")?;
-        if name == header::CONNECTION {
-            let v = value.as_bytes();
-            if v.eq_ignore_ascii_case(b"close") {
-                close = true;
-            } else if v.eq_ignore_ascii_case(b"keep-alive") {
-                close = false;
-            }
-        }
-        headers.append(name, value);
-    }
-    Ok(Head {
-        status,
-        headers,
-        keep_alive: !close,
-    })
-}
-
-impl Conn {
-    /// Sets the socket's receive watermark (`SO_RCVLOWAT`) unless it is already `bytes`;
-    /// `false` if the system refused.
-    fn set_lowat(&mut self, bytes: u64) -> bool {
-        if self.lowat == bytes {
-            return true;
-        }
-        let tcp = match &self.io {
-            Stream::Plain(s) => s,
-            Stream::Tls(s) => s.get_ref().0,
-        };
-        if !set_rcvlowat(tcp, bytes) {
-            return false;
-        }
-        self.lowat = bytes;
-        true
-    }
-
-    /// Whether an idle connection is still usable: nothing to read and no end of stream
-    /// (a server that closed it, or sent anything unasked, makes it unusable).
-    fn still_open(&mut self) -> bool {
-        if !self.buf.is_empty() {
-            return false;
-        }
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        let mut probe = [0u8; 1];
-        let mut rb = ReadBuf::new(&mut probe);
-        matches!(
-            Pin::new(&mut self.io).poll_read(&mut cx, &mut rb),
-            Poll::Pending
-        )
-    }
-}
-
-/// A response body read from its storage connection; the connection goes back to the
-/// pool once the body has been read to its end.
-pub struct DirectBody {
-    conn: Option<Conn>,
-    /// Bytes still to come; `None`: until the connection ends.
-    remaining: Option<u64>,
-    keep_alive: bool,
-    pool: Arc<Direct>,
-    /// For a body larger than one read: how its socket is woken.
-    watermark: Option<Watermark>,
-}
-
-/// A body larger than one read waits for a receive watermark (`SO_RCVLOWAT`): the socket
-/// reports readable once 128 KiB (or the body's rest) have arrived instead of at every
-/// segment the origin writes, so a label wakes its task, and crosses into hyper and out to
-/// the client, in fewer and larger steps: a 50 KiB label usually in one. An origin that
-/// sends slowly (no byte for a check's 50 ms while waiting) drops the watermark for the
-/// rest of the body: it must never look stalled to the idle-body timeout.
-#[derive(Default)]
-struct Watermark {
-    /// Checks the wait while the watermark is up; armed at the first wait.
-    check: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// Whether bytes arrived since the last check.
-    moved: bool,
-    /// The origin was slow: no watermark for this body.
-    off: bool,
-}
-
-impl DirectBody {
-    /// The body is complete: its connection is reusable (or closed).
-    fn finish(&mut self) {
-        if let Some(mut conn) = self.conn.take() {
-            if self.keep_alive && conn.buf.is_empty() && conn.set_lowat(1) {
-                self.pool.checkin(conn);
-            }
-        }
-    }
-
-    /// A read would wait: sets the watermark this wait asks for (only now, so reads of
-    /// bytes already there cost no system call), and checks, every 50 ms of waiting, that
-    /// bytes still arrive under it; drops it for the body's rest when none did. Lowering it
-    /// makes the kernel signal what already arrived.
-    fn wait_under_watermark(&mut self, cx: &mut Context<'_>) {
-        let (Some(w), Some(conn), Some(rest)) =
-            (self.watermark.as_mut(), self.conn.as_mut(), self.remaining)
-        else {
-            return;
-        };
-        if w.off {
-            return;
-        }
-        // Over TLS the rest counts plaintext, and part of it may already sit in rustls as
-        // an undecrypted partial record: ask for a record less, so the watermark is never
-        // more than what is still to come on the wire.
-        let rest = match conn.io {
-            Stream::Plain(_) => rest,
-            Stream::Tls(_) => rest.saturating_sub(TLS_RECORD),
-        };
-        if !conn.set_lowat(rest.clamp(1, WATERMARK)) {
-            w.off = true;
-            return;
-        }
-        if conn.lowat <= 1 {
-            return;
-        }
-        let check = w.check.get_or_insert_with(|| {
-            w.moved = false;
-            Box::pin(tokio::time::sleep(WATERMARK_CHECK))
-        });
-        while check.as_mut().poll(cx).is_ready() {
-            if !w.moved {
-                // Lowering it makes the kernel signal what already arrived.
-                w.off = true;
-                conn.set_lowat(1);
-                return;
-            }
-            w.moved = false;
-            check
-                .as_mut()
-                .reset(tokio::time::Instant::now() + WATERMARK_CHECK);
-        }
-    }
-}
-
-/// A body that ended early.
-#[derive(Debug, thiserror::Error)]
-#[error("storage closed the connection with {0} bytes of the body still to come")]
-pub struct CutShort(pub u64);
-
-impl http_body::Body for DirectBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        loop {
-            let Some(conn) = this.conn.as_mut() else {
-                return Poll::Ready(None);
-            };
-            if this.remaining == Some(0) {
-                this.finish();
-                return Poll::Ready(None);
-            }
-            if !conn.buf.is_empty() {
-                let take = match this.remaining {
-                    Some(r) => r.min(conn.buf.len() as u64) as usize,
-                    None => conn.buf.len(),
-                };
-                let chunk = conn.buf.split_to(take).freeze();
-                if let Some(r) = this.remaining.as_mut() {
-                    *r -= take as u64;
-                    if *r == 0 {
-                        this.finish();
-                    }
-                }
-                return Poll::Ready(Some(Ok(Frame::data(chunk))));
-            }
-            conn.buf.reserve(READ_SIZE);
-            match tokio_util::io::poll_read_buf(Pin::new(&mut conn.io), cx, &mut conn.buf) {
-                Poll::Pending => {
-                    this.wait_under_watermark(cx);
-                    return Poll::Pending;
-                }
-                Poll::Ready(Ok(0)) => {
-                    this.conn = None;
-                    return match this.remaining {
-                        None => Poll::Ready(None),
-                        Some(left) => Poll::Ready(Some(Err(Box::new(CutShort(left))))),
-                    };
-                }
-                Poll::Ready(Ok(_)) => {
-                    if let Some(w) = this.watermark.as_mut() {
-                        w.moved = true;
-                    }
-                }
-                Poll::Ready(Err(e)) => {
-                    this.conn = None;
-                    return Poll::Ready(Some(Err(Box::new(e))));
-                }
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.conn.is_none() || self.remaining == Some(0)
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self.remaining {
-            Some(n) => SizeHint::with_exact(n),
-            None => SizeHint::default(),
-        }
-    }
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
-
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
+    use http::header::HeaderValue;
     use http_body_util::BodyExt;
+    use std::pin::Pin;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll};
     use tokio::io::AsyncReadExt;
 
     /// A TLS origin for `localhost` that answers `body` to each request and closes each
@@ -921,6 +588,72 @@ mod tests {
                 other.map(|r| r.status())
             ),
         }
+    }
+
+    fn head_of(raw: &str) -> Head {
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut slots);
+        assert!(parsed.parse(raw.as_bytes()).unwrap().is_complete(), "{raw}");
+        to_head(&parsed, false).unwrap()
+    }
+
+    #[test]
+    fn connection_is_read_as_tokens_on_every_line_as_hyper_reads_it() {
+        for (lines, keep) in [
+            ("Connection: close, x-foo\r\n", false),
+            ("Connection: x-foo , CLOSE\r\n", false),
+            ("Connection: close\r\nConnection: keep-alive\r\n", false),
+            ("Connection: keep-alive\r\nConnection: close\r\n", false),
+            ("Connection: keep-alive, x-foo\r\n", true),
+            ("", true),
+        ] {
+            let h = head_of(&format!("HTTP/1.1 200 OK\r\n{lines}\r\n"));
+            assert_eq!(h.keep_alive, keep, "{lines:?}");
+        }
+        assert!(!head_of("HTTP/1.0 200 OK\r\n\r\n").keep_alive);
+        assert!(head_of("HTTP/1.0 200 OK\r\nConnection: x, Keep-Alive\r\n\r\n").keep_alive);
+    }
+
+    #[test]
+    fn content_length_is_read_exactly_as_hyper_reads_it() {
+        let cl = |lines: &[&str]| {
+            let mut h = http::HeaderMap::new();
+            for l in lines {
+                h.append(header::CONTENT_LENGTH, HeaderValue::from_str(l).unwrap());
+            }
+            content_length(&h)
+        };
+        assert_eq!(cl(&[]), Ok(None));
+        assert_eq!(cl(&["160"]), Ok(Some(160)));
+        assert_eq!(cl(&["160, 160"]), Ok(Some(160)));
+        assert_eq!(cl(&["160", "160,160"]), Ok(Some(160)));
+        assert_eq!(cl(&["18446744073709551613"]), Ok(Some(u64::MAX - 2)));
+        for bad in [
+            &["+160"][..],
+            &["-1"],
+            &["0x10"],
+            &["1 60"],
+            &[""],
+            &["160,"],
+            &["160", "161"],
+            &["160, 0"],
+            &["18446744073709551614"],
+            &["18446744073709551615"],
+            &["18446744073709551616"],
+            &["99999999999999999999999"],
+        ] {
+            assert!(cl(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_head_of_a_hundred_headers_is_read_as_hyper_reads_it() {
+        let mut raw = String::from("HTTP/1.1 200 OK\r\n");
+        for i in 0..99 {
+            raw.push_str(&format!("x-h{i}: v\r\n"));
+        }
+        raw.push_str("Content-Length: 3\r\n\r\n");
+        assert_eq!(head_of(&raw).headers["content-length"], "3");
     }
 
     #[test]
