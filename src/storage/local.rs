@@ -7,6 +7,7 @@ use std::io::SeekFrom;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use bytes::Bytes;
 use futures_util::TryStreamExt;
 use http::HeaderValue;
 use http_body::Frame;
@@ -93,7 +94,11 @@ impl LocalStore {
             .map_err(|e| -> BoxError { Box::new(e) });
         Ok(Fetch::Found {
             head,
-            body: StreamBody::new(stream).boxed(),
+            body: FileBody {
+                inner: StreamBody::new(stream),
+                remaining: len,
+            }
+            .boxed(),
         })
     }
 
@@ -243,5 +248,39 @@ impl LocalStore {
                 self.root.display()
             )))
         }
+    }
+}
+
+/// A file's bytes, which say they ended once `remaining` reached 0: the file's length is
+/// this body's framing, so a reader that stops at the length (hyper under a
+/// `Content-Length`) still sees a complete body, and the cache tee keeps the label.
+struct FileBody<S> {
+    inner: StreamBody<S>,
+    remaining: u64,
+}
+
+impl<S> http_body::Body for FileBody<S>
+where
+    S: futures_util::Stream<Item = Result<Frame<Bytes>, BoxError>> + Unpin,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                let n = u64::try_from(data.len()).unwrap_or(u64::MAX);
+                self.remaining = self.remaining.saturating_sub(n);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
     }
 }
