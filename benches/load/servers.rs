@@ -115,8 +115,11 @@ pub fn serve_proxy(file: &Path, ca_pem: Option<&Path>) -> anyhow::Result<()> {
             connector.enforce_http(false);
             let tls = label_gateway::storage::s3::tls_config(Some(ca))
                 .map_err(|why| anyhow::anyhow!("serve-proxy: {why}"))?;
+            // hyper-rustls sets the ALPN itself (HTTP/1.1 only, as the config had it).
+            let mut tls = Arc::unwrap_or_clone(tls);
+            tls.alpn_protocols.clear();
             let https = hyper_rustls::HttpsConnectorBuilder::new()
-                .with_tls_config(Arc::unwrap_or_clone(tls))
+                .with_tls_config(tls)
                 .https_only()
                 .enable_http1()
                 .wrap_connector(connector);
