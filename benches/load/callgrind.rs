@@ -164,7 +164,7 @@ pub async fn run_rows(
     let limit = SelfChild::start_with(
         &limit_wrapped,
         "serve-limit",
-        limit_file,
+        &[limit_file],
         cg.join("limit.log"),
     )?;
     let target = Target {
@@ -177,7 +177,7 @@ pub async fn run_rows(
     drop(limit);
     // The bare proxy, the miss's floor: the same label through a presigned GET.
     let proxy_wrapped = wrapper(&cg, "proxy", &exe)?;
-    let proxy = crate::peers::start_proxy(&proxy_wrapped, &cg, s3, &[(path, tracking)])?;
+    let proxy = crate::peers::start_proxy(&proxy_wrapped, &cg, s3, &[(path, tracking)], None)?;
     let target = Target {
         url: format!("http://{}{path}", proxy.addr),
         headers: Vec::new(),

@@ -17,6 +17,11 @@
 //!     is judged against (child process; `servers::serve_proxy`);
 //!   - **gateway miss**: the release binary, shipped `config.toml` (access log on),
 //!     `cache.enabled=false`;
+//!   - **bare proxy over TLS** and **gateway miss over TLS**: the same two against a second
+//!     S3 child over the same labels behind TLS, its certificate from a CA the bench makes
+//!     (the proxy through hyper-rustls with the built-in roots plus that CA, the gateway with
+//!     an `https://` endpoint and `storage.ca_file`): what a miss costs as production runs
+//!     it, judged against the TLS proxy as the plain miss is against the plain one;
 //!   - **gateway hit**: the same with the cache on and warm ("not yet" when a repeated
 //!     request does not answer `X-Cache: HIT`);
 //!   - **gateway miss, Django check**: as gateway miss, with the real Django app deciding;
@@ -46,6 +51,7 @@
 //! primary store failing in turns and one restart through the sockets, `faults.rs`;
 //! `LOAD_SOAK_SECONDS` is then its whole length, default 330), `LOAD_BATCH_ONLY=1` (only the batch rows and the
 //! batch memory run), `LOAD_TABLE_ONLY=1` (only the rows table and its verdicts),
+//! `LOAD_MISS_ONLY=1` (only the 50 KiB miss rows, plain and over TLS, and their verdicts),
 //! `LOAD_PERF=1` (only `perf record` profiles of the same four rows on the real CPU: see
 //! `perf.rs`; `LOAD_PERF_LABEL=5mib` samples the 5 MiB label, `LOAD_PERF_CONNS=16` at 16 connections), `LOAD_CALLGRIND=1` (only instructions per response of the gateway's
 //! hit and miss, of bare hyper and of the bare proxy, under callgrind: see `callgrind.rs`;
@@ -69,6 +75,10 @@ mod redirect;
 mod report;
 mod servers;
 mod soak;
+// The integration tests' private CA (rcgen), for the S3 child behind TLS.
+#[allow(dead_code)]
+#[path = "../../tests/support/tls.rs"]
+mod test_ca;
 mod wrk;
 
 use std::collections::BTreeMap;
@@ -100,6 +110,13 @@ const CONNECTIONS: [u32; 4] = [1, 16, 64, 256];
 const BIG_CONNECTIONS: [u32; 2] = [16, 64];
 /// Connections of each row's validation pass.
 const VALIDATE_CONNS: u32 = 16;
+/// Names of the rows the verdicts compare.
+const HIT: &str = "gateway hit";
+const LIMIT: &str = "limit (bare hyper)";
+const MISS: &str = "gateway miss";
+const PROXY: &str = "bare proxy (hyper client)";
+const MISS_TLS: &str = "gateway miss over TLS";
+const PROXY_TLS: &str = "bare proxy over TLS";
 
 struct Settings {
     quick: bool,
@@ -116,6 +133,7 @@ struct Settings {
     perf_only: bool,
     batch_only: bool,
     table_only: bool,
+    miss_only: bool,
 }
 
 impl Settings {
@@ -143,6 +161,7 @@ impl Settings {
             perf_only: var("LOAD_PERF").is_some_and(|v| v != "0"),
             batch_only: var("LOAD_BATCH_ONLY").is_some_and(|v| v != "0"),
             table_only: var("LOAD_TABLE_ONLY").is_some_and(|v| v != "0"),
+            miss_only: var("LOAD_MISS_ONLY").is_some_and(|v| v != "0"),
         }
     }
 }
@@ -150,9 +169,15 @@ impl Settings {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let child_mode = match (args.get(1).map(String::as_str), args.get(2)) {
-        (Some("serve-s3"), Some(dir)) => Some(servers::serve_s3(Path::new(dir))),
+        (Some("serve-s3"), Some(dir)) => Some(servers::serve_s3(
+            Path::new(dir),
+            args.get(3).map(Path::new),
+        )),
         (Some("serve-limit"), Some(file)) => Some(servers::serve_limit(Path::new(file))),
-        (Some("serve-proxy"), Some(file)) => Some(servers::serve_proxy(Path::new(file))),
+        (Some("serve-proxy"), Some(file)) => Some(servers::serve_proxy(
+            Path::new(file),
+            args.get(3).map(Path::new),
+        )),
         _ => None,
     };
     if let Some(result) = child_mode {
@@ -267,7 +292,7 @@ async fn drive(s: Settings) -> anyhow::Result<()> {
     // Peers: storage with both labels, the check endpoints.
     let small = Arc::new(label_bytes(SMALL_LEN, 1));
     let big = Arc::new(label_bytes(BIG_LEN, 2));
-    let s3 = SelfChild::start("serve-s3", &dir.join("s3"), dir.join("s3.log"))?;
+    let s3 = peers::start_s3(dir, false)?;
     put_label(s3.addr, SMALL, &small).await?;
     put_label(s3.addr, BIG, &big).await?;
     let responder = Responder::start().await?;
@@ -331,13 +356,14 @@ async fn drive(s: Settings) -> anyhow::Result<()> {
         return batch::run(s3.addr, &responder, dir, &s).await;
     }
     let django = match Django::python() {
+        _ if s.miss_only => Err("LOAD_MISS_ONLY".to_string()),
         None => Err("no Python with Django: run `bash benches/load.sh`".to_string()),
         Some(py) => Django::start(&py, dir).map_err(|e| format!("{e:#}")),
     };
 
     // The servers under test.
     let limit = SelfChild::start("serve-limit", &limit_file, dir.join("limit.log"))?;
-    let presigned = peers::presigned(s3.addr, SMALL)?;
+    let presigned = peers::presigned(s3.addr, false, SMALL)?;
     // The bare proxy: presigned once, no per-request work beyond the proxying itself.
     let big_path = format!("/shipping-label/{BIG}/");
     let label_path = format!("/shipping-label/{SMALL}/");
@@ -346,9 +372,29 @@ async fn drive(s: Settings) -> anyhow::Result<()> {
         dir,
         s3.addr,
         &[(&label_path, SMALL), (&big_path, BIG)],
+        None,
     )?;
     let check = responder.check_url();
     let gw_miss = GatewayChild::start("gateway-miss", dir, s3.addr, &check, false, &[])?;
+    // The miss as production pays it: storage behind TLS, a private CA trusted besides the
+    // built-in roots by the bare proxy and the gateway alike.
+    let s3_tls = peers::start_s3(dir, true)?;
+    let storage_ca = peers::storage_ca(dir);
+    let proxy_tls = peers::start_proxy(
+        &std::env::current_exe()?,
+        dir,
+        s3_tls.addr,
+        &[(&label_path, SMALL)],
+        Some(&storage_ca),
+    )?;
+    let gw_miss_tls = GatewayChild::start(
+        "gateway-miss-tls",
+        dir,
+        s3_tls.addr,
+        &check,
+        false,
+        &peers::tls_storage_env(s3_tls.addr, &storage_ca),
+    )?;
     let gw_hit = GatewayChild::start("gateway-hit", dir, s3.addr, &check, true, &[])?;
     let gw_django = match &django {
         Ok(d) => Some(GatewayChild::start(
@@ -405,6 +451,21 @@ async fn drive(s: Settings) -> anyhow::Result<()> {
             format!("http://{}{label_path}", gw_miss.addr),
             ANY_SESSION,
             vec![gw_miss.guard.pid()],
+            &small,
+        )
+        .expect_cache("MISS"),
+        Row::new(
+            PROXY_TLS,
+            format!("http://{}{label_path}", proxy_tls.addr),
+            ANY_SESSION,
+            vec![proxy_tls.guard.pid()],
+            &small,
+        ),
+        Row::new(
+            MISS_TLS,
+            format!("http://{}{label_path}", gw_miss_tls.addr),
+            ANY_SESSION,
+            vec![gw_miss_tls.guard.pid()],
             &small,
         )
         .expect_cache("MISS"),
@@ -488,6 +549,9 @@ async fn drive(s: Settings) -> anyhow::Result<()> {
         );
     }
 
+    if s.miss_only {
+        rows.retain(|r| [PROXY, MISS, PROXY_TLS, MISS_TLS].contains(&r.name));
+    }
     measure(&mut rows, &wrk, &s).await;
 
     // Every server must still be up: a crash mid-run would make its numbers meaningless.
@@ -496,6 +560,9 @@ async fn drive(s: Settings) -> anyhow::Result<()> {
         ("bare proxy", proxy.guard.pid()),
         ("s3", s3.guard.pid()),
         ("gateway miss", gw_miss.guard.pid()),
+        ("s3 over TLS", s3_tls.guard.pid()),
+        ("bare proxy over TLS", proxy_tls.guard.pid()),
+        ("gateway miss over TLS", gw_miss_tls.guard.pid()),
         ("gateway hit", gw_hit.guard.pid()),
         ("nginx", nginx.guard.pid()),
     ];
@@ -522,7 +589,7 @@ async fn drive(s: Settings) -> anyhow::Result<()> {
          Django {django_calls} (verdicts are cached, by the gateway and by nginx alike).",
         responder.calls()
     );
-    if s.table_only {
+    if s.table_only || s.miss_only {
         return Ok(());
     }
 
@@ -546,6 +613,7 @@ async fn drive(s: Settings) -> anyhow::Result<()> {
 
     memory_run(&gw_hit, &big, &s).await?;
     drop((gw_miss, gw_hit, gw_django, nginx, limit, proxy, baseline));
+    drop((gw_miss_tls, proxy_tls, s3_tls));
     batch::run(s3.addr, &responder, dir, &s).await?;
     soak_run(s3.addr, &responder, dir, &s).await
 }
@@ -724,10 +792,6 @@ fn print_table(rows: &[Row], s: &Settings) {
          connection counts its target names):"
     );
     println!();
-    const HIT: &str = "gateway hit";
-    const LIMIT: &str = "limit (bare hyper)";
-    const MISS: &str = "gateway miss";
-    const PROXY: &str = "bare proxy (hyper client)";
     let check = |label, num, den, kind, at| Check {
         label,
         num,
@@ -768,6 +832,27 @@ fn print_table(rows: &[Row], s: &Settings) {
             "gateway miss p99 - bare proxy p99",
             MISS,
             PROXY,
+            Kind::AddedP99(1000.0),
+            &[16, 64],
+        ),
+        check(
+            "TLS: gateway miss / bare proxy (req/s)",
+            MISS_TLS,
+            PROXY_TLS,
+            Kind::Rate(0.95),
+            &[16, 64],
+        ),
+        check(
+            "TLS: gateway miss / bare proxy (CPU/resp)",
+            MISS_TLS,
+            PROXY_TLS,
+            Kind::Cpu(1.0),
+            &[16, 64],
+        ),
+        check(
+            "TLS: gateway miss p99 - bare proxy p99",
+            MISS_TLS,
+            PROXY_TLS,
             Kind::AddedP99(1000.0),
             &[16, 64],
         ),

@@ -1,5 +1,5 @@
-//! Starting the processes each row measures: the S3 and limit children (this binary in a
-//! server mode), the gateway from the release binary with the shipped `config.toml`, nginx
+//! Starting the processes each row measures: the S3 children (plain and behind TLS), the
+//! limit and bare-proxy children (this binary in a server mode), the gateway from the release binary with the shipped `config.toml`, nginx
 //! with a generated config, and the real Django test app. All on 127.0.0.1.
 
 use std::collections::BTreeMap;
@@ -22,7 +22,8 @@ const REPO: &str = env!("CARGO_MANIFEST_DIR");
 /// How long a server may take to come up.
 const START_WITHIN: Duration = Duration::from_secs(30);
 
-/// This bench binary run in one of its server modes (`serve-s3`, `serve-limit`).
+/// This bench binary run in one of its server modes (`serve-s3`, `serve-limit`,
+/// `serve-proxy`).
 pub struct SelfChild {
     pub addr: SocketAddr,
     pub guard: ChildGuard,
@@ -33,20 +34,20 @@ pub struct SelfChild {
 impl SelfChild {
     pub fn start(mode: &str, arg: &Path, log: PathBuf) -> anyhow::Result<SelfChild> {
         let exe = std::env::current_exe().context("path of the bench binary")?;
-        Self::start_with(&exe, mode, arg, log)
+        Self::start_with(&exe, mode, &[arg], log)
     }
 
-    /// As [`SelfChild::start`], through `program` (the bench binary, or a wrapper that runs
-    /// it, e.g. under callgrind).
+    /// As [`SelfChild::start`] with the mode's arguments `args`, through `program` (the
+    /// bench binary, or a wrapper that runs it, e.g. under callgrind).
     pub fn start_with(
         program: &Path,
         mode: &str,
-        arg: &Path,
+        args: &[&Path],
         log: PathBuf,
     ) -> anyhow::Result<SelfChild> {
         let mut cmd = Command::new(program);
         cmd.arg(mode)
-            .arg(arg)
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(std::fs::File::create(&log)?));
@@ -67,11 +68,44 @@ impl SelfChild {
     }
 }
 
-/// A presigned GET of the S3 child's `labels/{tracking}.pdf`, valid for a day.
-pub fn presigned(s3: SocketAddr, tracking: &str) -> anyhow::Result<String> {
+/// The S3 child over `dir/s3`: over plain HTTP, or with `tls` behind TLS (a second child
+/// over the same folder, so it serves the same labels), its CA's certificate then in
+/// [`storage_ca`]`(dir)`.
+pub fn start_s3(dir: &Path, tls: bool) -> anyhow::Result<SelfChild> {
+    let exe = std::env::current_exe().context("path of the bench binary")?;
+    let data = dir.join("s3");
+    let ca = storage_ca(dir);
+    let (args, log): (&[&Path], _) = if tls {
+        (&[&data, &ca], "s3-tls.log")
+    } else {
+        (&[&data], "s3.log")
+    };
+    SelfChild::start_with(&exe, "serve-s3", args, dir.join(log))
+}
+
+/// Where the TLS S3 child writes its CA's certificate (PEM, for `storage.ca_file`).
+pub fn storage_ca(dir: &Path) -> PathBuf {
+    dir.join("storage-ca.pem")
+}
+
+/// The environment that points a gateway at the TLS S3 child `s3`: an `https://` endpoint
+/// and `storage.ca_file` (for [`GatewayChild::start`]'s `extra_env`).
+pub fn tls_storage_env(s3: SocketAddr, ca_file: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("SPACES_ENDPOINT_URL", format!("https://{s3}")),
+        (
+            "LABEL_GATEWAY_STORAGE__CA_FILE",
+            ca_file.display().to_string(),
+        ),
+    ]
+}
+
+/// A presigned GET of the S3 child's `labels/{tracking}.pdf`, valid for a day (an
+/// `https://` URL with `tls`).
+pub fn presigned(s3: SocketAddr, tls: bool, tracking: &str) -> anyhow::Result<String> {
     Ok(signer().presign(
         &http::Method::GET,
-        &object_url(s3, tracking),
+        &object_url(s3, tls, tracking),
         Duration::from_secs(24 * 3600),
         SystemTime::now(),
     )?)
@@ -79,20 +113,34 @@ pub fn presigned(s3: SocketAddr, tracking: &str) -> anyhow::Result<String> {
 
 /// The bare proxy (`serve-proxy`, through `program`: the bench binary or a wrapper of it)
 /// serving each `(path, tracking)` from the S3 child by a URL presigned once, its route
-/// file and log in `dir`.
+/// file and log in `dir`. With `ca_file`, `s3` is the TLS S3 child: https URLs, and the
+/// proxy trusts `ca_file` besides the built-in roots.
 pub fn start_proxy(
     program: &Path,
     dir: &Path,
     s3: SocketAddr,
     routes: &[(&str, &str)],
+    ca_file: Option<&Path>,
 ) -> anyhow::Result<SelfChild> {
     let mut text = String::new();
     for (path, tracking) in routes {
-        text.push_str(&format!("{path} {}\n", presigned(s3, tracking)?));
+        let url = presigned(s3, ca_file.is_some(), tracking)?;
+        text.push_str(&format!("{path} {url}\n"));
     }
-    let file = dir.join("proxy-routes.txt");
+    let name = if ca_file.is_some() {
+        "proxy-tls"
+    } else {
+        "proxy"
+    };
+    let file = dir.join(format!("{name}-routes.txt"));
     std::fs::write(&file, text)?;
-    SelfChild::start_with(program, "serve-proxy", &file, dir.join("proxy.log"))
+    let args: Vec<&Path> = std::iter::once(file.as_path()).chain(ca_file).collect();
+    SelfChild::start_with(
+        program,
+        "serve-proxy",
+        &args,
+        dir.join(format!("{name}.log")),
+    )
 }
 
 /// The signer for the bench bucket's credentials.
@@ -100,14 +148,15 @@ pub fn signer() -> Signer {
     Signer::new(&Secret::new(ACCESS_KEY), &Secret::new(SECRET_KEY), REGION)
 }
 
-/// The S3 child's URL of `labels/{tracking}.pdf`.
-pub fn object_url(s3: SocketAddr, tracking: &str) -> String {
-    format!("http://{s3}/{BUCKET}/labels/{tracking}.pdf")
+/// The S3 child's URL of `labels/{tracking}.pdf` (https with `tls`).
+pub fn object_url(s3: SocketAddr, tls: bool, tracking: &str) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{s3}/{BUCKET}/labels/{tracking}.pdf")
 }
 
 /// Writes a label with a signed PUT, with the headers django-storages sets.
 pub async fn put_label(s3: SocketAddr, tracking: &str, data: &[u8]) -> anyhow::Result<()> {
-    let url = object_url(s3, tracking);
+    let url = object_url(s3, false, tracking);
     let mut req = http::Request::put(&url)
         .header("host", s3.to_string())
         .header("content-type", "application/pdf")

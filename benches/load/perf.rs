@@ -82,6 +82,7 @@ pub async fn run(
         &out_dir,
         s3,
         &[(&path, tracking)],
+        None,
     )?;
     let target = Target {
         url: format!("http://{}{path}", proxy.addr),
