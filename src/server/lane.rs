@@ -561,6 +561,15 @@ mod tests {
     }
 
     #[test]
+    fn only_the_preface_or_its_start_may_be_http2() {
+        assert!(may_be_h2(b""));
+        assert!(may_be_h2(b"PRI * HTTP/2.0\r\n\r\n"));
+        assert!(may_be_h2(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00"));
+        assert!(!may_be_h2(b"PRI * HTTP/1.1\r\n\r\n"));
+        assert!(!may_be_h2(b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n"));
+    }
+
+    #[test]
     fn a_cookie_line_not_visible_ascii_is_not_read_here() {
         match parse(
             "GET /shipping-label/1Z999/ HTTP/1.1\r\nCookie: sessionid=\u{e9}\r\n\r\n".as_bytes(),
