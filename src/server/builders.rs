@@ -60,10 +60,34 @@ pub(super) fn builders(gateway: &Gateway) -> Builders {
 /// What the service answers hyper with.
 pub(super) type Answer = http::Response<Served<crate::http::Body, BusyGuard>>;
 
-/// The service hyper calls for each request it reads: the gateway, with the connection
-/// marked busy until the response body is finished.
-pub(super) fn service(
-    gateway: Arc<Gateway>,
+/// What hyper's service calls for each request: the gateway in production
+/// ([`Gateway::handle`]); the differential check puts a recording stand-in behind the
+/// same service and lane.
+pub(crate) trait Handler: Send + Sync + 'static {
+    fn answer(
+        &self,
+        req: http::Request<hyper::body::Incoming>,
+        peer: SocketAddr,
+        kind: Listener,
+    ) -> impl std::future::Future<Output = http::Response<crate::http::Body>> + Send;
+}
+
+impl Handler for Gateway {
+    #[inline(always)]
+    fn answer(
+        &self,
+        req: http::Request<hyper::body::Incoming>,
+        peer: SocketAddr,
+        kind: Listener,
+    ) -> impl std::future::Future<Output = http::Response<crate::http::Body>> + Send {
+        self.handle(req, peer, kind)
+    }
+}
+
+/// The service hyper calls for each request it reads: the gateway (`handler`), with the
+/// connection marked busy until the response body is finished.
+pub(super) fn service<H: Handler>(
+    handler: Arc<H>,
     conn_state: Arc<Conn>,
     peer: SocketAddr,
     kind: Listener,
@@ -75,11 +99,11 @@ pub(super) fn service(
 > + Send
        + 'static {
     service_fn(move |req| {
-        let gateway = gateway.clone();
+        let handler = handler.clone();
         // Created before the future so a request abandoned mid-way still ends "busy".
         let busy = conn_state.begin_request();
         async move {
-            let resp = gateway.handle(req, peer, kind).await;
+            let resp = handler.answer(req, peer, kind).await;
             Ok::<_, Infallible>(resp.map(|body| Served::new(body, busy)))
         }
     })

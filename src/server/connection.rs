@@ -115,6 +115,7 @@ async fn connection(
         peer,
         kind,
         gateway.clone(),
+        gateway.clone(),
         conn_state.clone(),
         builders,
     );

@@ -27,13 +27,13 @@ use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::Poll;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
+use super::builders::Handler;
+use super::lane_io::{LaneIo, Rewind, Shared};
 use super::{service, BoxError, Builders, BusyGuard, Conn};
 use crate::body::Progress;
 use crate::gateway::{Gateway, Listener, QuickRequest, LABEL_PREFIX};
@@ -49,12 +49,15 @@ const FIRST_READ: usize = 4096;
 const MAX_BODY: u64 = 1 << 32;
 
 /// Serves `stream` until it closes: the lane on the public listener, hyper alone on the
-/// internal one.
-pub(super) async fn serve(
-    stream: TcpStream,
+/// internal one. The quick path asks `gateway`; hyper's service calls `handler` (the same
+/// gateway in production; a recording stand-in in the differential check).
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn serve<S: LaneIo, H: Handler>(
+    stream: S,
     peer: std::net::SocketAddr,
     kind: Listener,
     gateway: Arc<Gateway>,
+    handler: Arc<H>,
     conn: Arc<Conn>,
     builders: Arc<Builders>,
 ) -> Result<(), BoxError> {
@@ -66,7 +69,7 @@ pub(super) async fn serve(
             at,
             peer,
             kind,
-            &gateway,
+            &handler,
             &conn,
             &builders,
         )
@@ -91,7 +94,7 @@ pub(super) async fn serve(
                     let prefix = buf.split().freeze();
                     drop(hyper1);
                     return hyper_from_here(
-                        stream, prefix, at, peer, kind, &gateway, &conn, &builders,
+                        stream, prefix, at, peer, kind, &handler, &conn, &builders,
                     )
                     .await;
                 }
@@ -140,7 +143,7 @@ pub(super) async fn serve(
             Parsed::Hyper => {
                 let prefix = buf.split().freeze();
                 drop(hyper1);
-                return hyper_from_here(stream, prefix, at, peer, kind, &gateway, &conn, &builders)
+                return hyper_from_here(stream, prefix, at, peer, kind, &handler, &conn, &builders)
                     .await;
             }
         }
@@ -151,7 +154,7 @@ pub(super) async fn serve(
                     stream: &stream,
                     handed: &handed,
                 }),
-                service(gateway.clone(), conn.clone(), peer, kind),
+                service(handler.clone(), conn.clone(), peer, kind),
             ))
         });
         let back = || handed.done() && conn.busy.load(Ordering::Acquire) == 0;
@@ -302,7 +305,7 @@ fn role(name: &str) -> Role {
 }
 
 /// Writes `parts` in order, recording progress for the `send_timeout` watch.
-async fn write_all(stream: &TcpStream, parts: [&[u8]; 3], busy: &BusyGuard) -> io::Result<()> {
+async fn write_all<S: LaneIo>(stream: &S, parts: [&[u8]; 3], busy: &BusyGuard) -> io::Result<()> {
     let mut parts = parts;
     loop {
         let slices = [
@@ -349,20 +352,24 @@ enum Handover {
 
 /// Hands the connection to hyper for good, `prefix` first.
 #[allow(clippy::too_many_arguments)]
-async fn hyper_from_here(
-    stream: TcpStream,
+async fn hyper_from_here<S: LaneIo, H: Handler>(
+    stream: S,
     prefix: Bytes,
     at: Handover,
     peer: std::net::SocketAddr,
     kind: Listener,
-    gateway: &Arc<Gateway>,
+    handler: &Arc<H>,
     conn: &Arc<Conn>,
     builders: &Builders,
 ) -> Result<(), BoxError> {
     conn.hyper_owned.store(true, Ordering::Relaxed);
+    let h2 = at == Handover::Start && may_be_h2(&prefix);
     let io = TokioIo::new(Rewind { prefix, stream });
-    let svc = service(gateway.clone(), conn.clone(), peer, kind);
-    if at == Handover::Midway {
+    let svc = service(handler.clone(), conn.clone(), peer, kind);
+    // A connection whose first bytes are not HTTP/2's preface is HTTP/1 whatever follows:
+    // hyper's http1 server answers a head it cannot read with 400 or 431 at once, where the
+    // `auto` builder waits with it unsent (found by the differential check).
+    if !h2 {
         let served = builders.http1.serve_connection(io, svc);
         return drive(
             conn,
@@ -382,6 +389,13 @@ async fn hyper_from_here(
     )
     .await
     .map(|_| ())
+}
+
+/// `prefix` is HTTP/2's connection preface, or the start of it.
+pub(super) fn may_be_h2(prefix: &[u8]) -> bool {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let n = prefix.len().min(PREFACE.len());
+    prefix.get(..n) == PREFACE.get(..n)
 }
 
 /// Runs hyper's `served` until it ends (`Closed`) or `back` says, when it waits, that the
@@ -417,15 +431,15 @@ where
 
 /// The request the lane hands to hyper, and what it watches of hyper's use of it.
 #[derive(Default)]
-struct Handed {
+pub(super) struct Handed {
     /// What of the request the lane already read: hyper gets it first.
-    prefix: Mutex<Bytes>,
+    pub(super) prefix: Mutex<Bytes>,
     /// The request's bytes still in the socket.
-    remaining: AtomicU64,
+    pub(super) remaining: AtomicU64,
     /// hyper asked for bytes past the request's end: it is done reading it.
-    read_past: AtomicBool,
+    pub(super) read_past: AtomicBool,
     /// hyper wrote since it last flushed (or its write is waiting on the socket).
-    unflushed: AtomicBool,
+    pub(super) unflushed: AtomicBool,
 }
 
 impl Handed {
@@ -444,150 +458,8 @@ impl Handed {
         self.read_past.load(Ordering::Relaxed) && !self.unflushed.load(Ordering::Relaxed)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Bytes> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Bytes> {
         self.prefix.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-/// The connection as hyper sees it between the lane's turns: the handed request's bytes
-/// (what the lane read first, then the socket, never past the request's end), and the
-/// socket to write to. The lane reads and writes the same socket while hyper waits.
-struct Shared<'a> {
-    stream: &'a TcpStream,
-    handed: &'a Handed,
-}
-
-impl AsyncRead for Shared<'_> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        out: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let handed = self.handed;
-        {
-            let mut prefix = handed.lock();
-            if !prefix.is_empty() {
-                let n = prefix.len().min(out.remaining());
-                out.put_slice(&prefix[..n]);
-                prefix.advance(n);
-                return Poll::Ready(Ok(()));
-            }
-        }
-        let remaining = handed.remaining.load(Ordering::Relaxed);
-        if remaining == 0 {
-            // The next request is the lane's: hyper waits here until the lane hands it
-            // another (nothing wakes it: the lane polls it then).
-            handed.read_past.store(true, Ordering::Relaxed);
-            return Poll::Pending;
-        }
-        let room = (out.remaining() as u64).min(remaining) as usize;
-        loop {
-            std::task::ready!(self.stream.poll_read_ready(cx))?;
-            match self.stream.try_read_buf(&mut (&mut *out).limit(room)) {
-                Ok(n) => {
-                    handed
-                        .remaining
-                        .store(remaining.saturating_sub(n as u64), Ordering::Relaxed);
-                    return Poll::Ready(Ok(()));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
-    }
-}
-
-impl AsyncWrite for Shared<'_> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.poll_write_vectored(cx, &[IoSlice::new(data)])
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.handed.unflushed.store(true, Ordering::Relaxed);
-        loop {
-            std::task::ready!(self.stream.poll_write_ready(cx))?;
-            match self.stream.try_write_vectored(bufs) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                written => return Poll::Ready(written),
-            }
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // Writes go straight to the socket: once hyper flushes, all it wrote is there.
-        self.handed.unflushed.store(false, Ordering::Relaxed);
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // hyper is closing the connection: the lane ends it when hyper's future does.
-        Poll::Ready(Ok(()))
-    }
-}
-
-/// The connection hyper serves for good: `prefix` (what the lane already read), then the
-/// socket.
-struct Rewind {
-    prefix: Bytes,
-    stream: TcpStream,
-}
-
-impl AsyncRead for Rewind {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        out: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        if !this.prefix.is_empty() {
-            let n = this.prefix.len().min(out.remaining());
-            out.put_slice(&this.prefix[..n]);
-            this.prefix.advance(n);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.stream).poll_read(cx, out)
-    }
-}
-
-impl AsyncWrite for Rewind {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, data)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 
@@ -686,6 +558,15 @@ mod tests {
             "a".repeat(9000)
         );
         assert!(matches!(parse(long.as_bytes()), Parsed::Hyper));
+    }
+
+    #[test]
+    fn only_the_preface_or_its_start_may_be_http2() {
+        assert!(may_be_h2(b""));
+        assert!(may_be_h2(b"PRI * HTTP/2.0\r\n\r\n"));
+        assert!(may_be_h2(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00"));
+        assert!(!may_be_h2(b"PRI * HTTP/1.1\r\n\r\n"));
+        assert!(!may_be_h2(b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n"));
     }
 
     #[test]

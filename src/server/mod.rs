@@ -23,7 +23,10 @@ use crate::gateway::{Gateway, Listener};
 pub mod activation;
 mod builders;
 mod connection;
+#[doc(hidden)]
+pub mod differential;
 mod lane;
+mod lane_io;
 mod slots;
 
 use self::builders::{service, BoxError, Builders};
@@ -118,6 +121,49 @@ async fn listener(
         );
     }
     Ok(taken)
+}
+
+/// Serves one connection of the public listener over any in-memory stream
+/// (`tokio::io::duplex`): the lane, with `gateway` behind its quick path and hyper's
+/// service, as [`serve`] does for each accepted `TcpStream`, without the connection's
+/// slot, timers and drain. For tests and fuzzing.
+#[doc(hidden)]
+pub async fn serve_lane<S>(
+    stream: S,
+    gateway: Arc<Gateway>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    serve_lane_with(stream, gateway.clone(), gateway).await
+}
+
+/// [`serve_lane`] with `handler` behind hyper's service instead of the gateway.
+pub(crate) async fn serve_lane_with<S, H>(
+    stream: S,
+    gateway: Arc<Gateway>,
+    handler: Arc<H>,
+) -> Result<(), BoxError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    H: builders::Handler,
+{
+    let slots = Arc::new(Slots::new(1));
+    let registered = slots.register();
+    let conn = registered.conn.clone();
+    let builders = Arc::new(builders::builders(&gateway));
+    let peer = SocketAddr::from(([127, 0, 0, 1], 40_000));
+    let stream = lane_io::Polled::new(stream);
+    lane::serve(
+        stream,
+        peer,
+        Listener::Public,
+        gateway,
+        handler,
+        conn,
+        builders,
+    )
+    .await
 }
 
 /// Serves already-bound listeners.

@@ -20,6 +20,7 @@ mod hardening;
 mod hot_list;
 mod ingest;
 mod lane;
+mod lane_framing;
 mod local;
 mod mirror;
 mod moto;
