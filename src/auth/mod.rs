@@ -166,7 +166,7 @@ impl AuthStats {
         );
         s.counter(
             "label_gateway_auth_revocations_total",
-            "Logouts whose cached verdicts were dropped.",
+            "Session revokes received (the app sends two per logout: before and after its session flush commits).",
             self.revoked.load(Ordering::Relaxed),
         );
         s.histogram(
