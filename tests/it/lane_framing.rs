@@ -7,33 +7,22 @@
 
 use label_gateway::server::differential::{compare, split_input};
 
+use crate::support;
+
 #[tokio::test(start_paused = true)]
 async fn the_lane_frames_every_seed_and_its_mutants_as_hyper_does() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/lane_vs_hyper");
-    let mut seeds: Vec<_> = std::fs::read_dir(&dir)
-        .expect("the seeds")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    seeds.sort();
-    assert!(seeds.len() >= 40, "{} seeds", seeds.len());
-    let mut state = 0x2545_f491_4f6c_dd1d_u64;
     let (mut cases, mut requests) = (0, 0);
-    for path in &seeds {
-        let seed = std::fs::read(path).expect("seed");
-        let mut inputs = vec![seed.clone()];
-        inputs.extend((0..40).map(|_| mutate(&seed, &mut state)));
-        for input in inputs {
-            let (bytes, cut) = split_input(&input);
-            match compare(bytes, cut).await {
-                Ok(seen) => requests += seen,
-                Err(why) => panic!(
-                    "{}: {:?} in reads of up to {cut}: {why}",
-                    path.display(),
-                    String::from_utf8_lossy(bytes)
-                ),
-            }
-            cases += 1;
+    for (path, input) in support::seeds::cases("lane_vs_hyper", 40) {
+        let (bytes, cut) = split_input(&input);
+        match compare(bytes, cut).await {
+            Ok(seen) => requests += seen,
+            Err(why) => panic!(
+                "{}: {:?} in reads of up to {cut}: {why}",
+                path.display(),
+                String::from_utf8_lossy(bytes)
+            ),
         }
+        cases += 1;
     }
     assert!(cases >= 2_000, "{cases} cases");
     // Many mutants are refused by both, but most reach the service, alike.
@@ -76,37 +65,4 @@ async fn the_lane_serves_a_duplex_stream_with_the_gateway_behind_it() {
     assert_eq!(statuses.len(), 3, "{answer}");
     assert_eq!((statuses[0], statuses[2]), ("200", "200"), "{answer}");
     assert_ne!(statuses[1], "200", "a label without a session: {answer}");
-}
-
-/// A fixed mutant of `seed`: one byte replaced by or one inserted from the bytes framing
-/// turns on, one deleted, or a short run repeated.
-fn mutate(seed: &[u8], state: &mut u64) -> Vec<u8> {
-    const BYTES: &[u8] = b"\r\n \t,:0159+-\x00aA;HTTP/1.";
-    let mut next = || {
-        *state ^= *state << 13;
-        *state ^= *state >> 7;
-        *state ^= *state << 17;
-        *state
-    };
-    let mut out = seed.to_vec();
-    if out.len() < 2 {
-        out.push(BYTES[next() as usize % BYTES.len()]);
-        return out;
-    }
-    // Byte 0 is the read size: mutate the request bytes after it.
-    let at = 1 + next() as usize % (out.len() - 1);
-    let byte = BYTES[next() as usize % BYTES.len()];
-    match next() % 4 {
-        0 => out[at] = byte,
-        1 => out.insert(at, byte),
-        2 => {
-            out.remove(at);
-        }
-        _ => {
-            let end = (at + 1 + next() as usize % 16).min(out.len());
-            let run = out[at..end].to_vec();
-            out.splice(at..at, run);
-        }
-    }
-    out
 }

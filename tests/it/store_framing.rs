@@ -104,66 +104,20 @@ async fn an_answer_framed_by_chunks_and_a_length_is_refused_and_never_cached() {
 #[tokio::test(flavor = "multi_thread")]
 async fn direct_reads_every_seed_and_its_mutants_as_hyper_does_or_refuses_them() {
     use label_gateway::storage::differential::{compare, split_input};
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/direct_vs_hyper");
-    let mut seeds: Vec<_> = std::fs::read_dir(&dir)
-        .expect("the seeds")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    seeds.sort();
-    assert!(seeds.len() >= 40, "{} seeds", seeds.len());
-    let mut state = 0x2545_f491_4f6c_dd1d_u64;
     let (mut cases, mut read) = (0, 0);
-    for path in &seeds {
-        let seed = std::fs::read(path).expect("seed");
-        let mut inputs = vec![seed.clone()];
-        inputs.extend((0..30).map(|_| mutate(&seed, &mut state)));
-        for input in inputs {
-            let (answer, piece) = split_input(&input);
-            match compare(answer, piece).await {
-                Ok(alike) => read += usize::from(alike),
-                Err(why) => panic!(
-                    "{}: {:?} in pieces of {piece}: {why}",
-                    path.display(),
-                    String::from_utf8_lossy(answer)
-                ),
-            }
-            cases += 1;
+    for (path, input) in support::seeds::cases("direct_vs_hyper", 30) {
+        let (answer, piece) = split_input(&input);
+        match compare(answer, piece).await {
+            Ok(alike) => read += usize::from(alike),
+            Err(why) => panic!(
+                "{}: {:?} in pieces of {piece}: {why}",
+                path.display(),
+                String::from_utf8_lossy(answer)
+            ),
         }
+        cases += 1;
     }
     assert!(cases >= 2_500, "{cases} cases");
     // Many seeds are answers it must refuse, but hundreds are read, alike by both.
     assert!(read >= 500, "{read} of {cases} read by the direct client");
-}
-
-/// A fixed mutant of `seed`: one byte replaced by or one inserted from the bytes framing
-/// turns on, one deleted, or a short run repeated.
-fn mutate(seed: &[u8], state: &mut u64) -> Vec<u8> {
-    const BYTES: &[u8] = b"\r\n \t,:0159+-\x00aA;HTTP/1.";
-    let mut next = || {
-        *state ^= *state << 13;
-        *state ^= *state >> 7;
-        *state ^= *state << 17;
-        *state
-    };
-    let mut out = seed.to_vec();
-    if out.len() < 2 {
-        out.push(BYTES[next() as usize % BYTES.len()]);
-        return out;
-    }
-    // Byte 0 is the piece size: mutate the answer after it.
-    let at = 1 + next() as usize % (out.len() - 1);
-    let byte = BYTES[next() as usize % BYTES.len()];
-    match next() % 4 {
-        0 => out[at] = byte,
-        1 => out.insert(at, byte),
-        2 => {
-            out.remove(at);
-        }
-        _ => {
-            let end = (at + 1 + next() as usize % 16).min(out.len());
-            let run = out[at..end].to_vec();
-            out.splice(at..at, run);
-        }
-    }
-    out
 }

@@ -14,6 +14,7 @@ pub mod nginx;
 pub mod process;
 pub mod relay;
 pub mod s3;
+pub mod seeds;
 pub mod standins;
 pub mod tls;
 
